@@ -1,0 +1,80 @@
+"""What every action runner receives and returns."""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from gateway.docker import ContainerInfo, Engine
+    from gateway.policy.models import Action
+    from gateway.recording import Recorder
+
+TERM_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Traffic:
+    """Bytes that crossed the session, for the session-end record."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the action ended: an exit status, or the signal that killed it."""
+
+    status: int = 0
+    signal: str | None = None
+
+    @classmethod
+    def from_returncode(cls, code: int | None) -> Exit:
+        """asyncio's returncode (negative for a signal) -> Exit."""
+        if code is None:
+            return cls(255)
+        if code < 0:
+            try:
+                return cls(128 - code, signal.Signals(-code).name.removeprefix("SIG"))
+            except ValueError:
+                return cls(128 - code)
+        return cls(code)
+
+
+@dataclass
+class ActionContext:
+    """One allowed request, ready to run."""
+
+    process: asyncssh.SSHServerProcess[bytes]
+    spec: Action
+    args: tuple[str, ...]
+    container: ContainerInfo | None
+    engine: Engine
+    recorder: Recorder
+    session_id: str
+    traffic: Traffic = field(default_factory=Traffic)
+
+    @property
+    def term(self) -> str | None:
+        """The client's terminal type when it asked for a PTY and the name is sane."""
+        term = self.process.get_terminal_type()
+        return term if term and TERM_RE.match(term) else ("xterm" if term else None)
+
+    def clean_env(self) -> dict[str, str]:
+        """A child's whole environment: nothing from the client but a checked TERM."""
+        env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
+        if self.term:
+            env["TERM"] = self.term
+        return env
+
+
+class Runner(Protocol):
+    """One action type's implementation."""
+
+    async def __call__(self, ctx: ActionContext) -> Exit:
+        """Run the action to its end and say how it ended."""

@@ -1,0 +1,249 @@
+"""A local child bridged to the SSH channel: on a PTY, or on three pipes.
+
+This is where the recorder taps both directions. ``process.redirect()`` has
+no tap and takes the descriptors over, so the pumps are written out here.
+The session races the child against the channel closing: asyncssh does not
+cancel us when the client goes away, so a hang-up ends the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import pty
+import signal
+import struct
+import termios
+from typing import Any
+
+import asyncssh
+
+from gateway.actions.base import ActionContext, Exit
+from gateway.tasks import Tasks
+
+CHUNK = 65536
+DRAIN_SECONDS = 5.0
+KILL_GRACE = 1.0
+# Signals a client may deliver (RFC 4254 names); anything else is ignored.
+CLIENT_SIGNALS = frozenset({"HUP", "INT", "QUIT", "TERM", "KILL", "USR1", "USR2", "ALRM", "PIPE"})
+
+
+async def run_local(ctx: ActionContext, argv: list[str]) -> Exit:
+    """Run *argv* on this host with a clean environment, bridged to the client."""
+    if ctx.process.get_terminal_type() is not None:
+        return await _run_pty(ctx, argv)
+    return await _run_pipes(ctx, argv)
+
+
+def set_winsize(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> None:
+    """TIOCSWINSZ; on a master the kernel sends SIGWINCH to the foreground group."""
+    size = struct.pack("HHHH", max(rows, 1), max(cols, 1), xpix, ypix)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+
+
+def _signal_by_name(name: str) -> signal.Signals | None:
+    return signal.Signals[f"SIG{name}"] if name in CLIENT_SIGNALS else None
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _wait_fd(fd: int, *, write: bool) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+async def _child_or_hangup(ctx: ActionContext, tasks: Tasks, work: list[asyncio.Task[Any]]) -> bool:
+    """Wait for every task in *work*, or for the channel to close; True if the work finished."""
+    closed = tasks.spawn(ctx.process.channel.wait_closed(), "closed")
+    finished = tasks.spawn(asyncio.wait(work), "work")
+    done, _ = await asyncio.wait({closed, finished}, return_when=asyncio.FIRST_COMPLETED)
+    return finished in done
+
+
+async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> None:
+    """HUP the child's process groups, then KILL them if they linger."""
+    for sig in (signal.SIGHUP, signal.SIGKILL):
+        for group in groups:
+            _killpg(group, sig)
+        try:
+            await asyncio.wait_for(proc.wait(), KILL_GRACE)
+        except TimeoutError:
+            continue
+        return
+
+
+# ---------------------------------------------------------------- PTY
+
+
+async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
+    cols, rows, xpix, ypix = ctx.process.get_terminal_size()
+    master, slave = pty.openpty()
+    try:
+        set_winsize(master, cols, rows, xpix, ypix)
+        # setsid --ctty: a new session with the slave as controlling tty,
+        # without preexec_fn (unsafe beside asyncio's watcher threads).
+        proc = await asyncio.create_subprocess_exec(
+            "setsid", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave, env=ctx.clean_env()
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    os.set_blocking(master, False)
+    try:
+        async with Tasks(f"pty:{ctx.session_id}") as tasks:
+            out = tasks.spawn(_pty_out(ctx, master), "out")
+            tasks.spawn(_pty_in(ctx, master, proc), "in")
+            exited = tasks.spawn(proc.wait(), "wait")
+            if not await _child_or_hangup(ctx, tasks, [exited]):
+                await _terminate(proc, _pty_groups(master, proc))
+            await asyncio.wait({out}, timeout=DRAIN_SECONDS)
+    finally:
+        os.close(master)
+    return Exit.from_returncode(proc.returncode)
+
+
+def _pty_groups(master: int, proc: asyncio.subprocess.Process) -> list[int]:
+    groups = [proc.pid]
+    with contextlib.suppress(OSError):
+        groups.insert(0, os.tcgetpgrp(master))
+    return groups
+
+
+async def _pty_out(ctx: ActionContext, master: int) -> None:
+    stdout = ctx.process.stdout
+    while True:
+        try:
+            data = os.read(master, CHUNK)
+        except BlockingIOError:
+            await _wait_fd(master, write=False)
+            continue
+        except OSError as exc:  # EIO: every slave descriptor is closed
+            if exc.errno == errno.EIO:
+                return
+            raise
+        if not data:
+            return
+        ctx.recorder.output(data)
+        ctx.traffic.bytes_out += len(data)
+        try:
+            stdout.write(data)
+            await stdout.drain()
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            return
+
+
+async def _pty_in(ctx: ActionContext, master: int, proc: asyncio.subprocess.Process) -> None:
+    while True:
+        try:
+            data = await ctx.process.stdin.read(CHUNK)
+        except asyncssh.TerminalSizeChanged as exc:
+            set_winsize(master, exc.width, exc.height, exc.pixwidth, exc.pixheight)
+            ctx.recorder.resize(exc.width, exc.height)
+            continue
+        except asyncssh.SignalReceived as exc:
+            sig = _signal_by_name(exc.signal)
+            if sig is not None:
+                for group in _pty_groups(master, proc)[:1]:
+                    _killpg(group, sig)
+            continue
+        except asyncssh.BreakReceived:
+            continue
+        except (asyncssh.Error, OSError):
+            return
+        if not data:
+            return  # a terminal has no half-close: the client's EOF is not forwarded
+        ctx.recorder.input(data)
+        ctx.traffic.bytes_in += len(data)
+        if not await _write_all(master, data):
+            return
+
+
+async def _write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _wait_fd(fd, write=True)
+        except OSError:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- pipes
+
+
+async def _run_pipes(ctx: ActionContext, argv: list[str]) -> Exit:
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=pipe, stdout=pipe, stderr=pipe, env=ctx.clean_env(), start_new_session=True
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    async with Tasks(f"pipes:{ctx.session_id}") as tasks:
+        out = tasks.spawn(_copy_out(ctx, proc.stdout, ctx.process.stdout), "out")
+        err = tasks.spawn(_copy_out(ctx, proc.stderr, ctx.process.stderr), "err")
+        tasks.spawn(_feed_in(ctx, proc), "in")
+        exited = tasks.spawn(proc.wait(), "wait")
+        if not await _child_or_hangup(ctx, tasks, [exited]):
+            await _terminate(proc, [proc.pid])
+        await asyncio.wait({out, err}, timeout=DRAIN_SECONDS)
+    return Exit.from_returncode(proc.returncode)
+
+
+async def _copy_out(
+    ctx: ActionContext, source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]
+) -> None:
+    while data := await source.read(CHUNK):
+        ctx.recorder.output(data)
+        ctx.traffic.bytes_out += len(data)
+        try:
+            sink.write(data)
+            await sink.drain()
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            return
+
+
+async def _feed_in(ctx: ActionContext, proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdin is not None
+    while True:
+        try:
+            data = await ctx.process.stdin.read(CHUNK)
+        except asyncssh.SignalReceived as exc:
+            sig = _signal_by_name(exc.signal)
+            if sig is not None:
+                _killpg(proc.pid, sig)
+            continue
+        except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived):
+            continue
+        except (asyncssh.Error, OSError):
+            break
+        if not data:
+            break
+        ctx.recorder.input(data)
+        ctx.traffic.bytes_in += len(data)
+        try:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+    with contextlib.suppress(OSError):
+        proc.stdin.close()

@@ -1,0 +1,171 @@
+"""The SSHServer subclass: one per connection. Key -> principal, deny by default.
+
+Every hook that could open something (forwarding, tunnels, extra sessions)
+refuses it and writes a ``request.deny`` audit event naming what it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import Any
+
+import asyncssh
+
+from gateway.command import printable
+from gateway.errors import AuditUnavailable
+from gateway.runtime import Runtime
+from gateway.sshhooks import install_refusal_hooks
+
+SFTP_VERSION = 3  # unused: no sftp_factory is ever given
+
+
+class GatewayServer(asyncssh.SSHServer):
+    """Authentication and channel policy for one SSH connection."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.session_id = secrets.token_hex(8)
+        self.peer = ""
+        self.username = ""
+        self.principal: str | None = None
+        self.fingerprint: str | None = None
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._opened = time.monotonic()
+        self._sessions = 0
+        self._rejected: set[str] = set()
+
+    # ----------------------------------------------------------- audit helpers
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event tied to this connection."""
+        self.rt.audit.emit(
+            event, durable=durable, session_id=self.session_id, peer=self.peer, **fields
+        )
+
+    def refused(self, kind: str, **fields: Any) -> None:
+        """Record a refused protocol request; never raises."""
+        with contextlib.suppress(AuditUnavailable):  # refusing anyway: nothing runs
+            self.audit(
+                "request.deny", kind=kind, principal=self.principal, action=self.username, **fields
+            )
+
+    # ----------------------------------------------------------- lifecycle
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Remember the connection and its peer."""
+        self._conn = conn
+        self.rt.connections.add(conn)
+        host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
+        self.peer = f"{host}:{port}"
+        try:
+            self.audit("connection.open")
+        except AuditUnavailable:
+            conn.close()  # fail closed: an unrecorded connection is not served
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Record the end of the connection."""
+        if self._conn is not None:
+            self.rt.connections.discard(self._conn)
+        reason = str(exc) if exc else None
+        with contextlib.suppress(AuditUnavailable):
+            self.audit(
+                "connection.close", duration=round(time.monotonic() - self._opened, 3), error=reason
+            )
+
+    # ----------------------------------------------------------- authentication
+
+    def begin_auth(self, username: str) -> bool:
+        """Authentication is always required (False would let anyone in)."""
+        self.username = printable(username)
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        """Public keys are the only way in."""
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Map the key's fingerprint to its principal; unknown keys are rejected."""
+        fingerprint = key.get_fingerprint("sha256")
+        principal = self.rt.keys.principal_for(fingerprint)
+        if principal is None:
+            if fingerprint not in self._rejected:
+                self._rejected.add(fingerprint)
+                self.refused_auth(fingerprint)
+            return False
+        self.principal, self.fingerprint = principal, fingerprint
+        return True
+
+    def refused_auth(self, fingerprint: str) -> None:
+        """Record an unknown key."""
+        with contextlib.suppress(AuditUnavailable):
+            self.audit(
+                "auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key"
+            )
+
+    def auth_completed(self) -> None:
+        """Record which principal got in, with which key."""
+        try:
+            self.audit(
+                "auth.accept",
+                fingerprint=self.fingerprint,
+                principal=self.principal,
+                action=self.username,
+            )
+        except AuditUnavailable:
+            if self._conn is not None:
+                self._conn.close()
+
+    # ----------------------------------------------------------- channels
+
+    def session_requested(self) -> Any:
+        """A session channel with the refusal hooks in place, run by session.Session."""
+        from gateway.session import Session  # noqa: PLC0415 - session imports this module's type
+
+        if self._conn is None:
+            return False
+        if self._sessions >= self.rt.settings.max_sessions_per_connection:
+            self.refused("session-limit", limit=self.rt.settings.max_sessions_per_connection)
+            return False
+        self._sessions += 1
+        chan = self._conn.create_server_channel(encoding=None)
+        install_refusal_hooks(chan, self.refused)
+        number = self._sessions
+
+        async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            await Session(self, process, number).run()
+
+        return chan, asyncssh.SSHServerProcess(start, None, SFTP_VERSION, False)
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        """``ssh -L`` / ``-D``: refused."""
+        self.refused("direct-tcpip", destination=f"{printable(dest_host)}:{dest_port}")
+        return False
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """``ssh -R``: refused."""
+        self.refused("tcpip-forward", listen=f"{printable(listen_host)}:{listen_port}")
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        """Unix socket forwarding: refused."""
+        self.refused("direct-streamlocal", destination=printable(dest_path))
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        """Remote unix socket forwarding: refused."""
+        self.refused("streamlocal-forward", listen=printable(listen_path))
+        return False
+
+    def tun_requested(self, unit: int | None) -> bool:
+        """Layer 3 tunnels: refused."""
+        self.refused("tun", unit=unit)
+        return False
+
+    def tap_requested(self, unit: int | None) -> bool:
+        """Layer 2 tunnels: refused."""
+        self.refused("tap", unit=unit)
+        return False

@@ -1,0 +1,86 @@
+"""``keys/NAME.pub`` -> principal NAME, keyed by SHA-256 fingerprint.
+
+The gitolite keydir convention: one file per person, one or more OpenSSH
+public key lines in it, blank lines and ``#`` comments allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from gateway.errors import LoadError, Problem
+
+# A principal must be a safe shell word: it is emitted into authorized_keys
+# command= lines, which sshd hands to the user's shell.
+PRINCIPAL_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The loaded keys: fingerprint -> principal, and where each came from."""
+
+    by_fingerprint: Mapping[str, str]
+    principals: frozenset[str]
+    files: Mapping[str, str]
+
+    def principal_for(self, fingerprint: str) -> str | None:
+        """The principal owning this key fingerprint, or None."""
+        return self.by_fingerprint.get(fingerprint)
+
+
+def load_keys(directory: Path) -> KeyRing:
+    """Load every ``*.pub`` in *directory*; raise LoadError listing all problems."""
+    problems: list[Problem] = []
+    by_fp: dict[str, str] = {}
+    where: dict[str, str] = {}
+    files: dict[str, str] = {}
+    if not directory.is_dir():
+        raise LoadError([Problem(str(directory), 1, 1, "keys directory not found")])
+    for path in sorted(directory.glob("*.pub")):
+        name = path.name[: -len(".pub")]
+        files[name] = str(path)
+        if not PRINCIPAL_RE.match(name):
+            problems.append(
+                Problem(
+                    str(path), 1, 1, f"principal name {name!r} must match {PRINCIPAL_RE.pattern}"
+                )
+            )
+            continue
+        problems += _load_file(path, name, by_fp, where)
+    if problems:
+        raise LoadError(problems)
+    return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files)
+
+
+def _load_file(
+    path: Path, name: str, by_fp: dict[str, str], where: dict[str, str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            key = asyncssh.import_public_key(line)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            problems.append(Problem(str(path), lineno, 1, f"not an OpenSSH public key line: {exc}"))
+            continue
+        fingerprint = key.get_fingerprint("sha256")
+        if fingerprint in by_fp and by_fp[fingerprint] != name:
+            problems.append(
+                Problem(
+                    str(path),
+                    lineno,
+                    1,
+                    f"key already belongs to {by_fp[fingerprint]!r} ({where[fingerprint]})",
+                )
+            )
+            continue
+        by_fp[fingerprint] = name
+        where[fingerprint] = f"{path}:{lineno}"
+    return problems

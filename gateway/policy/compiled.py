@@ -1,0 +1,74 @@
+"""The loaded, merged and compiled policy: what the engine decides on."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.policy.models import Action
+
+
+@dataclass(frozen=True)
+class Target:
+    """A container as the Engine API reports it when the request arrives."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetMatcher:
+    """One target entry of a grant, compiled once at load time."""
+
+    pattern: str
+    regex: re.Pattern[str]
+
+    @classmethod
+    def glob(cls, pattern: str) -> TargetMatcher:
+        """A shell-style glob on container names (``web*``)."""
+        return cls(pattern, re.compile(fnmatch.translate(pattern)))
+
+    def matches(self, target: Target) -> bool:
+        """Whether *target* is covered by this entry."""
+        return self.regex.match(target.name) is not None
+
+
+@dataclass(frozen=True)
+class CompiledGrant:
+    """A grant with its globs compiled and its source position kept."""
+
+    principals: frozenset[str]
+    actions: frozenset[str]
+    targets: tuple[TargetMatcher, ...]
+    where: str
+
+    def covers(self, target: Target | None) -> bool:
+        """Whether this grant covers *target* (None for host actions)."""
+        if target is None:
+            return not self.targets
+        return any(m.matches(target) for m in self.targets)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every action and grant, merged across files, indexed by (principal, action)."""
+
+    actions: Mapping[str, Action]
+    grants: tuple[CompiledGrant, ...]
+    digest: str
+    index: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, actions: Mapping[str, Action], grants: tuple[CompiledGrant, ...], digest: str
+    ) -> Policy:
+        """Build the policy and its (principal, action) index."""
+        index: dict[tuple[str, str], list[CompiledGrant]] = {}
+        for grant in grants:
+            for principal in grant.principals:
+                for action in grant.actions:
+                    index.setdefault((principal, action), []).append(grant)
+        frozen = {k: tuple(v) for k, v in index.items()}
+        return cls(actions=dict(actions), grants=grants, digest=digest, index=frozen)

@@ -1,0 +1,77 @@
+"""The decision core: pure, no I/O, no asyncio.
+
+``decide(policy, request)`` returns ``Allow`` with the grant that allowed it,
+or ``Deny`` with a code and a reason. Deny is the default: only a grant that
+covers (principal, action, target) allows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from gateway.policy.compiled import Policy, Target
+from gateway.policy.models import Action
+
+
+class DenyCode(enum.Enum):
+    """Why a request was denied; the session maps each to the client's line."""
+
+    UNKNOWN_ACTION = "unknown action"
+    NEEDS_TARGET = "the action needs a target"
+    TAKES_NO_TARGET = "the action takes no target"
+    NO_ARGS = "the action takes no arguments"
+    NOT_GRANTED = "no grant covers this principal, action and target"
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asks for which action on which target, with which extra words."""
+
+    principal: str
+    action: str
+    target: Target | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Allowed by ``grant`` (``file:line``)."""
+
+    spec: Action
+    grant: str
+
+
+@dataclass(frozen=True)
+class Deny:
+    """Denied, with a code; ``reason`` is the detail for the audit log."""
+
+    code: DenyCode
+    reason: str
+
+
+Decision = Allow | Deny
+
+
+def decide(policy: Policy, request: Request) -> Decision:
+    """Decide *request* against *policy*; deny unless a grant covers it."""
+    spec = policy.actions.get(request.action)
+    if spec is None:
+        return Deny(DenyCode.UNKNOWN_ACTION, f"no action named {request.action!r}")
+    shape = _check_shape(spec, request)
+    if shape is not None:
+        return shape
+    for grant in policy.index.get((request.principal, request.action), ()):
+        if grant.covers(request.target):
+            return Allow(spec, grant.where)
+    return Deny(DenyCode.NOT_GRANTED, DenyCode.NOT_GRANTED.value)
+
+
+def _check_shape(spec: Action, request: Request) -> Deny | None:
+    if spec.needs_target and request.target is None:
+        return Deny(DenyCode.NEEDS_TARGET, DenyCode.NEEDS_TARGET.value)
+    if not spec.needs_target and request.target is not None:
+        return Deny(DenyCode.TAKES_NO_TARGET, DenyCode.TAKES_NO_TARGET.value)
+    if request.args and not spec.accepts_args:
+        return Deny(DenyCode.NO_ARGS, DenyCode.NO_ARGS.value)
+    return None

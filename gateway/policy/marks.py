@@ -1,0 +1,109 @@
+"""YAML text -> plain data plus the ``line:column`` of every key and value.
+
+PyYAML's composer keeps a mark on every node; we walk the node tree once and
+remember, for each path of keys and indexes, where its key and its value
+start. The loader maps pydantic's error locations back through this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from gateway.errors import Problem
+
+Path = tuple[str | int, ...]
+
+try:  # the C loader keeps marks too, and is much faster
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A 1-based position in a file."""
+
+    line: int
+    column: int
+
+
+@dataclass
+class Marked:
+    """Parsed data and the positions of its keys and values."""
+
+    data: Any
+    keys: dict[Path, Mark] = field(default_factory=dict)
+    values: dict[Path, Mark] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def locate(self, path: Path, *, key: bool = False) -> Mark:
+        """The best mark for *path*: the deepest known prefix."""
+        table = self.keys if key else self.values
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            if prefix in table:
+                return table[prefix]
+            if prefix in self.values:
+                return self.values[prefix]
+        return Mark(1, 1)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def parse_yaml(text: str, filename: str) -> Marked:
+    """Parse one YAML document; syntax errors come back as problems, not raised."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {what}")])
+    except yaml.YAMLError as exc:
+        return Marked(None, problems=[Problem(filename, 1, 1, f"invalid YAML: {exc}")])
+    finally:
+        loader.dispose()
+    if node is None:
+        return Marked({})
+    marked = Marked(None)
+    marked.data = _walk(node, (), marked, loader, filename)
+    return marked
+
+
+def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, filename: str) -> Any:
+    out.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node, loader)
+            if not isinstance(key, str | int | bool) or key is None:
+                mark = _mark(key_node)
+                out.problems.append(
+                    Problem(filename, mark.line, mark.column, "keys must be plain scalars")
+                )
+                continue
+            key = str(key)
+            if key in result:
+                mark = _mark(key_node)
+                out.problems.append(
+                    Problem(filename, mark.line, mark.column, f"duplicate key {key!r}")
+                )
+                continue
+            out.keys[(*path, key)] = _mark(key_node)
+            result[key] = _walk(value_node, (*path, key), out, loader, filename)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(item, (*path, i), out, loader, filename) for i, item in enumerate(node.value)]
+    return _scalar(node, loader)
+
+
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return node  # a mapping or sequence used as a key: rejected by the caller
+    return loader.construct_object(node, deep=True)

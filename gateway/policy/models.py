@@ -1,0 +1,125 @@
+"""The policy schema (version 1) as frozen pydantic models.
+
+Actions are a discriminated union on ``type``; each model says whether it
+needs a target container and whether it accepts extra words from the client.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+ACTION_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+ActionName = Annotated[str, StringConstraints(pattern=ACTION_NAME)]
+Argv = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
+AbsPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00-\x1f]*$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ActionBase(_Model):
+    #: container actions need a target; host actions take none
+    needs_target: ClassVar[bool] = True
+
+    @property
+    def accepts_args(self) -> bool:
+        """Whether the client may add words after the target."""
+        return bool(getattr(self, "allow_args", False))
+
+
+class ShellAction(_ActionBase):
+    """A command (a shell by default) inside the target's namespaces, via nsenter."""
+
+    type: Literal["shell"]
+    command: Argv = ("/bin/sh",)
+    allow_args: bool = False
+    record_input: bool = True
+
+
+class HostAction(_ActionBase):
+    """A fixed argv on the Docker host; no target and no extra words."""
+
+    needs_target: ClassVar[bool] = False
+    type: Literal["host"]
+    command: Argv
+    record_input: bool = False
+
+
+class SidekickAction(_ActionBase):
+    """``docker run --rm --volumes-from TARGET IMAGE COMMAND`` through the Engine API."""
+
+    type: Literal["sidekick"]
+    command: Argv
+    image: Annotated[str, StringConstraints(min_length=1)] | None = None
+    interactive: bool = False
+    volumes_read_only: bool = False
+    network: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "none"
+    allow_args: bool = False
+    record_input: bool | None = None
+
+
+class SignalAction(_ActionBase):
+    """``docker kill -s SIGNAL TARGET``."""
+
+    type: Literal["signal"]
+    signal: str
+
+    @field_validator("signal")
+    @classmethod
+    def _known_signal(cls, value: str) -> str:
+        name = value.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        if name not in signal.Signals.__members__:
+            raise ValueError(f"unknown signal {value!r} (expected a name such as HUP, TERM, USR1)")
+        return name[3:]
+
+
+class LogsAction(_ActionBase):
+    """The target's recent log lines, optionally followed."""
+
+    type: Literal["logs"]
+    tail: Annotated[int, Field(ge=0)] | Literal["all"] = 100
+    follow: bool = False
+    timestamps: bool = False
+
+
+class BackupAction(_ActionBase):
+    """A tar stream of the target's paths on stdout."""
+
+    type: Literal["backup"]
+    paths: Annotated[tuple[AbsPath, ...], Field(min_length=1)]
+
+
+Action = Annotated[
+    ShellAction | HostAction | SidekickAction | SignalAction | LogsAction | BackupAction,
+    Field(discriminator="type"),
+]
+
+ACTION_TYPES = ("shell", "host", "sidekick", "signal", "logs", "backup")
+
+
+class Grant(_Model):
+    """Who (principals) may do what (actions) to which containers (target globs)."""
+
+    principals: Annotated[
+        tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)
+    ]
+    actions: Annotated[
+        tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)
+    ]
+    targets: (
+        Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
+        | None
+    ) = None
+
+
+class PolicyFile(_Model):
+    """One file under ``policies/``; files are merged by the loader."""
+
+    version: Literal[1]
+    actions: dict[ActionName, Action] = Field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()

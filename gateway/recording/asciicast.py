@@ -1,0 +1,126 @@
+"""asciicast v2 writer: a JSON header line, then ``[seconds, code, data]`` events."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+
+class Recorder(Protocol):
+    """What an action runner taps its streams into."""
+
+    def output(self, data: bytes) -> None:
+        """Bytes the client saw on stdout or stderr."""
+
+    def input(self, data: bytes) -> None:
+        """Bytes the client typed."""
+
+    def resize(self, cols: int, rows: int) -> None:
+        """The client's terminal changed size."""
+
+    def marker(self, label: str) -> None:
+        """A named point in the session."""
+
+    def close(self) -> dict[str, Any]:
+        """Finish the file; returns what the session-end record keeps (path, size, sha256)."""
+
+
+class NullRecorder:
+    """Records nothing; for sessions that carry no stream."""
+
+    def output(self, data: bytes) -> None:
+        """Drop output."""
+
+    def input(self, data: bytes) -> None:
+        """Drop input."""
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Drop a resize."""
+
+    def marker(self, label: str) -> None:
+        """Drop a marker."""
+
+    def close(self) -> dict[str, Any]:
+        """Nothing was written."""
+        return {}
+
+
+class AsciicastRecorder:
+    """Writes one asciicast v2 file, created 0600 and never rewritten."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        term: str | None,
+        record_input: bool,
+        title: str,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.path = path
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._start = time.monotonic()
+        self._record_input = record_input
+        self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        header = {
+            "version": 2,
+            "width": max(width, 1),
+            "height": max(height, 1),
+            "timestamp": int(time.time()),
+            "title": title,
+            "env": {"TERM": term or "", "SHELL": "/bin/sh"},
+        }
+        self._write(json.dumps(header))
+
+    def _write(self, line: str) -> None:
+        data = (line + "\n").encode()
+        self._file.write(data)
+        self._file.flush()
+        self._hash.update(data)
+        self._size += len(data)
+
+    def _event(self, code: str, text: str) -> None:
+        if text:
+            stamp = round(time.monotonic() - self._start, 6)
+            self._write(json.dumps([stamp, code, text], ensure_ascii=False))
+
+    def output(self, data: bytes) -> None:
+        """Record output as an ``o`` event."""
+        self._event("o", self._out.decode(data))
+
+    def input(self, data: bytes) -> None:
+        """Record input as an ``i`` event, when this action records input."""
+        if self._record_input:
+            self._event("i", self._in.decode(data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Record a resize as an ``r`` event (``COLSxROWS``)."""
+        self._event("r", f"{cols}x{rows}")
+
+    def marker(self, label: str) -> None:
+        """Record an ``m`` event."""
+        self._event("m", label)
+
+    def close(self) -> dict[str, Any]:
+        """Flush the decoders, fsync, close; return path, size and SHA-256."""
+        if not self._file.closed:
+            self._event("o", self._out.decode(b"", final=True))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        return {
+            "recording": str(self.path),
+            "recording_size": self._size,
+            "recording_sha256": self._hash.hexdigest(),
+        }

@@ -1,0 +1,57 @@
+"""Everything a running gateway shares across connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from gateway.audit import AuditLog
+from gateway.docker import Engine
+from gateway.errors import ConfigError
+from gateway.hostkey import load_or_create_host_key
+from gateway.keys import KeyRing, load_keys
+from gateway.policy import Policy, load_policy
+from gateway.settings import Settings
+
+
+def load_snapshot(settings: Settings) -> tuple[KeyRing, Policy]:
+    """Keys then policy (grants are checked against the principals)."""
+    keys = load_keys(settings.keys)
+    return keys, load_policy(settings.policies, keys)
+
+
+@dataclass
+class Runtime:
+    """The settings, the policy in force, the audit log and the Engine client."""
+
+    settings: Settings
+    keys: KeyRing
+    policy: Policy
+    audit: AuditLog
+    engine: Engine
+    host_key: asyncssh.SSHKey
+    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Load everything; raise LoadError or ConfigError before anything listens."""
+        keys, policy = load_snapshot(settings)
+        try:
+            settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create state directory {settings.state}: {exc}") from exc
+        return cls(
+            settings=settings,
+            keys=keys,
+            policy=policy,
+            audit=AuditLog(settings.state / "audit"),
+            engine=Engine(),
+            host_key=load_or_create_host_key(settings.state),
+        )
+
+    @property
+    def recordings(self) -> Path:
+        """Where asciicast files go."""
+        return self.settings.state / "recordings"

@@ -1,0 +1,82 @@
+"""asyncssh lifecycle only: listen, run until SIGTERM/SIGINT, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+import asyncssh
+
+from gateway.auth import GatewayServer
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+# AES-GCM and AES-CTR go 2-3x faster than chacha20-poly1305 through asyncssh.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+    "chacha20-poly1305@openssh.com",
+)
+CLOSE_GRACE = 5.0
+
+
+async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
+    """Start listening with every forwarding and non-key auth method off."""
+    settings = runtime.settings
+    return await asyncssh.create_server(
+        lambda: GatewayServer(runtime),
+        settings.listen.host,
+        settings.listen.port,
+        server_host_keys=[runtime.host_key],
+        server_version="gateway",
+        encoding=None,
+        line_editor=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        allow_scp=False,
+        password_auth=False,
+        kbdint_auth=False,
+        host_based_auth=False,
+        gss_host=None,
+        login_timeout=settings.login_timeout,
+        encryption_algs=[
+            c for c in CIPHERS if c.encode() in asyncssh.encryption.get_encryption_algs()
+        ],
+    )
+
+
+async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
+    """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address."""
+    runtime = Runtime.start(settings)
+    acceptor = await listen(runtime)
+    port = acceptor.get_port()
+    runtime.audit.emit(
+        "server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    on_ready(settings.listen.host, port)
+    try:
+        await stop.wait()
+    finally:
+        await _shutdown(runtime, acceptor)
+
+
+async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
+    acceptor.close()
+    await acceptor.wait_closed()
+    for conn in list(runtime.connections):
+        conn.close()
+    for conn in list(runtime.connections):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.wait_closed(), CLOSE_GRACE)
+    with contextlib.suppress(Exception):
+        runtime.audit.emit("server.stop")
+    await runtime.engine.close()
+    runtime.audit.close()

@@ -1,0 +1,241 @@
+"""One SSH session: parse, ask the engine, write the allow record, run, record.
+
+Refusals are one line on stderr, exit status 1, and a ``request.deny`` event.
+An unknown target and a target that is not granted get the same line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from gateway.actions import ActionContext, Exit, runner_for
+from gateway.command import Command, is_legacy_scp, parse_command, printable
+from gateway.docker import ContainerInfo
+from gateway.errors import AuditUnavailable, ContainerNotFound, DockerUnavailable, Refusal
+from gateway.policy import Allow, DenyCode, Request, Target, decide
+from gateway.policy.models import Action
+from gateway.recording import AsciicastRecorder
+
+if TYPE_CHECKING:
+    from gateway.auth import GatewayServer
+
+REFUSED_STATUS = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An allowed request, about to run."""
+
+    spec: Action
+    grant: str
+    command: Command
+    container: ContainerInfo | None
+
+
+def _denied_line(action: str, target: str | None) -> str:
+    # The same words whether the target is unknown or not granted: no probing.
+    where = f"{action} {target}" if target else action
+    return f"gateway: {where}: permission denied"
+
+
+class Session:
+    """Runs one session channel to its end."""
+
+    def __init__(
+        self, conn: GatewayServer, process: asyncssh.SSHServerProcess[bytes], number: int
+    ) -> None:
+        self.conn = conn
+        self.rt = conn.rt
+        self.process = process
+        self.number = number
+        self.action = conn.username
+        self._fields: dict[str, Any] = {
+            "channel": number,
+            "principal": conn.principal,
+            "action": self.action,
+        }
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event for this session."""
+        self.conn.audit(event, durable=durable, **self._fields, **fields)
+
+    async def run(self) -> None:
+        """Decide, then run or refuse; never raises."""
+        try:
+            plan = await self._authorize()
+            self.audit(
+                "request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest
+            )
+        except Refusal as refusal:
+            self._refuse(refusal)
+            return
+        except AuditUnavailable:
+            self._refuse(
+                Refusal(
+                    "gateway: the audit log is unavailable; nothing was run",
+                    reason="audit unavailable",
+                    kind="audit",
+                )
+            )
+            return
+        await self._execute(plan)
+
+    # ----------------------------------------------------------- deciding
+
+    async def _authorize(self) -> Plan:
+        if self.process.subsystem is not None:
+            name = printable(self.process.subsystem)
+            raise Refusal(
+                f"gateway: subsystem {name} is not available",
+                reason=f"subsystem {name}",
+                kind="subsystem",
+            )
+        command = parse_command(self.process.command)
+        self._fields.update(target=command.target, args=list(command.args) or None)
+        if is_legacy_scp(command):
+            raise Refusal("gateway: scp is not available", reason="legacy scp", kind="scp")
+        principal = self.conn.principal or ""
+        spec = self.rt.policy.actions.get(self.action)
+        container = None
+        if spec is not None and spec.needs_target and command.target is not None:
+            container = await self._resolve(principal, command.target)
+        target = Target(container.name, container.labels) if container else _typed_target(command)
+        decision = decide(self.rt.policy, Request(principal, self.action, target, command.args))
+        if not isinstance(decision, Allow):
+            raise Refusal(
+                self._deny_line(decision.code, command), reason=decision.reason, kind="action"
+            )
+        if container is not None and not container.running:
+            raise Refusal(
+                f"gateway: {container.name} is not running",
+                reason="container not running",
+                kind="action",
+            )
+        return Plan(decision.spec, decision.grant, command, container)
+
+    async def _resolve(self, principal: str, name: str) -> ContainerInfo | None:
+        """Resolve the target only for a principal who holds this action at all."""
+        if (principal, self.action) not in self.rt.policy.index:
+            return None
+        try:
+            info = await self.rt.engine.inspect(name)
+        except ContainerNotFound:
+            raise Refusal(
+                _denied_line(self.action, name), reason="no such container", kind="action"
+            ) from None
+        except DockerUnavailable as exc:
+            raise Refusal(
+                "gateway: the Docker engine is not reachable; try again later",
+                reason=f"docker unavailable: {exc}",
+                kind="action",
+            ) from None
+        self._fields.update(container=info.id, image=info.image)
+        return info
+
+    def _deny_line(self, code: DenyCode, command: Command) -> str:
+        if code is DenyCode.NEEDS_TARGET:
+            return f"gateway: {self.action} needs a target: ssh {self.action}@HOST TARGET"
+        if code is DenyCode.TAKES_NO_TARGET:
+            return f"gateway: {self.action} takes no arguments"
+        if code is DenyCode.NO_ARGS:
+            return f"gateway: {self.action} {command.target}: extra arguments are not allowed"
+        return _denied_line(self.action, command.target)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            self.audit(
+                "request.deny",
+                kind=refusal.kind,
+                reason=refusal.reason,
+                policy=self.rt.policy.digest,
+            )
+        newline = "\r\n" if self.process.get_terminal_type() else "\n"
+        with contextlib.suppress(Exception):
+            self.process.stderr.write((refusal.public + newline).encode())
+            self.process.exit(REFUSED_STATUS)
+
+    # ----------------------------------------------------------- running
+
+    def _recorder(self, plan: Plan) -> AsciicastRecorder:
+        cols, rows, _, _ = self.process.get_terminal_size()
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        path = self.rt.recordings / day / f"{self.conn.session_id}-{self.number}.cast"
+        title = " ".join([f"{self.conn.principal}:", self.action, *plan.command.words])
+        return AsciicastRecorder(
+            path,
+            width=cols or 80,
+            height=rows or 24,
+            term=self.process.get_terminal_type(),
+            record_input=bool(getattr(plan.spec, "record_input", False)),
+            title=title,
+        )
+
+    async def _execute(self, plan: Plan) -> None:
+        runner = runner_for(plan.spec)
+        if runner is None:
+            self._refuse(
+                Refusal(
+                    f"gateway: {self.action} is not available on this gateway",
+                    reason="no runner",
+                    kind="action",
+                )
+            )
+            return
+        recorder = self._recorder(plan)
+        ctx = ActionContext(
+            process=self.process,
+            spec=plan.spec,
+            args=plan.command.args,
+            container=plan.container,
+            engine=self.rt.engine,
+            recorder=recorder,
+            session_id=self.conn.session_id,
+        )
+        started = time.monotonic()
+        outcome, error = Exit(255), None
+        try:
+            self.audit(
+                "session.start",
+                recording=str(recorder.path),
+                pty=self.process.get_terminal_type() is not None,
+            )
+            outcome = await runner(ctx)
+        except AuditUnavailable:
+            error = "audit unavailable"
+        except OSError as exc:
+            error = f"could not start: {exc.strerror}"
+            with contextlib.suppress(Exception):
+                self.process.stderr.write(
+                    f"gateway: {self.action}: could not start the action\n".encode()
+                )
+        finally:
+            end: dict[str, Any] = recorder.close()
+            with contextlib.suppress(AuditUnavailable):
+                self.audit(
+                    "session.end",
+                    exit_status=outcome.status,
+                    signal=outcome.signal,
+                    error=error,
+                    duration=round(time.monotonic() - started, 3),
+                    bytes_in=ctx.traffic.bytes_in,
+                    bytes_out=ctx.traffic.bytes_out,
+                    **end,
+                )
+        self._deliver(outcome)
+
+    def _deliver(self, outcome: Exit) -> None:
+        with contextlib.suppress(Exception):
+            if outcome.signal is not None:
+                self.process.exit_with_signal(outcome.signal)
+            else:
+                self.process.exit(outcome.status)
+
+
+def _typed_target(command: Command) -> Target | None:
+    return Target(command.target) if command.target is not None else None

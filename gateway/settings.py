@@ -1,0 +1,43 @@
+"""Runtime settings: a frozen model built once by the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import ConfigError
+
+
+class Listen(BaseModel):
+    """A ``HOST:PORT`` pair to listen on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int = Field(ge=0, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """Parse ``HOST:PORT`` (``[::1]:22`` for IPv6)."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"--listen expects HOST:PORT, got {text!r}")
+        return cls(host=host.strip("[]") or "127.0.0.1", port=int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Settings(BaseModel):
+    """Everything `gateway serve` needs; defaults suit a first run from the repo."""
+
+    model_config = ConfigDict(frozen=True)
+
+    listen: Listen = Listen(host="127.0.0.1", port=2222)
+    policies: Path = Path("policies")
+    keys: Path = Path("keys")
+    state: Path = Path("state")
+    login_timeout: float = 20.0
+    max_sessions_per_connection: int = 10
+    drain_seconds: float = 30.0

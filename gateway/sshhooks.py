@@ -1,0 +1,58 @@
+"""The one place that reaches into asyncssh's channel internals.
+
+asyncssh answers agent-forwarding, X11 and env requests inside its channel
+code with no server callback, so refusals would go unrecorded (and env
+requests would be *accepted*). We replace those three request handlers on
+each session channel with ones that refuse and report. Pinned to the asyncssh
+versions below; an unknown version fails at import, closed, not open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+from asyncssh.channel import SSHServerChannel
+from asyncssh.packet import SSHPacket
+
+from gateway.command import printable
+
+TESTED = ("2.23", "2.24")
+_HANDLERS = (
+    "_process_env_request",
+    "_process_auth_agent_req_at_openssh_dot_com_request",
+    "_process_x11_req_request",
+)
+
+if not asyncssh.__version__.startswith(TESTED) or not all(
+    hasattr(SSHServerChannel, h) for h in _HANDLERS
+):
+    raise ImportError(
+        f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}"
+    )
+
+OnRefused = Callable[..., None]
+
+
+def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) -> None:
+    """Make *chan* refuse env, agent and X11 requests, calling *on_refused* for each."""
+
+    def env(packet: SSHPacket) -> bool:
+        name = packet.get_string()
+        packet.get_string()  # the value is never logged: it may be a secret
+        packet.check_end()
+        on_refused("env", name=printable(name.decode("utf-8", "replace")))
+        return False
+
+    def agent(packet: SSHPacket) -> bool:
+        packet.check_end()
+        on_refused("agent-forwarding")
+        return False
+
+    def x11(packet: SSHPacket) -> bool:
+        on_refused("x11-forwarding")
+        return False
+
+    for name, handler in zip(_HANDLERS, (env, agent, x11), strict=True):
+        setattr(chan, name, handler)
