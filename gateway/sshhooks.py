@@ -1,9 +1,9 @@
 """The one place that reaches into asyncssh's channel internals.
 
-asyncssh answers agent-forwarding, X11 and env requests inside its channel
-code with no server callback, so refusals would go unrecorded (and env
-requests would be *accepted*). We replace those three request handlers on
-each session channel with ones that refuse and report. Pinned to the asyncssh
+asyncssh answers agent-forwarding, X11, env and (for sftp) subsystem requests
+inside its channel code with no server callback, so refusals would go
+unrecorded (and env requests would be *accepted*). We replace those request
+handlers on each session channel with ones that refuse and report. Pinned to the asyncssh
 versions below; an unknown version fails at import, closed, not open.
 """
 
@@ -23,6 +23,7 @@ _HANDLERS = (
     "_process_env_request",
     "_process_auth_agent_req_at_openssh_dot_com_request",
     "_process_x11_req_request",
+    "_process_subsystem_request",
 )
 
 if not asyncssh.__version__.startswith(TESTED) or not all(
@@ -36,7 +37,7 @@ OnRefused = Callable[..., None]
 
 
 def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) -> None:
-    """Make *chan* refuse env, agent and X11 requests, calling *on_refused* for each."""
+    """Make *chan* refuse env, agent, X11 and subsystem requests, reporting each."""
 
     def env(packet: SSHPacket) -> bool:
         name = packet.get_string()
@@ -54,5 +55,10 @@ def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) ->
         on_refused("x11-forwarding")
         return False
 
-    for name, handler in zip(_HANDLERS, (env, agent, x11), strict=True):
+    def subsystem(packet: SSHPacket) -> bool:
+        name = printable(packet.get_string().decode("utf-8", "replace"))
+        on_refused("subsystem", reason=f"subsystem {name}", name=name)
+        return False
+
+    for name, handler in zip(_HANDLERS, (env, agent, x11, subsystem), strict=True):
         setattr(chan, name, handler)

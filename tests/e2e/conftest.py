@@ -1,0 +1,248 @@
+"""End-to-end fixtures: the real gateway, the real ssh client, real containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "gateway-demo:latest"
+SSH_OPTS = [
+    "-F", "/dev/null",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "LogLevel=ERROR",
+    "-o", "ConnectTimeout=10",
+]  # fmt: skip
+
+pytestmark = pytest.mark.e2e
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=60
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> None:
+    """The engine answers and the demo image exists (built offline if missing)."""
+    if _docker("info", check=False).returncode != 0:
+        pytest.fail("no Docker engine answers: run scripts/setup first")
+    if _docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        subprocess.run([str(ROOT / "images/build.sh"), IMAGE], check=True, timeout=120)
+
+
+@dataclass
+class Containers:
+    """Containers made by the tests, each with a unique name, removed at the end."""
+
+    prefix: str
+    made: list[str] = field(default_factory=list)
+
+    def run(self, short: str, *extra: str) -> str:
+        """Start a demo container named ``PREFIX-short``; return its name."""
+        name = f"{self.prefix}-{short}"
+        _docker("run", "-d", "--name", name, "--hostname", short, *extra, IMAGE)
+        self.made.append(name)
+        return name
+
+    def remove_all(self) -> None:
+        """Remove every container this run made."""
+        for name in self.made:
+            _docker("rm", "-f", "-v", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def containers(docker_ready: None) -> Iterator[Containers]:
+    """A per-run container factory."""
+    made = Containers(prefix=f"gwt{secrets.token_hex(3)}")
+    yield made
+    made.remove_all()
+
+
+@pytest.fixture(scope="session")
+def web1(containers: Containers) -> str:
+    """A running demo container the test policy grants as a shell target."""
+    return containers.run("web1")
+
+
+@pytest.fixture(scope="session")
+def stopped(containers: Containers) -> str:
+    """A granted container that exists but is not running."""
+    name = containers.run("web2")
+    _docker("stop", "-t", "0", name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Fresh key pairs: betty and dan are known, eve is known but granted nothing, mallory is unknown."""
+    base = tmp_path_factory.mktemp("keys")
+    out: dict[str, Path] = {}
+    for who in ("betty", "dan", "eve", "mallory"):
+        path = base / who
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(path)], check=True
+        )
+        out[who] = path
+    return out
+
+
+POLICY = """\
+version: 1
+actions:
+  debug:
+    type: shell
+    allow_args: true
+  console:
+    type: shell
+    command: ["/bin/sh", "-l"]
+  memory:
+    type: host
+    command: ["free", "-m"]
+  hello:
+    type: host
+    command: ["sh", "-c", "echo out; echo err >&2; exit 3"]
+grants:
+  - principals: [betty]
+    actions: [debug, console]
+    targets: ["{prefix}-web*"]
+  - principals: [betty, dan]
+    actions: [memory, hello]
+"""
+
+
+@dataclass
+class Gateway:
+    """A running `gateway serve` and the ways to talk to it."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    state: Path
+    keys: dict[str, Path]
+    policies: Path
+    keydir: Path
+
+    def ssh_argv(
+        self, action: str, *words: str, key: str = "betty", opts: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The ssh command line for ``ssh ACTION@127.0.0.1 WORDS...``."""
+        return [
+            "ssh",
+            *SSH_OPTS,
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.keys[key]),
+            *opts,
+            f"{action}@127.0.0.1",
+            *words,
+        ]
+
+    def ssh(
+        self,
+        action: str,
+        *words: str,
+        key: str = "betty",
+        opts: tuple[str, ...] = (),
+        stdin: str = "",
+        timeout: float = 30,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ssh to the end; stdout and stderr kept apart."""
+        argv = self.ssh_argv(action, *words, key=key, opts=opts)
+        return subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every audit record so far, as dicts."""
+        path = self.state / "audit" / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def mark(self) -> int:
+        """How many audit records exist now; pass to ``since``."""
+        return len(self.events())
+
+    def since(
+        self,
+        mark: int,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        wait: float = 5.0,
+    ) -> list[dict[str, Any]]:
+        """Records written after *mark*; waits (bounded) until one matches *predicate*."""
+        deadline = time.monotonic() + wait
+        while True:
+            new = self.events()[mark:]
+            if predicate is None or any(predicate(e) for e in new) or time.monotonic() > deadline:
+                return new
+            time.sleep(0.05)
+
+
+def start_gateway(state: Path, policies: Path, keydir: Path, keys: dict[str, Path]) -> Gateway:
+    """Start `python -m gateway serve` on 127.0.0.1:0 and wait for its address."""
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    state.mkdir(parents=True, exist_ok=True)
+    stderr = (state.parent / f"{state.name}.stderr").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0",
+         "--policies", str(policies), "--keys", str(keydir), "--state", str(state)],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    stderr.close()
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    if not match:
+        proc.kill()
+        proc.communicate()
+        errors = (state.parent / f"{state.name}.stderr").read_text()
+        raise AssertionError(f"gateway did not start: {line!r} {errors}")
+    return Gateway(proc, int(match.group(1)), state, keys, policies, keydir)
+
+
+def stop_gateway(gw: Gateway) -> int:
+    """SIGTERM, and the exit status."""
+    gw.proc.send_signal(signal.SIGTERM)
+    try:
+        gw.proc.communicate(timeout=20)
+    finally:
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+            gw.proc.communicate()
+    return gw.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: dict[str, Path],
+    containers: Containers,
+    web1: str,
+) -> Iterator[Gateway]:
+    """The gateway under test, with the test policy; SIGTERM must end it with status 0."""
+    base = tmp_path_factory.mktemp("gateway")
+    policies, keydir = base / "policies", base / "keys"
+    policies.mkdir()
+    keydir.mkdir()
+    (policies / "test.yaml").write_text(POLICY.replace("{prefix}", containers.prefix))
+    for who in ("betty", "dan", "eve"):
+        shutil.copy(keys[who].with_suffix(".pub"), keydir / f"{who}.pub")
+    gw = start_gateway(base / "state", policies, keydir, keys)
+    yield gw
+    assert stop_gateway(gw) == 0
