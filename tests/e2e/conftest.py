@@ -92,7 +92,7 @@ def stopped(containers: Containers) -> str:
 
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Fresh key pairs: betty and dan are known, eve is known but granted nothing, mallory is unknown."""
+    """Key pairs: betty and dan are known, eve is known but has no grant, mallory is unknown."""
     base = tmp_path_factory.mktemp("keys")
     out: dict[str, Path] = {}
     for who in ("betty", "dan", "eve", "mallory"):

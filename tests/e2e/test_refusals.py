@@ -260,7 +260,7 @@ def test_session_limit_per_connection(gateway: Gateway, web1: str) -> None:
             opened = 0
             for _ in range(12):
                 try:
-                    chan, _session = await conn.create_session(asyncssh.SSHClientSession)
+                    await conn.create_session(asyncssh.SSHClientSession)
                 except asyncssh.ChannelOpenError:
                     break
                 opened += 1
