@@ -8,7 +8,8 @@
     ├── AuditUnavailable       the audit log cannot be written: fail closed
     ├── DockerError            the Engine API boundary
     │   ├── DockerUnavailable  no engine answers
-    │   └── ContainerNotFound  no container by that name
+    │   ├── ContainerNotFound  no container by that name
+    │   └── ImageNotFound      a sidekick's image is not on the host (never pulled)
     └── Refusal                a request is refused; `public` is the one line the client sees
 
 Third-party errors (asyncssh, aiodocker, YAML, pydantic) are caught where they
@@ -63,6 +64,10 @@ class DockerUnavailable(DockerError):
 
 class ContainerNotFound(DockerError):
     """No container has that name."""
+
+
+class ImageNotFound(DockerError):
+    """The image is not on this host; the gateway never pulls."""
 
 
 class Refusal(GatewayError):

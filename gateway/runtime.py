@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import asyncssh
 
 from gateway.audit import AuditLog
 from gateway.docker import Engine
+from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
 from gateway.hostkey import load_or_create_host_key
 from gateway.keys import KeyRing, load_keys
@@ -50,6 +52,12 @@ class Runtime:
             engine=Engine(),
             host_key=load_or_create_host_key(settings.state),
         )
+
+    @property
+    def sidekick_labels(self) -> dict[str, str]:
+        """Labels that mark a sidekick as started by the gateway on this state directory."""
+        digest = hashlib.sha256(str(self.settings.state.resolve()).encode()).hexdigest()[:16]
+        return {SIDEKICK_LABEL: "1", "org.gateway.state": digest}
 
     @property
     def recordings(self) -> Path:

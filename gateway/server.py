@@ -10,6 +10,7 @@ from collections.abc import Callable
 import asyncssh
 
 from gateway.auth import GatewayServer
+from gateway.errors import DockerError
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -22,6 +23,7 @@ CIPHERS = (
     "chacha20-poly1305@openssh.com",
 )
 CLOSE_GRACE = 5.0
+REAP_TIMEOUT = 15.0
 
 
 async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
@@ -52,6 +54,7 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
 async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address."""
     runtime = Runtime.start(settings)
+    await _reap_sidekicks(runtime)
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit(
@@ -66,6 +69,16 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
         await stop.wait()
     finally:
         await _shutdown(runtime, acceptor)
+
+
+async def _reap_sidekicks(runtime: Runtime) -> None:
+    """Remove sidekicks a previous run left behind (it was killed mid-session)."""
+    try:
+        count = await asyncio.wait_for(runtime.engine.reap(runtime.sidekick_labels), REAP_TIMEOUT)
+    except (DockerError, TimeoutError):
+        return  # no engine yet: container actions will say so
+    if count:
+        runtime.audit.emit("sidekick.reaped", count=count)
 
 
 async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:

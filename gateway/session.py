@@ -17,10 +17,16 @@ import asyncssh
 from gateway.actions import ActionContext, Exit, runner_for
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.docker import ContainerInfo
-from gateway.errors import AuditUnavailable, ContainerNotFound, DockerUnavailable, Refusal
+from gateway.errors import (
+    AuditUnavailable,
+    ContainerNotFound,
+    DockerError,
+    DockerUnavailable,
+    Refusal,
+)
 from gateway.policy import Allow, DenyCode, Request, Target, decide
 from gateway.policy.models import Action
-from gateway.recording import AsciicastRecorder
+from gateway.recording import AsciicastRecorder, NullRecorder, Recorder
 
 if TYPE_CHECKING:
     from gateway.auth import GatewayServer
@@ -162,31 +168,24 @@ class Session:
 
     # ----------------------------------------------------------- running
 
-    def _recorder(self, plan: Plan) -> AsciicastRecorder:
+    def _recorder(self, plan: Plan) -> Recorder:
+        if not plan.spec.recorded:
+            return NullRecorder()
         cols, rows, _, _ = self.process.get_terminal_size()
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.rt.recordings / day / f"{self.conn.session_id}-{self.number}.cast"
         title = " ".join([f"{self.conn.principal}:", self.action, *plan.command.words])
+        term = self.process.get_terminal_type()
         return AsciicastRecorder(
             path,
             width=cols or 80,
             height=rows or 24,
-            term=self.process.get_terminal_type(),
-            record_input=bool(getattr(plan.spec, "record_input", False)),
+            term=term,
+            record_input=plan.spec.records_input,
             title=title,
         )
 
     async def _execute(self, plan: Plan) -> None:
-        runner = runner_for(plan.spec)
-        if runner is None:
-            self._refuse(
-                Refusal(
-                    f"gateway: {self.action} is not available on this gateway",
-                    reason="no runner",
-                    kind="action",
-                )
-            )
-            return
         recorder = self._recorder(plan)
         ctx = ActionContext(
             process=self.process,
@@ -196,26 +195,16 @@ class Session:
             engine=self.rt.engine,
             recorder=recorder,
             session_id=self.conn.session_id,
+            sidekick_labels=self.rt.sidekick_labels,
         )
         started = time.monotonic()
         outcome, error = Exit(255), None
         try:
-            self.audit(
-                "session.start",
-                recording=str(recorder.path),
-                pty=self.process.get_terminal_type() is not None,
-            )
-            outcome = await runner(ctx)
-        except AuditUnavailable:
-            error = "audit unavailable"
-        except OSError as exc:
-            error = f"could not start: {exc.strerror}"
-            with contextlib.suppress(Exception):
-                self.process.stderr.write(
-                    f"gateway: {self.action}: could not start the action\n".encode()
-                )
+            self.audit("session.start", recording=getattr(recorder, "path", None), pty=self._pty)
+            outcome = await runner_for(plan.spec)(ctx)
+        except (Refusal, DockerError, OSError, AuditUnavailable) as exc:
+            outcome, error = Exit(REFUSED_STATUS), self._failed(exc)
         finally:
-            end: dict[str, Any] = recorder.close()
             with contextlib.suppress(AuditUnavailable):
                 self.audit(
                     "session.end",
@@ -225,9 +214,39 @@ class Session:
                     duration=round(time.monotonic() - started, 3),
                     bytes_in=ctx.traffic.bytes_in,
                     bytes_out=ctx.traffic.bytes_out,
-                    **end,
+                    **ctx.summary,
+                    **recorder.close(),
                 )
         self._deliver(outcome)
+
+    @property
+    def _pty(self) -> bool:
+        return self.process.get_terminal_type() is not None
+
+    def _failed(self, exc: Exception) -> str:
+        """Tell the client in one line; return the detail for the audit log."""
+        if isinstance(exc, Refusal):
+            public, detail = exc.public, exc.reason
+        elif isinstance(exc, DockerUnavailable):
+            public, detail = (
+                "gateway: the Docker engine is not reachable; try again later",
+                str(exc),
+            )
+        elif isinstance(exc, ContainerNotFound):
+            public, detail = f"gateway: {self.action}: the container is gone", "container vanished"
+        elif isinstance(exc, OSError):
+            public, detail = (
+                f"gateway: {self.action}: could not start the action",
+                f"os error: {exc.strerror}",
+            )
+        else:
+            public, detail = (
+                f"gateway: {self.action}: the action failed",
+                f"{type(exc).__name__}: {exc}",
+            )
+        with contextlib.suppress(Exception):
+            self.process.stderr.write((public + ("\r\n" if self._pty else "\n")).encode())
+        return detail
 
     def _deliver(self, outcome: Exit) -> None:
         with contextlib.suppress(Exception):

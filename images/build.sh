@@ -18,7 +18,7 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 cp -a "$here/demo/rootfs/." "$root/"
 tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | docker import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  -c 'VOLUME ["/var/run/foo", "/data"]' \
+  -c 'VOLUME ["/var/run/foo", "/data", "/etc/foo"]' \
   -c 'CMD ["/usr/local/bin/foo"]' \
   -c 'LABEL org.example.gateway.demo=1' \
   - "$tag" >/dev/null

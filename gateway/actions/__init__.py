@@ -3,31 +3,48 @@
 ::
 
     policy.models.<Type>Action ──REGISTRY──► runner(ActionContext) -> Exit
-        ShellAction  ─► shell.run_shell   (nsenter, via bridge.run_local)
-        HostAction   ─► host.run_host     (fixed argv, via bridge.run_local)
+        ShellAction    ─► shell.run_shell       (nsenter, via bridge.run_local)
+        HostAction     ─► host.run_host         (fixed argv, via bridge.run_local)
+        SidekickAction ─► sidekick.run_sidekick (Engine API container with --volumes-from)
+        SignalAction   ─► kill.run_signal       (docker kill -s)
+        LogsAction     ─► logs.run_logs         (tail / follow, stdout and stderr apart)
+        BackupAction   ─► backup.run_backup     (archive endpoint, streamed tar)
 
-``bridge`` connects a local child to the SSH channel, on a PTY or on three
-pipes, and taps both directions into the recorder.
+``channel`` is the SSH side of every runner (send, input, hang-up) and taps
+the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.actions.backup import run_backup
 from gateway.actions.base import ActionContext, Exit, Runner, Traffic
 from gateway.actions.host import run_host
+from gateway.actions.kill import run_signal
+from gateway.actions.logs import run_logs
 from gateway.actions.shell import run_shell
+from gateway.actions.sidekick import run_sidekick
 from gateway.policy import models
 
 REGISTRY: Mapping[type[models._ActionBase], Runner] = {
     models.ShellAction: run_shell,
     models.HostAction: run_host,
+    models.SidekickAction: run_sidekick,
+    models.SignalAction: run_signal,
+    models.LogsAction: run_logs,
+    models.BackupAction: run_backup,
 }
 
 
-def runner_for(spec: models.Action) -> Runner | None:
-    """The runner for *spec*'s type, or None where this build has none."""
-    return REGISTRY.get(type(spec))
+def runner_for(spec: models.Action) -> Runner:
+    """The runner for *spec*'s type; every model type has one (checked at import)."""
+    return REGISTRY[type(spec)]
+
+
+_missing = {t.__name__ for t in models.ACTION_MODELS} - {t.__name__ for t in REGISTRY}
+if _missing:  # pragma: no cover - a new action type without a runner is a build error
+    raise ImportError(f"action types without a runner: {sorted(_missing)}")
 
 
 __all__ = ["REGISTRY", "ActionContext", "Exit", "Runner", "Traffic", "runner_for"]

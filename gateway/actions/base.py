@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import asyncssh
@@ -57,7 +58,11 @@ class ActionContext:
     engine: Engine
     recorder: Recorder
     session_id: str
+    #: labels that mark a sidekick as this gateway's (reaped at start-up)
+    sidekick_labels: Mapping[str, str] = field(default_factory=dict)
     traffic: Traffic = field(default_factory=Traffic)
+    #: extra fields for the session-end audit record (e.g. a stream's digest)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def term(self) -> str | None:

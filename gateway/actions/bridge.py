@@ -1,9 +1,7 @@
 """A local child bridged to the SSH channel: on a PTY, or on three pipes.
 
-This is where the recorder taps both directions. ``process.redirect()`` has
-no tap and takes the descriptors over, so the pumps are written out here.
-The session races the child against the channel closing: asyncssh does not
-cancel us when the client goes away, so a hang-up ends the child.
+``process.redirect()`` has no tap for the recorder and takes the descriptors
+over, so the pumps are written out here, on top of ``channel``.
 """
 
 from __future__ import annotations
@@ -17,18 +15,13 @@ import pty
 import signal
 import struct
 import termios
-from typing import Any
-
-import asyncssh
 
 from gateway.actions.base import ActionContext, Exit
+from gateway.actions.channel import CHUNK, client_input, drain, send, until_hangup
 from gateway.tasks import Tasks
 
-CHUNK = 65536
 DRAIN_SECONDS = 5.0
 KILL_GRACE = 1.0
-# Signals a client may deliver (RFC 4254 names); anything else is ignored.
-CLIENT_SIGNALS = frozenset({"HUP", "INT", "QUIT", "TERM", "KILL", "USR1", "USR2", "ALRM", "PIPE"})
 
 
 async def run_local(ctx: ActionContext, argv: list[str]) -> Exit:
@@ -42,10 +35,6 @@ def set_winsize(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> 
     """TIOCSWINSZ; on a master the kernel sends SIGWINCH to the foreground group."""
     size = struct.pack("HHHH", max(rows, 1), max(cols, 1), xpix, ypix)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
-
-
-def _signal_by_name(name: str) -> signal.Signals | None:
-    return signal.Signals[f"SIG{name}"] if name in CLIENT_SIGNALS else None
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
@@ -66,14 +55,6 @@ async def _wait_fd(fd: int, *, write: bool) -> None:
         await ready
     finally:
         (loop.remove_writer if write else loop.remove_reader)(fd)
-
-
-async def _child_or_hangup(ctx: ActionContext, tasks: Tasks, work: list[asyncio.Task[Any]]) -> bool:
-    """Wait for every task in *work*, or for the channel to close; True if the work finished."""
-    closed = tasks.spawn(ctx.process.channel.wait_closed(), "closed")
-    finished = tasks.spawn(asyncio.wait(work), "work")
-    done, _ = await asyncio.wait({closed, finished}, return_when=asyncio.FIRST_COMPLETED)
-    return finished in done
 
 
 async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> None:
@@ -111,10 +92,9 @@ async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
         async with Tasks(f"pty:{ctx.session_id}") as tasks:
             out = tasks.spawn(_pty_out(ctx, master), "out")
             tasks.spawn(_pty_in(ctx, master, proc), "in")
-            exited = tasks.spawn(proc.wait(), "wait")
-            if not await _child_or_hangup(ctx, tasks, [exited]):
+            if not await until_hangup(ctx, tasks, [tasks.spawn(proc.wait(), "wait")]):
                 await _terminate(proc, _pty_groups(master, proc))
-            await asyncio.wait({out}, timeout=DRAIN_SECONDS)
+            await drain([out], DRAIN_SECONDS)
     finally:
         os.close(master)
     return Exit.from_returncode(proc.returncode)
@@ -128,7 +108,6 @@ def _pty_groups(master: int, proc: asyncio.subprocess.Process) -> list[int]:
 
 
 async def _pty_out(ctx: ActionContext, master: int) -> None:
-    stdout = ctx.process.stdout
     while True:
         try:
             data = os.read(master, CHUNK)
@@ -139,41 +118,21 @@ async def _pty_out(ctx: ActionContext, master: int) -> None:
             if exc.errno == errno.EIO:
                 return
             raise
-        if not data:
-            return
-        ctx.recorder.output(data)
-        ctx.traffic.bytes_out += len(data)
-        try:
-            stdout.write(data)
-            await stdout.drain()
-        except (asyncssh.Error, OSError, BrokenPipeError):
+        if not data or not await send(ctx, data):
             return
 
 
 async def _pty_in(ctx: ActionContext, master: int, proc: asyncio.subprocess.Process) -> None:
-    while True:
-        try:
-            data = await ctx.process.stdin.read(CHUNK)
-        except asyncssh.TerminalSizeChanged as exc:
-            set_winsize(master, exc.width, exc.height, exc.pixwidth, exc.pixheight)
-            ctx.recorder.resize(exc.width, exc.height)
-            continue
-        except asyncssh.SignalReceived as exc:
-            sig = _signal_by_name(exc.signal)
-            if sig is not None:
-                for group in _pty_groups(master, proc)[:1]:
-                    _killpg(group, sig)
-            continue
-        except asyncssh.BreakReceived:
-            continue
-        except (asyncssh.Error, OSError):
-            return
-        if not data:
-            return  # a terminal has no half-close: the client's EOF is not forwarded
-        ctx.recorder.input(data)
-        ctx.traffic.bytes_in += len(data)
+    async def resize(cols: int, rows: int, xpix: int, ypix: int) -> None:
+        set_winsize(master, cols, rows, xpix, ypix)
+
+    async def deliver(sig: signal.Signals) -> None:
+        _killpg(_pty_groups(master, proc)[0], sig)  # the terminal's foreground group
+
+    async for data in client_input(ctx, on_resize=resize, on_signal=deliver):
         if not await _write_all(master, data):
             return
+    # a terminal has no half-close: the client's EOF is not forwarded
 
 
 async def _write_all(fd: int, data: bytes) -> bool:
@@ -199,51 +158,32 @@ async def _run_pipes(ctx: ActionContext, argv: list[str]) -> Exit:
     assert proc.stdout is not None
     assert proc.stderr is not None
     async with Tasks(f"pipes:{ctx.session_id}") as tasks:
-        out = tasks.spawn(_copy_out(ctx, proc.stdout, ctx.process.stdout), "out")
-        err = tasks.spawn(_copy_out(ctx, proc.stderr, ctx.process.stderr), "err")
+        out = tasks.spawn(_copy_out(ctx, proc.stdout, stderr=False), "out")
+        err = tasks.spawn(_copy_out(ctx, proc.stderr, stderr=True), "err")
         tasks.spawn(_feed_in(ctx, proc), "in")
-        exited = tasks.spawn(proc.wait(), "wait")
-        if not await _child_or_hangup(ctx, tasks, [exited]):
+        if not await until_hangup(ctx, tasks, [tasks.spawn(proc.wait(), "wait")]):
             await _terminate(proc, [proc.pid])
-        await asyncio.wait({out, err}, timeout=DRAIN_SECONDS)
+        await drain([out, err], DRAIN_SECONDS)
     return Exit.from_returncode(proc.returncode)
 
 
-async def _copy_out(
-    ctx: ActionContext, source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]
-) -> None:
+async def _copy_out(ctx: ActionContext, source: asyncio.StreamReader, *, stderr: bool) -> None:
     while data := await source.read(CHUNK):
-        ctx.recorder.output(data)
-        ctx.traffic.bytes_out += len(data)
-        try:
-            sink.write(data)
-            await sink.drain()
-        except (asyncssh.Error, OSError, BrokenPipeError):
+        if not await send(ctx, data, stderr=stderr):
             return
 
 
 async def _feed_in(ctx: ActionContext, proc: asyncio.subprocess.Process) -> None:
     assert proc.stdin is not None
-    while True:
-        try:
-            data = await ctx.process.stdin.read(CHUNK)
-        except asyncssh.SignalReceived as exc:
-            sig = _signal_by_name(exc.signal)
-            if sig is not None:
-                _killpg(proc.pid, sig)
-            continue
-        except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived):
-            continue
-        except (asyncssh.Error, OSError):
-            break
-        if not data:
-            break
-        ctx.recorder.input(data)
-        ctx.traffic.bytes_in += len(data)
+
+    async def deliver(sig: signal.Signals) -> None:
+        _killpg(proc.pid, sig)
+
+    async for data in client_input(ctx, on_signal=deliver):
         try:
             proc.stdin.write(data)
             await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             return
     with contextlib.suppress(OSError):
-        proc.stdin.close()
+        proc.stdin.close()  # without a PTY, the client's EOF is real

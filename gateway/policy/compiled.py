@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.policy.models import Action
+from gateway.policy.models import Action, LabelSelector
 
 
 @dataclass(frozen=True)
@@ -23,16 +23,27 @@ class TargetMatcher:
     """One target entry of a grant, compiled once at load time."""
 
     pattern: str
-    regex: re.Pattern[str]
+    regex: re.Pattern[str] | None = None
+    label: tuple[str, str] | None = None
 
     @classmethod
     def glob(cls, pattern: str) -> TargetMatcher:
         """A shell-style glob on container names (``web*``)."""
-        return cls(pattern, re.compile(fnmatch.translate(pattern)))
+        return cls(pattern, regex=re.compile(fnmatch.translate(pattern)))
+
+    @classmethod
+    def from_entry(cls, entry: str | LabelSelector) -> TargetMatcher:
+        """A glob string or a ``{label: key=value}`` selector."""
+        if isinstance(entry, LabelSelector):
+            return cls(f"label:{entry.label}", label=entry.pair)
+        return cls.glob(entry)
 
     def matches(self, target: Target) -> bool:
         """Whether *target* is covered by this entry."""
-        return self.regex.match(target.name) is not None
+        if self.label is not None:
+            key, value = self.label
+            return target.labels.get(key) == value
+        return self.regex is not None and self.regex.match(target.name) is not None
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,9 @@ from gateway.policy.compiled import CompiledGrant, Policy, TargetMatcher
 from gateway.policy.marks import Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
 
-_ACTION_MODELS: dict[str, type[BaseModel]] = {
-    "shell": models.ShellAction,
-    "host": models.HostAction,
-    "sidekick": models.SidekickAction,
-    "signal": models.SignalAction,
-    "logs": models.LogsAction,
-    "backup": models.BackupAction,
-}
+_ACTION_MODELS: dict[str, type[BaseModel]] = dict(
+    zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True)
+)
 
 
 @dataclass
@@ -129,7 +124,8 @@ def _expected_keys(data: Any, parent: DataPath) -> list[str]:
     if not parent:
         return list(models.PolicyFile.model_fields)
     if parent[0] == "grants":
-        return list(models.Grant.model_fields)
+        in_target = len(parent) >= 4 and parent[2] == "targets"
+        return list((models.LabelSelector if in_target else models.Grant).model_fields)
     node = _get(data, parent)
     model = _ACTION_MODELS.get(node.get("type", "") if isinstance(node, dict) else "")
     return list(model.model_fields) if model else ["type"]
@@ -169,7 +165,7 @@ def _check_grants(
                 CompiledGrant(
                     principals=frozenset(grant.principals),
                     actions=frozenset(grant.actions),
-                    targets=tuple(TargetMatcher.glob(t) for t in grant.targets or ()),
+                    targets=tuple(TargetMatcher.from_entry(t) for t in grant.targets or ()),
                     where=f"{f.name}:{mark.line}",
                 )
             )

@@ -24,11 +24,18 @@ class _Model(BaseModel):
 class _ActionBase(_Model):
     #: container actions need a target; host actions take none
     needs_target: ClassVar[bool] = True
+    #: whether the session is recorded as asciicast (False: metadata only)
+    recorded: ClassVar[bool] = True
 
     @property
     def accepts_args(self) -> bool:
         """Whether the client may add words after the target."""
         return bool(getattr(self, "allow_args", False))
+
+    @property
+    def records_input(self) -> bool:
+        """Whether typed input goes into the recording."""
+        return bool(getattr(self, "record_input", False))
 
 
 class ShellAction(_ActionBase):
@@ -61,10 +68,16 @@ class SidekickAction(_ActionBase):
     allow_args: bool = False
     record_input: bool | None = None
 
+    @property
+    def records_input(self) -> bool:
+        """Input is recorded for interactive sidekicks unless the policy says otherwise."""
+        return self.interactive if self.record_input is None else self.record_input
+
 
 class SignalAction(_ActionBase):
     """``docker kill -s SIGNAL TARGET``."""
 
+    recorded: ClassVar[bool] = False
     type: Literal["signal"]
     signal: str
 
@@ -90,6 +103,7 @@ class LogsAction(_ActionBase):
 class BackupAction(_ActionBase):
     """A tar stream of the target's paths on stdout."""
 
+    recorded: ClassVar[bool] = False  # a tar stream: size and SHA-256 only
     type: Literal["backup"]
     paths: Annotated[tuple[AbsPath, ...], Field(min_length=1)]
 
@@ -99,22 +113,32 @@ Action = Annotated[
     Field(discriminator="type"),
 ]
 
-ACTION_TYPES = ("shell", "host", "sidekick", "signal", "logs", "backup")
+ACTION_MODELS = (ShellAction, HostAction, SidekickAction, SignalAction, LogsAction, BackupAction)
+ACTION_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in ACTION_MODELS)  # type: ignore[union-attr]
+
+
+class LabelSelector(_Model):
+    """``{label: "key=value"}``: the container must carry that label with that value."""
+
+    label: Annotated[str, StringConstraints(pattern=r"^[^=\s]+=.*$")]
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(key, value)."""
+        key, _, value = self.label.partition("=")
+        return key, value
+
+
+Names = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
+TargetEntry = Annotated[str, StringConstraints(min_length=1)] | LabelSelector
 
 
 class Grant(_Model):
-    """Who (principals) may do what (actions) to which containers (target globs)."""
+    """Who (principals) may do what (actions) to which containers (globs or labels)."""
 
-    principals: Annotated[
-        tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)
-    ]
-    actions: Annotated[
-        tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)
-    ]
-    targets: (
-        Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
-        | None
-    ) = None
+    principals: Names
+    actions: Names
+    targets: Annotated[tuple[TargetEntry, ...], Field(min_length=1)] | None = None
 
 
 class PolicyFile(_Model):

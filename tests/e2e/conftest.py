@@ -194,9 +194,15 @@ class Gateway:
             time.sleep(0.05)
 
 
-def start_gateway(state: Path, policies: Path, keydir: Path, keys: dict[str, Path]) -> Gateway:
+def start_gateway(
+    state: Path,
+    policies: Path,
+    keydir: Path,
+    keys: dict[str, Path],
+    env: dict[str, str] | None = None,
+) -> Gateway:
     """Start `python -m gateway serve` on 127.0.0.1:0 and wait for its address."""
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    env = {**{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}, **(env or {})}
     state.mkdir(parents=True, exist_ok=True)
     stderr = (state.parent / f"{state.name}.stderr").open("w")
     proc = subprocess.Popen(

@@ -1,0 +1,86 @@
+"""The SSH side of every runner: send output, read input, notice the hang-up.
+
+Every byte that crosses the channel passes here, so this is where the
+recorder is tapped and the traffic counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncssh
+
+from gateway.actions.base import ActionContext
+from gateway.tasks import Tasks
+
+CHUNK = 65536
+# Signals a client may deliver (RFC 4254 names); anything else is ignored.
+CLIENT_SIGNALS = frozenset({"HUP", "INT", "QUIT", "TERM", "KILL", "USR1", "USR2", "ALRM", "PIPE"})
+
+OnResize = Callable[[int, int, int, int], Awaitable[None]]
+OnSignal = Callable[[signal.Signals], Awaitable[None]]
+
+
+async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool:
+    """Record and send *data*, waiting for the client's window; False once the channel is gone."""
+    ctx.recorder.output(data)
+    ctx.traffic.bytes_out += len(data)
+    sink = ctx.process.stderr if stderr else ctx.process.stdout
+    try:
+        sink.write(data)
+        await sink.drain()
+    except (asyncssh.Error, OSError):
+        return False
+    return True
+
+
+async def _ignore(*_args: Any) -> None:
+    return None
+
+
+async def client_input(
+    ctx: ActionContext, *, on_resize: OnResize = _ignore, on_signal: OnSignal = _ignore
+) -> AsyncIterator[bytes]:
+    """What the client types, recorded; resizes and signals go to the callbacks."""
+    while True:
+        try:
+            data = await ctx.process.stdin.read(CHUNK)
+        except asyncssh.TerminalSizeChanged as exc:
+            ctx.recorder.resize(exc.width, exc.height)
+            await on_resize(exc.width, exc.height, exc.pixwidth, exc.pixheight)
+            continue
+        except asyncssh.SignalReceived as exc:
+            if exc.signal in CLIENT_SIGNALS:
+                await on_signal(signal.Signals[f"SIG{exc.signal}"])
+            continue
+        except asyncssh.BreakReceived:
+            continue
+        except (asyncssh.Error, OSError):
+            return
+        if not data:
+            return
+        ctx.recorder.input(data)
+        ctx.traffic.bytes_in += len(data)
+        yield data
+
+
+async def until_hangup(ctx: ActionContext, tasks: Tasks, work: list[asyncio.Task[Any]]) -> bool:
+    """Wait for every task in *work*, or for the channel to close; True if the work finished.
+
+    asyncssh does not cancel a session when the client goes away, so each
+    runner races its work against the channel closing.
+    """
+    closed = tasks.spawn(ctx.process.channel.wait_closed(), "closed")
+    finished = tasks.spawn(asyncio.wait(work), "work")
+    done, _ = await asyncio.wait({closed, finished}, return_when=asyncio.FIRST_COMPLETED)
+    return finished in done
+
+
+async def drain(tasks: list[asyncio.Task[Any]], seconds: float) -> None:
+    """Give output pumps a bounded time to finish after the work ended."""
+    with contextlib.suppress(ValueError):
+        await asyncio.wait(tasks, timeout=seconds)
