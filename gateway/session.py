@@ -7,6 +7,7 @@ An unknown target and a target that is not granted get the same line.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,7 +201,7 @@ class Session:
         started = time.monotonic()
         outcome, error = Exit(255), None
         try:
-            self.audit("session.start", recording=getattr(recorder, "path", None), pty=self._pty)
+            self.audit("session.start", recording=recorder.name, pty=self._pty, pid=os.getpid())
             outcome = await runner_for(plan.spec)(ctx)
         except (Refusal, DockerError, OSError, AuditUnavailable) as exc:
             outcome, error = Exit(REFUSED_STATUS), self._failed(exc)

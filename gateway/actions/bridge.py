@@ -129,7 +129,16 @@ async def _pty_in(ctx: ActionContext, master: int, proc: asyncio.subprocess.Proc
     async def deliver(sig: signal.Signals) -> None:
         _killpg(_pty_groups(master, proc)[0], sig)  # the terminal's foreground group
 
-    async for data in client_input(ctx, on_resize=resize, on_signal=deliver):
+    def echo_off() -> bool:
+        # A password prompt: canonical mode with echo off. Line editors (readline,
+        # ash) turn canonical mode off and echo by themselves: that is recorded.
+        try:
+            lflag = termios.tcgetattr(master)[3]
+        except termios.error:
+            return False
+        return bool(lflag & termios.ICANON) and not lflag & termios.ECHO
+
+    async for data in client_input(ctx, on_resize=resize, on_signal=deliver, echo_off=echo_off):
         if not await _write_all(master, data):
             return
     # a terminal has no half-close: the client's EOF is not forwarded

@@ -43,9 +43,13 @@ async def _ignore(*_args: Any) -> None:
 
 
 async def client_input(
-    ctx: ActionContext, *, on_resize: OnResize = _ignore, on_signal: OnSignal = _ignore
+    ctx: ActionContext,
+    *,
+    on_resize: OnResize = _ignore,
+    on_signal: OnSignal = _ignore,
+    echo_off: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[bytes]:
-    """What the client types, recorded; resizes and signals go to the callbacks."""
+    """What the client types, recorded unless *echo_off*; resizes and signals go to the callbacks."""
     while True:
         try:
             data = await ctx.process.stdin.read(CHUNK)
@@ -63,7 +67,10 @@ async def client_input(
             return
         if not data:
             return
-        ctx.recorder.input(data)
+        if echo_off():
+            ctx.recorder.withhold_input()
+        else:
+            ctx.recorder.input(data)
         ctx.traffic.bytes_in += len(data)
         yield data
 

@@ -1,17 +1,21 @@
-"""The audit trail: every attempt, allowed or refused, as one JSON line.
+"""The audit trail: every attempt, allowed or refused, as one sealed JSON line.
 
 ::
 
     session/auth/server ──► AuditLog.emit(event, **fields)
-                               │ structlog processors:
-                               │   timestamp ─► chain (seq, prev) ─► canonical JSON
+                               │ structlog: timestamp, drop empty fields
                                ▼
-                          state/audit/audit.jsonl   (append-only; fsync when durable)
+                           _ChainWriter (under flock): seq, prev, HMAC with K_seq,
+                               │ append (+fsync when durable), K_seq+1 = SHA256(K_seq)
+                               ▼
+                           STATE/audit/audit-DAY-NNN.jsonl
+    verify.verify(dir, K_0) ── walks the chain, names the first bad record and its kind
 
 ``emit`` raises AuditUnavailable when the line cannot be written, so callers
 fail closed: no action runs before its allow record is on disk.
 """
 
-from gateway.audit.log import AuditLog, canonical_json
+from gateway.audit.chain import canonical_json
+from gateway.audit.log import AuditLog
 
 __all__ = ["AuditLog", "canonical_json"]

@@ -20,6 +20,9 @@ class Recorder(Protocol):
     def input(self, data: bytes) -> None:
         """Bytes the client typed."""
 
+    def withhold_input(self) -> None:
+        """Typed bytes that must not be recorded (echo off)."""
+
     def resize(self, cols: int, rows: int) -> None:
         """The client's terminal changed size."""
 
@@ -29,15 +32,24 @@ class Recorder(Protocol):
     def close(self) -> dict[str, Any]:
         """Finish the file; returns what the session-end record keeps (path, size, sha256)."""
 
+    @property
+    def name(self) -> str | None:
+        """The recording's path relative to the state directory, or None."""
+
 
 class NullRecorder:
     """Records nothing; for sessions that carry no stream."""
+
+    name = None
 
     def output(self, data: bytes) -> None:
         """Drop output."""
 
     def input(self, data: bytes) -> None:
         """Drop input."""
+
+    def withhold_input(self) -> None:
+        """Drop the marker."""
 
     def resize(self, cols: int, rows: int) -> None:
         """Drop a resize."""
@@ -62,10 +74,13 @@ class AsciicastRecorder:
         term: str | None,
         record_input: bool,
         title: str,
+        name: str | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.path = path
+        self.name = name or str(path)
+        self._withheld = False
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self._size = 0
@@ -102,7 +117,14 @@ class AsciicastRecorder:
     def input(self, data: bytes) -> None:
         """Record input as an ``i`` event, when this action records input."""
         if self._record_input:
+            self._withheld = False
             self._event("i", self._in.decode(data))
+
+    def withhold_input(self) -> None:
+        """Input arrived while the terminal's echo was off (a password): mark, don't record."""
+        if self._record_input and not self._withheld:
+            self._withheld = True
+            self._event("m", "input withheld: terminal echo is off")
 
     def resize(self, cols: int, rows: int) -> None:
         """Record a resize as an ``r`` event (``COLSxROWS``)."""
@@ -120,7 +142,7 @@ class AsciicastRecorder:
             os.fsync(self._file.fileno())
             self._file.close()
         return {
-            "recording": str(self.path),
+            "recording": self.name,
             "recording_size": self._size,
             "recording_sha256": self._hash.hexdigest(),
         }

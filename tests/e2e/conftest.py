@@ -171,9 +171,11 @@ class Gateway:
         )
 
     def events(self) -> list[dict[str, Any]]:
-        """Every audit record so far, as dicts."""
-        path = self.state / "audit" / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """Every audit record so far, as dicts, in chain order."""
+        records = []
+        for path in sorted((self.state / "audit").glob("audit-*.jsonl")):
+            records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return records
 
     def mark(self) -> int:
         """How many audit records exist now; pass to ``since``."""

@@ -143,7 +143,7 @@ def test_local_forwarding_refused(gateway: Gateway) -> None:
         denial = _denials(gateway, mark, "direct-tcpip")
         assert denial and denial[0]["destination"] == f"127.0.0.1:{gateway.port}"
     finally:
-        tunnel.terminate()
+        tunnel.kill()
         tunnel.wait(timeout=10)
 
 

@@ -94,7 +94,7 @@ def test_pty_shell_size_resize_and_exit_status(gateway: Gateway, web1: str) -> N
     end = gateway.since(mark, lambda e: e["event"] == "session.end")
     ended = [e for e in end if e["event"] == "session.end"]
     assert ended and ended[-1]["exit_status"] == 5
-    cast = Path(ended[-1]["recording"])
+    cast = gateway.state / ended[-1]["recording"]
     lines = cast.read_text().splitlines()
     header = json.loads(lines[0])
     assert (header["version"], header["width"], header["height"]) == (2, 80, 24)

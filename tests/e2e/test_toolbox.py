@@ -105,7 +105,7 @@ def test_restart_through_a_sidekick(toolbox: Gateway, web1: str) -> None:
     allow = next(e for e in toolbox.since(mark) if e["event"] == "request.allow")
     assert allow["container"] == _docker("inspect", "-f", "{{.Id}}", web1).strip()
     assert allow["image"]
-    cast = Path(end["recording"]).read_text()
+    cast = (toolbox.state / end["recording"]).read_text()
     assert "restarted" in cast
     assert not _sidekicks(end["session_id"])
 
@@ -226,7 +226,7 @@ def test_interactive_sidekick_on_a_pty(toolbox: Gateway, web1: str) -> None:
     child.close()
     assert child.exitstatus == 6
     end = _end(toolbox, mark)
-    events = [json.loads(line) for line in Path(end["recording"]).read_text().splitlines()[1:]]
+    events = [json.loads(line) for line in (toolbox.state / end["recording"]).read_text().splitlines()[1:]]
     assert "stty size" in "".join(e[2] for e in events if e[1] == "i")
     assert not _sidekicks(end["session_id"])
 

@@ -1,23 +1,22 @@
-"""The audit log: canonical JSON lines, linked by seq and prev, failing closed."""
+"""The audit log: sealed canonical JSON lines, linked, MACed, failing closed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditLog
-from gateway.audit.log import GENESIS
+from gateway.audit import AuditLog, chain
+from gateway.audit.store import log_files
 from gateway.errors import AuditUnavailable
 
 
-def _records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _lines(directory: Path) -> list[str]:
+    return [line for f in log_files(directory) for line in f.read_text().splitlines()]
 
 
-def test_records_are_linked_and_continue_after_restart(tmp_path: Path) -> None:
+def test_records_are_sealed_and_continue_after_restart(tmp_path: Path) -> None:
     log = AuditLog(tmp_path)
     log.emit("a", x=1)
     log.emit("b", durable=True, y=None)
@@ -25,23 +24,49 @@ def test_records_are_linked_and_continue_after_restart(tmp_path: Path) -> None:
     again = AuditLog(tmp_path)
     again.emit("c")
     again.close()
-    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    lines = _lines(tmp_path)
     records = [json.loads(line) for line in lines]
     assert [r["event"] for r in records] == ["a", "b", "c"]
     assert [r["seq"] for r in records] == [1, 2, 3]
-    assert records[0]["prev"] == GENESIS
+    assert records[0]["prev"] == chain.GENESIS
     for before, after in zip(lines, records[1:], strict=False):
-        assert after["prev"] == hashlib.sha256(before.encode()).hexdigest()
+        assert after["prev"] == chain.digest(before)
     assert "y" not in records[1]
-    assert oct((tmp_path / "audit.jsonl").stat().st_mode & 0o777) == "0o600"
+    key = bytes.fromhex((tmp_path / "initial.key").read_text().strip())
+    for record in records:
+        assert chain.mac_ok(key, record)
+        key = chain.evolve(key)
+    for name in ("initial.key", "chain.state", log_files(tmp_path)[0].name):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_state_holds_only_the_current_key(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path)
+    for i in range(5):
+        log.emit("e", i=i)
+    log.close()
+    k0 = bytes.fromhex((tmp_path / "initial.key").read_text().strip())
+    state = json.loads((tmp_path / "chain.state").read_text())
+    assert state["key"] == chain.evolve(k0, 5).hex()
+    assert k0.hex() not in (tmp_path / "chain.state").read_text()
+
+
+def test_two_writers_share_one_chain(tmp_path: Path) -> None:
+    one, two = AuditLog(tmp_path), AuditLog(tmp_path)
+    for i in range(10):
+        (one if i % 2 else two).emit("e", i=i)
+    one.close()
+    two.close()
+    assert [json.loads(line)["seq"] for line in _lines(tmp_path)] == list(range(1, 11))
 
 
 def test_unwritable_log_raises(tmp_path: Path) -> None:
     log = AuditLog(tmp_path)
     log.emit("ok")
     log.close()
-    (tmp_path / "audit.jsonl").unlink()
-    (tmp_path / "audit.jsonl").mkdir()  # a directory where the file should be
+    path = log_files(tmp_path)[0]
+    path.unlink()
+    path.mkdir()  # a directory where the file should be
     with pytest.raises(AuditUnavailable):
         log.emit("fails")
     log.close()

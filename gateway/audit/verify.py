@@ -1,0 +1,161 @@
+"""``gateway audit verify``: walk the chain and name the first bad record and its kind.
+
+Kinds: ``edited``, ``deleted``, ``reordered``, ``inserted``, ``recording``
+(a recording no longer matches the digest in its session-end record) and
+``truncated`` (a torn last line: a crash, not tampering).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.audit import chain, store
+
+TAMPERING = ("edited", "deleted", "reordered", "inserted", "recording")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of one audit file."""
+
+    file: Path
+    line: int
+    raw: bytes
+    record: dict[str, Any] | None
+    torn: bool = False
+
+
+@dataclass
+class Report:
+    """What verify found: the first problem, if any."""
+
+    records: int = 0
+    files: int = 0
+    last_seq: int = 0
+    kind: str | None = None
+    where: str = ""
+    detail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        """True when nothing is wrong."""
+        return self.kind is None
+
+
+def _entries(directory: Path) -> Iterator[Entry]:
+    for path in store.log_files(directory):
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if not raw.endswith(b"\n"):
+                    yield Entry(path, number, raw, None, torn=True)
+                    continue
+                body = raw[:-1]
+                try:
+                    record = json.loads(body)
+                except ValueError:
+                    record = None
+                yield Entry(path, number, body, record if isinstance(record, dict) else None)
+
+
+def _seq(entry: Entry) -> int | None:
+    value = entry.record.get("seq") if entry.record else None
+    return value if isinstance(value, int) else None
+
+
+class _Walker:
+    def __init__(self, directory: Path, key: bytes) -> None:
+        self.directory = directory
+        self.key = key
+        self.expected = 1
+        self.prev = chain.GENESIS
+        self.report = Report(files=len(store.log_files(directory)))
+        self.later: dict[int, int] = {}
+        for entry in _entries(directory):
+            seq = _seq(entry)
+            if seq is not None:
+                self.later[seq] = self.later.get(seq, 0) + 1
+
+    def fail(self, entry: Entry, kind: str, detail: str) -> Report:
+        self.report.kind, self.report.detail = kind, detail
+        self.report.where = f"{entry.file.name}:{entry.line}"
+        return self.report
+
+    def walk(self) -> Report:
+        entries = list(_entries(self.directory))
+        for i, entry in enumerate(entries):
+            following = entries[i + 1] if i + 1 < len(entries) else None
+            problem = self.step(entry, following)
+            if problem is not None:
+                return problem
+        return self.finish()
+
+    def step(self, entry: Entry, following: Entry | None) -> Report | None:
+        if entry.torn:
+            return self.torn(entry, following)
+        seq = _seq(entry)
+        if entry.record is None or seq is None:
+            return self.fail(entry, "edited", "the line is not a sealed record")
+        if seq > self.expected:
+            kind = "reordered" if self.later.get(self.expected) else "deleted"
+            return self.fail(entry, kind, f"expected seq {self.expected}, found {seq}")
+        if seq < self.expected:
+            return self.fail(entry, "inserted", f"seq {seq} appears again after {self.expected - 1}")
+        self.later[seq] -= 1
+        if entry.record.get("prev") != self.prev:
+            return self.fail(entry, "deleted", f"seq {seq} does not link to the record before it")
+        if not chain.mac_ok(self.key, entry.record):
+            links_over = following is not None and following.record and following.record.get("prev") == self.prev
+            kind = "inserted" if links_over else "edited"
+            return self.fail(entry, kind, f"seq {seq}: the MAC does not match")
+        problem = self.check_recording(entry)
+        self.accept(entry)
+        return problem
+
+    def torn(self, entry: Entry, following: Entry | None) -> Report | None:
+        recovered = following is not None and following.record is not None
+        if recovered and following.record.get("event") == "audit.recovered":  # type: ignore[union-attr]
+            if following.record.get("torn_file") == entry.file.name:  # type: ignore[union-attr]
+                self.report.notes.append(f"{entry.file.name}:{entry.line}: torn line from a crash, recovered")
+                return None
+        if following is None:
+            return self.fail(entry, "truncated", f"the last line is incomplete ({len(entry.raw)} bytes): a crash")
+        return self.fail(entry, "edited", "an incomplete line inside the chain")
+
+    def accept(self, entry: Entry) -> None:
+        self.prev = chain.digest(entry.raw)
+        self.key = chain.evolve(self.key)
+        self.report.records += 1
+        self.report.last_seq = self.expected
+        self.expected += 1
+
+    def check_recording(self, entry: Entry) -> Report | None:
+        record = entry.record or {}
+        recording, expected = record.get("recording"), record.get("recording_sha256")
+        if not recording or not expected:
+            return None
+        path = self.directory.parent / str(recording)  # relative to the state directory
+        try:
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return self.fail(entry, "recording", f"{path} is missing")
+        if actual != expected:
+            return self.fail(entry, "recording", f"{path} no longer matches its digest")
+        return None
+
+    def finish(self) -> Report:
+        state = store.read_state(self.directory)
+        if state is not None and state.seq > self.report.last_seq:
+            self.report.kind, self.report.where = "deleted", "end of the chain"
+            self.report.detail = f"the chain state is at seq {state.seq}, the records end at {self.report.last_seq}"
+        return self.report
+
+
+def verify(directory: Path, key: bytes) -> Report:
+    """Verify every record under *directory* with the initial key K_0."""
+    return _Walker(directory, key).walk()

@@ -1,0 +1,127 @@
+"""A SQLite index of sessions and their events, always rebuildable from the audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.audit import store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, session_id TEXT NOT NULL, channel INTEGER NOT NULL,
+  start TEXT NOT NULL, end TEXT, duration REAL, principal TEXT, action TEXT, target TEXT,
+  container TEXT, exit_status INTEGER, signal TEXT, bytes_in INTEGER, bytes_out INTEGER,
+  recording TEXT, state TEXT NOT NULL, pid INTEGER);
+CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
+"""
+ENDINGS = ("session.end", "session.interrupted")
+
+
+def session_key(session_id: str, channel: int) -> str:
+    """The id Charlotte types: the connection's id, with ``.N`` for a second channel."""
+    return session_id if channel == 1 else f"{session_id}.{channel}"
+
+
+class Index:
+    """The index file under the state directory."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.path = state / "index.sqlite"
+        self.db = sqlite3.connect(self.path)
+        self.db.row_factory = sqlite3.Row
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    def _position(self) -> tuple[str, int, int]:
+        row = self.db.execute("SELECT v FROM meta WHERE k = 'position'").fetchone()
+        if row is None:
+            return "", 0, 0
+        data = json.loads(row[0])
+        return data["file"], data["offset"], data["seq"]
+
+    def catch_up(self) -> int:
+        """Index every record written since the last call; return how many."""
+        name, offset, seq = self._position()
+        files = store.log_files(self.state / "audit")
+        names = [f.name for f in files]
+        if name and name not in names:
+            self._reset()
+            name, offset, seq = "", 0, 0
+        count = 0
+        with self.db:
+            for path in files:
+                if name and path.name < name:
+                    continue
+                start = offset if path.name == name else 0
+                for end, record in _records(path, start):
+                    self._add(record)
+                    count += 1
+                    name, offset, seq = path.name, end, record.get("seq", seq)
+            position = json.dumps({"file": name, "offset": offset, "seq": seq})
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('position', ?)", (position,))
+        return count
+
+    def _reset(self) -> None:
+        with self.db:
+            for table in ("meta", "sessions", "events"):
+                self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    def _add(self, record: dict[str, Any]) -> None:
+        session_id = record.get("session_id")
+        if not session_id:
+            return
+        self.db.execute(
+            "INSERT OR REPLACE INTO events VALUES (?, ?, ?)", (record.get("seq"), session_id, json.dumps(record))
+        )
+        event, channel = record.get("event"), int(record.get("channel") or 1)
+        key = session_key(session_id, channel)
+        if event == "session.start":
+            self.db.execute(
+                "INSERT OR REPLACE INTO sessions (id, session_id, channel, start, principal, action, target,"
+                " container, recording, state, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                (key, session_id, channel, record.get("ts"), record.get("principal"), record.get("action"),
+                 record.get("target"), record.get("container"), record.get("recording"), record.get("pid")),
+            )  # fmt: skip
+        elif event in ENDINGS:
+            self.db.execute(
+                "UPDATE sessions SET end = ?, duration = ?, exit_status = ?, signal = ?, bytes_in = ?,"
+                " bytes_out = ?, state = ? WHERE id = ?",
+                (record.get("ts"), record.get("duration"), record.get("exit_status"), record.get("signal"),
+                 record.get("bytes_in"), record.get("bytes_out"),
+                 "ended" if event == "session.end" else "interrupted", key),
+            )  # fmt: skip
+
+    def open_sessions(self) -> list[sqlite3.Row]:
+        """Sessions with a start and no end."""
+        return list(self.db.execute("SELECT * FROM sessions WHERE state = 'open'"))
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        """Every record of a connection, in chain order."""
+        rows = self.db.execute("SELECT record FROM events WHERE session_id = ? ORDER BY seq", (session_id,))
+        return [json.loads(r[0]) for r in rows]
+
+
+def _records(path: Path, offset: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open("rb") as f:
+        f.seek(offset)
+        position = offset
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                return  # a torn or half-written line: index it next time, once complete
+            position += len(raw)
+            with contextlib.suppress(ValueError):
+                record = json.loads(raw)
+                if isinstance(record, dict):
+                    yield position, record
