@@ -40,16 +40,12 @@ class GatewayServer(asyncssh.SSHServer):
 
     def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to this connection."""
-        self.rt.audit.emit(
-            event, durable=durable, session_id=self.session_id, peer=self.peer, **fields
-        )
+        self.rt.audit.emit(event, durable=durable, session_id=self.session_id, peer=self.peer, **fields)
 
     def refused(self, kind: str, **fields: Any) -> None:
         """Record a refused protocol request; never raises."""
         with contextlib.suppress(AuditUnavailable):  # refusing anyway: nothing runs
-            self.audit(
-                "request.deny", kind=kind, principal=self.principal, action=self.username, **fields
-            )
+            self.audit("request.deny", kind=kind, principal=self.principal, action=self.username, **fields)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -59,10 +55,10 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt.connections.add(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer = f"{host}:{port}"
-        try:
+        # Without an audit log nothing will run (the allow record gates every
+        # action), but the client still gets a clear line instead of a hang-up.
+        with contextlib.suppress(AuditUnavailable):
             self.audit("connection.open")
-        except AuditUnavailable:
-            conn.close()  # fail closed: an unrecorded connection is not served
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Record the end of the connection."""
@@ -70,9 +66,7 @@ class GatewayServer(asyncssh.SSHServer):
             self.rt.connections.discard(self._conn)
         reason = str(exc) if exc else None
         with contextlib.suppress(AuditUnavailable):
-            self.audit(
-                "connection.close", duration=round(time.monotonic() - self._opened, 3), error=reason
-            )
+            self.audit("connection.close", duration=round(time.monotonic() - self._opened, 3), error=reason)
 
     # ----------------------------------------------------------- authentication
 
@@ -100,22 +94,14 @@ class GatewayServer(asyncssh.SSHServer):
     def refused_auth(self, fingerprint: str) -> None:
         """Record an unknown key."""
         with contextlib.suppress(AuditUnavailable):
-            self.audit(
-                "auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key"
-            )
+            self.audit("auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key")
 
     def auth_completed(self) -> None:
         """Record which principal got in, with which key."""
-        try:
+        with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
             self.audit(
-                "auth.accept",
-                fingerprint=self.fingerprint,
-                principal=self.principal,
-                action=self.username,
+                "auth.accept", fingerprint=self.fingerprint, principal=self.principal, action=self.username
             )
-        except AuditUnavailable:
-            if self._conn is not None:
-                self._conn.close()
 
     # ----------------------------------------------------------- channels
 
@@ -138,9 +124,7 @@ class GatewayServer(asyncssh.SSHServer):
 
         return chan, asyncssh.SSHServerProcess(start, None, SFTP_VERSION, False)
 
-    def connection_requested(
-        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> bool:
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
         """``ssh -L`` / ``-D``: refused."""
         self.refused("direct-tcpip", destination=f"{printable(dest_host)}:{dest_port}")
         return False

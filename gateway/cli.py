@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gateway.errors import ConfigError, GatewayError, LoadError
 from gateway.settings import Listen, Settings
+
+if TYPE_CHECKING:
+    from gateway.sessions.index import Index
 
 _policies = click.option(
     "--policies",
@@ -117,3 +123,147 @@ def explain(principal: str, action: str, target: str | None, policies: Path, key
         click.echo(f"allow: granted by {decision.grant}")
         return
     _fail(f"deny: {decision.reason}", 1)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _k0(state: Path, key: Path | None) -> bytes:
+    path = key or state / "audit" / "initial.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        _fail(f"gateway: cannot read the initial key {path} (pass --key FILE)")
+        raise
+
+
+@main.group()
+def audit() -> None:
+    """Verify the audit chain; export its initial key."""
+
+
+@audit.command()
+@_state
+@click.option("--key", type=click.Path(path_type=Path), help="K_0 (default: STATE/audit/initial.key).")
+def verify(state: Path, key: Path | None) -> None:
+    """Check the chain: exit 0 when intact, 1 when tampered with, 3 when only the tail is torn."""
+    from gateway.audit.verify import verify as run  # noqa: PLC0415
+
+    report = run(state / "audit", _k0(state, key))
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.intact:
+        click.echo(
+            f"ok: {report.records} records in {report.files} files, chain intact (last seq {report.last_seq})"
+        )
+        return
+    _fail(f"audit: {report.where}: {report.kind}: {report.detail}", 3 if report.kind == "truncated" else 1)
+
+
+@audit.command("export-key")
+@_state
+def export_key(state: Path) -> None:
+    """Print K_0 for an off-host verifier (then delete STATE/audit/initial.key)."""
+    click.echo(_k0(state, None).hex())
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@main.group()
+def sessions() -> None:
+    """Compliance queries over the state directory."""
+
+
+@sessions.command("list")
+@_state
+@click.option("--since", help="1d, 2h, 30m, or an ISO time.")
+@click.option("--until", help="1d, 2h, 30m, or an ISO time.")
+@click.option("--principal")
+@click.option("--action")
+@click.option("--target")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
+def list_(
+    state: Path, since: str | None, until: str | None, principal: str | None, action: str | None,
+    target: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Sessions: id, start, duration, principal, action, target, container, exit, bytes."""
+    from gateway.sessions import query  # noqa: PLC0415
+
+    with _index(state) as index:
+        try:
+            filters = query.Filters(
+                since=query.parse_time(since) if since else None,
+                until=query.parse_time(until) if until else None,
+                principal=principal, action=action, target=target,
+            )  # fmt: skip
+        except query.QueryError as exc:
+            _fail(f"gateway: {exc}")
+            return
+        rows = query.list_sessions(index, filters)
+    click.echo((query.json_lines if as_json else query.table)(rows), nl=False)
+
+
+@sessions.command()
+@_state
+@click.argument("session")
+def show(state: Path, session: str) -> None:
+    """A session's records in time order."""
+    from gateway.sessions import query  # noqa: PLC0415
+
+    with _index(state) as index:
+        try:
+            click.echo(query.show_text(query.show(index, session)), nl=False)
+        except query.QueryError as exc:
+            _fail(f"gateway: {exc}", 1)
+
+
+@sessions.command()
+@_state
+@click.argument("session")
+@click.option("--speed", type=float, default=1.0, show_default=True)
+def replay(state: Path, session: str, speed: float) -> None:
+    """Play a session's recording in this terminal, in constant memory."""
+    from gateway.sessions.query import QueryError  # noqa: PLC0415
+    from gateway.sessions.replay import recording_path  # noqa: PLC0415
+    from gateway.sessions.replay import replay as play  # noqa: PLC0415
+
+    with _index(state) as index:
+        try:
+            path = recording_path(index, state, session)
+        except QueryError as exc:
+            _fail(f"gateway: {exc}", 1)
+            return
+    play(path, sys.stdout.buffer, speed=max(speed, 0.01))
+
+
+@sessions.command()
+@_state
+@click.argument("session", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.tar.gz")
+def export(state: Path, session: tuple[str, ...], out: Path) -> None:
+    """Sessions' records, recordings and the audit chain, for an off-host verifier."""
+    from gateway.sessions.export import export as run  # noqa: PLC0415
+    from gateway.sessions.query import QueryError  # noqa: PLC0415
+
+    with _index(state) as index, out.open("wb") as f:
+        try:
+            run(index, state, list(session), f)
+        except QueryError as exc:
+            out.unlink(missing_ok=True)
+            _fail(f"gateway: {exc}", 1)
+    click.echo(f"wrote {out}")
+
+
+@contextlib.contextmanager
+def _index(state: Path) -> Iterator[Index]:
+    from gateway.sessions.index import Index  # noqa: PLC0415
+
+    if not (state / "audit").is_dir():
+        _fail(f"gateway: no audit log under {state}")
+    index = Index(state)
+    try:
+        index.catch_up()
+        yield index
+    finally:
+        index.close()

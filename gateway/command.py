@@ -61,9 +61,7 @@ def parse_command(text: str | None) -> Command:
 
 def is_legacy_scp(command: Command) -> bool:
     """``scp -t``/``scp -f`` as sent by ``scp -O`` for its remote end."""
-    return command.target == "scp" and any(
-        a.startswith("-") and ("t" in a or "f" in a) for a in command.args
-    )
+    return command.target == "scp" and any(a.startswith("-") and ("t" in a or "f" in a) for a in command.args)
 
 
 def printable(text: str) -> str:

@@ -46,9 +46,7 @@ def load_keys(directory: Path) -> KeyRing:
         files[name] = str(path)
         if not PRINCIPAL_RE.match(name):
             problems.append(
-                Problem(
-                    str(path), 1, 1, f"principal name {name!r} must match {PRINCIPAL_RE.pattern}"
-                )
+                Problem(str(path), 1, 1, f"principal name {name!r} must match {PRINCIPAL_RE.pattern}")
             )
             continue
         problems += _load_file(path, name, by_fp, where)
@@ -57,9 +55,7 @@ def load_keys(directory: Path) -> KeyRing:
     return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files)
 
 
-def _load_file(
-    path: Path, name: str, by_fp: dict[str, str], where: dict[str, str]
-) -> list[Problem]:
+def _load_file(path: Path, name: str, by_fp: dict[str, str], where: dict[str, str]) -> list[Problem]:
     problems: list[Problem] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()

@@ -12,6 +12,7 @@ import asyncssh
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
+from gateway.sessions.recover import mark_interrupted
 from gateway.settings import Settings
 
 # AES-GCM and AES-CTR go 2-3x faster than chacha20-poly1305 through asyncssh.
@@ -45,21 +46,18 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
         host_based_auth=False,
         gss_host=None,
         login_timeout=settings.login_timeout,
-        encryption_algs=[
-            c for c in CIPHERS if c.encode() in asyncssh.encryption.get_encryption_algs()
-        ],
+        encryption_algs=[c for c in CIPHERS if c.encode() in asyncssh.encryption.get_encryption_algs()],
     )
 
 
 async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address."""
     runtime = Runtime.start(settings)
+    mark_interrupted(settings.state, runtime.audit)
     await _reap_sidekicks(runtime)
     acceptor = await listen(runtime)
     port = acceptor.get_port()
-    runtime.audit.emit(
-        "server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest
-    )
+    runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,9 +54,7 @@ def _denied_line(action: str, target: str | None) -> str:
 class Session:
     """Runs one session channel to its end."""
 
-    def __init__(
-        self, conn: GatewayServer, process: asyncssh.SSHServerProcess[bytes], number: int
-    ) -> None:
+    def __init__(self, conn: GatewayServer, process: asyncssh.SSHServerProcess[bytes], number: int) -> None:
         self.conn = conn
         self.rt = conn.rt
         self.process = process
@@ -76,9 +74,7 @@ class Session:
         """Decide, then run or refuse; never raises."""
         try:
             plan = await self._authorize()
-            self.audit(
-                "request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest
-            )
+            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest)
         except Refusal as refusal:
             self._refuse(refusal)
             return
@@ -104,20 +100,20 @@ class Session:
                 kind="subsystem",
             )
         command = parse_command(self.process.command)
+        spec = self.rt.policy.actions.get(self.action)
+        if spec is not None and spec.takes_query:
+            command = Command(None, command.words)  # every word is the query
         self._fields.update(target=command.target, args=list(command.args) or None)
         if is_legacy_scp(command):
             raise Refusal("gateway: scp is not available", reason="legacy scp", kind="scp")
         principal = self.conn.principal or ""
-        spec = self.rt.policy.actions.get(self.action)
         container = None
         if spec is not None and spec.needs_target and command.target is not None:
             container = await self._resolve(principal, command.target)
         target = Target(container.name, container.labels) if container else _typed_target(command)
         decision = decide(self.rt.policy, Request(principal, self.action, target, command.args))
         if not isinstance(decision, Allow):
-            raise Refusal(
-                self._deny_line(decision.code, command), reason=decision.reason, kind="action"
-            )
+            raise Refusal(self._deny_line(decision.code, command), reason=decision.reason, kind="action")
         if container is not None and not container.running:
             raise Refusal(
                 f"gateway: {container.name} is not running",
@@ -184,6 +180,7 @@ class Session:
             term=term,
             record_input=plan.spec.records_input,
             title=title,
+            name=str(path.relative_to(self.rt.settings.state)),
         )
 
     async def _execute(self, plan: Plan) -> None:
@@ -197,6 +194,7 @@ class Session:
             recorder=recorder,
             session_id=self.conn.session_id,
             sidekick_labels=self.rt.sidekick_labels,
+            state=self.rt.settings.state,
         )
         started = time.monotonic()
         outcome, error = Exit(255), None
@@ -204,6 +202,8 @@ class Session:
             self.audit("session.start", recording=recorder.name, pty=self._pty, pid=os.getpid())
             outcome = await runner_for(plan.spec)(ctx)
         except (Refusal, DockerError, OSError, AuditUnavailable) as exc:
+            outcome, error = Exit(REFUSED_STATUS), self._failed(exc)
+        except Exception as exc:  # a bug must end this session, not the connection or the server
             outcome, error = Exit(REFUSED_STATUS), self._failed(exc)
         finally:
             with contextlib.suppress(AuditUnavailable):

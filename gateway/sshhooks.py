@@ -26,12 +26,8 @@ _HANDLERS = (
     "_process_subsystem_request",
 )
 
-if not asyncssh.__version__.startswith(TESTED) or not all(
-    hasattr(SSHServerChannel, h) for h in _HANDLERS
-):
-    raise ImportError(
-        f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}"
-    )
+if not asyncssh.__version__.startswith(TESTED) or not all(hasattr(SSHServerChannel, h) for h in _HANDLERS):
+    raise ImportError(f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
 
 OnRefused = Callable[..., None]
 

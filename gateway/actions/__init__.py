@@ -9,6 +9,7 @@
         SignalAction   ─► kill.run_signal       (docker kill -s)
         LogsAction     ─► logs.run_logs         (tail / follow, stdout and stderr apart)
         BackupAction   ─► backup.run_backup     (archive endpoint, streamed tar)
+        AuditAction    ─► audit.run_audit       (read-only compliance queries)
 
 ``channel`` is the SSH side of every runner (send, input, hang-up) and taps
 the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateway.actions.audit import run_audit
 from gateway.actions.backup import run_backup
 from gateway.actions.base import ActionContext, Exit, Runner, Traffic
 from gateway.actions.host import run_host
@@ -34,6 +36,7 @@ REGISTRY: Mapping[type[models._ActionBase], Runner] = {
     models.SignalAction: run_signal,
     models.LogsAction: run_logs,
     models.BackupAction: run_backup,
+    models.AuditAction: run_audit,
 }
 
 

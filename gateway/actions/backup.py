@@ -35,9 +35,7 @@ async def _pump(ctx: ActionContext) -> bool:
     digest = hashlib.sha256()
     size = 0
     for index, path in enumerate(spec.paths):
-        async for chunk in archive(
-            ctx.engine, ctx.container.id, path, last=index == len(spec.paths) - 1
-        ):
+        async for chunk in archive(ctx.engine, ctx.container.id, path, last=index == len(spec.paths) - 1):
             digest.update(chunk)
             size += len(chunk)
             if not await send(ctx, chunk):

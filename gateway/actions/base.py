@@ -6,6 +6,7 @@ import re
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class ActionContext:
     engine: Engine
     recorder: Recorder
     session_id: str
+    #: the state directory (the audit action reads it)
+    state: Path = Path("state")
     #: labels that mark a sidekick as this gateway's (reaped at start-up)
     sidekick_labels: Mapping[str, str] = field(default_factory=dict)
     traffic: Traffic = field(default_factory=Traffic)

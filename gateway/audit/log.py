@@ -30,7 +30,12 @@ class _ChainWriter:
             path = self._file(state)
             if path.name != state.file and state.file and store.ends_torn(self.directory / state.file):
                 torn = (self.directory / state.file).stat().st_size - state.size
-                recovered = {"event": "audit.recovered", "ts": event.get("ts"), "torn_file": state.file, "torn_bytes": torn}
+                recovered = {
+                    "event": "audit.recovered",
+                    "ts": event.get("ts"),
+                    "torn_file": state.file,
+                    "torn_bytes": torn,
+                }
                 state = self._append(path, recovered, state, durable=True)
             self._append(path, event, state, durable=durable)
 
@@ -70,7 +75,13 @@ class _ChainWriter:
         os.write(fd, (line + "\n").encode())
         if durable:
             os.fsync(fd)
-        new = ChainState(state.seq + 1, chain.digest(line), chain.evolve(state.key_bytes).hex(), path.name, os.fstat(fd).st_size)
+        new = ChainState(
+            state.seq + 1,
+            chain.digest(line),
+            chain.evolve(state.key_bytes).hex(),
+            path.name,
+            os.fstat(fd).st_size,
+        )
         store.write_state(self.directory, new)
         return new
 
@@ -105,7 +116,10 @@ class AuditLog:
         self._writer = _ChainWriter(directory)
         self._logger = structlog.wrap_logger(
             self._writer,
-            processors=[structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"), _drop_none],
+            processors=[
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                _drop_none,
+            ],
         )
 
     def emit(self, event: str, *, durable: bool = False, **fields: Any) -> None:

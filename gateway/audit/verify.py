@@ -98,33 +98,45 @@ class _Walker:
     def step(self, entry: Entry, following: Entry | None) -> Report | None:
         if entry.torn:
             return self.torn(entry, following)
-        seq = _seq(entry)
-        if entry.record is None or seq is None:
-            return self.fail(entry, "edited", "the line is not a sealed record")
-        if seq > self.expected:
-            kind = "reordered" if self.later.get(self.expected) else "deleted"
-            return self.fail(entry, kind, f"expected seq {self.expected}, found {seq}")
-        if seq < self.expected:
-            return self.fail(entry, "inserted", f"seq {seq} appears again after {self.expected - 1}")
-        self.later[seq] -= 1
-        if entry.record.get("prev") != self.prev:
-            return self.fail(entry, "deleted", f"seq {seq} does not link to the record before it")
-        if not chain.mac_ok(self.key, entry.record):
-            links_over = following is not None and following.record and following.record.get("prev") == self.prev
-            kind = "inserted" if links_over else "edited"
-            return self.fail(entry, kind, f"seq {seq}: the MAC does not match")
+        found = self.classify(entry, following)
+        if found is not None:
+            return self.fail(entry, *found)
         problem = self.check_recording(entry)
         self.accept(entry)
         return problem
 
+    def classify(self, entry: Entry, following: Entry | None) -> tuple[str, str] | None:
+        """The kind of the first problem with this record, or None when it is sound."""
+        seq = _seq(entry)
+        if entry.record is None or seq is None:
+            return "edited", "the line is not a sealed record"
+        if seq != self.expected:
+            if seq < self.expected:
+                return "inserted", f"seq {seq} appears again after {self.expected - 1}"
+            kind = "reordered" if self.later.get(self.expected) else "deleted"
+            return kind, f"expected seq {self.expected}, found {seq}"
+        self.later[seq] -= 1
+        if entry.record.get("prev") != self.prev:
+            return "deleted", f"seq {seq} does not link to the record before it"
+        if not chain.mac_ok(self.key, entry.record):
+            links_over = bool(following and following.record and following.record.get("prev") == self.prev)
+            return ("inserted" if links_over else "edited"), f"seq {seq}: the MAC does not match"
+        return None
+
     def torn(self, entry: Entry, following: Entry | None) -> Report | None:
-        recovered = following is not None and following.record is not None
-        if recovered and following.record.get("event") == "audit.recovered":  # type: ignore[union-attr]
-            if following.record.get("torn_file") == entry.file.name:  # type: ignore[union-attr]
-                self.report.notes.append(f"{entry.file.name}:{entry.line}: torn line from a crash, recovered")
-                return None
+        record = following.record if following is not None else None
+        if record and record.get("event") == "audit.recovered" and record.get("torn_file") == entry.file.name:
+            # The torn record may have used up a seq before the crash; the recovery
+            # record's own MAC (checked next) vouches for where the chain resumes.
+            if record.get("seq") == self.expected + 1:
+                self.key, self.expected = chain.evolve(self.key), self.expected + 1
+            self.prev = str(record.get("prev"))
+            self.report.notes.append(f"{entry.file.name}:{entry.line}: torn line from a crash, recovered")
+            return None
         if following is None:
-            return self.fail(entry, "truncated", f"the last line is incomplete ({len(entry.raw)} bytes): a crash")
+            return self.fail(
+                entry, "truncated", f"the last line is incomplete ({len(entry.raw)} bytes): a crash"
+            )
         return self.fail(entry, "edited", "an incomplete line inside the chain")
 
     def accept(self, entry: Entry) -> None:
@@ -152,7 +164,9 @@ class _Walker:
         state = store.read_state(self.directory)
         if state is not None and state.seq > self.report.last_seq:
             self.report.kind, self.report.where = "deleted", "end of the chain"
-            self.report.detail = f"the chain state is at seq {state.seq}, the records end at {self.report.last_seq}"
+            self.report.detail = (
+                f"the chain state is at seq {state.seq}, the records end at {self.report.last_seq}"
+            )
         return self.report
 
 

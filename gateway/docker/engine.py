@@ -91,9 +91,7 @@ class Engine:
         if not valid_name(name):
             raise ContainerNotFound(name)
         async with translated(name):
-            data = await asyncio.wait_for(
-                self.client._query_json(f"containers/{name}/json"), TIMEOUT
-            )
+            data = await asyncio.wait_for(self.client._query_json(f"containers/{name}/json"), TIMEOUT)
         info = ContainerInfo.from_inspect(data)
         if info.name != name:
             raise ContainerNotFound(name)  # an id prefix, not a name: never resolve by id

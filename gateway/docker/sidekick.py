@@ -27,9 +27,7 @@ class Sidekick:
     async def create(cls, engine: Engine, config: dict[str, Any], name: str) -> Sidekick:
         """Create (not start) the container; ImageNotFound if the image is absent."""
         async with translated(str(config.get("Image", ""))):
-            container = await asyncio.wait_for(
-                engine.client.containers.create(config, name=name), TIMEOUT
-            )
+            container = await asyncio.wait_for(engine.client.containers.create(config, name=name), TIMEOUT)
         return cls(engine, container.id)
 
     def attach(self, *, stdin: bool) -> Stream:
@@ -52,16 +50,12 @@ class Sidekick:
     async def start(self) -> None:
         """Start it."""
         async with translated(self.id):
-            await asyncio.wait_for(
-                self.engine.client.containers.container(self.id).start(), TIMEOUT
-            )
+            await asyncio.wait_for(self.engine.client.containers.container(self.id).start(), TIMEOUT)
 
     async def resize(self, cols: int, rows: int) -> None:
         """Resize its TTY."""
         async with translated(self.id):
-            await self.engine.client.containers.container(self.id).resize(
-                h=max(rows, 1), w=max(cols, 1)
-            )
+            await self.engine.client.containers.container(self.id).resize(h=max(rows, 1), w=max(cols, 1))
 
     async def remove(self) -> None:
         """Kill and remove it (already gone is fine)."""

@@ -49,9 +49,7 @@ async def logs(
     }
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     async with translated(container_id):
-        query = engine.client._query(
-            f"containers/{container_id}/logs", params=params, timeout=timeout
-        )
+        query = engine.client._query(f"containers/{container_id}/logs", params=params, timeout=timeout)
         async with query as response:
             if tty:
                 async for chunk in response.content.iter_chunked(CHUNK):
@@ -61,9 +59,7 @@ async def logs(
                 yield item
 
 
-async def archive(
-    engine: Engine, container_id: str, path: str, *, last: bool
-) -> AsyncIterator[bytes]:
+async def archive(engine: Engine, container_id: str, path: str, *, last: bool) -> AsyncIterator[bytes]:
     """A tar stream of *path*; unless *last*, without its end blocks, so streams concatenate."""
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     held = b""

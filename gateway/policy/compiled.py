@@ -72,9 +72,7 @@ class Policy:
     index: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = field(default_factory=dict)
 
     @classmethod
-    def build(
-        cls, actions: Mapping[str, Action], grants: tuple[CompiledGrant, ...], digest: str
-    ) -> Policy:
+    def build(cls, actions: Mapping[str, Action], grants: tuple[CompiledGrant, ...], digest: str) -> Policy:
         """Build the policy and its (principal, action) index."""
         index: dict[tuple[str, str], list[CompiledGrant]] = {}
         for grant in grants:

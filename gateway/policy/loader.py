@@ -23,9 +23,7 @@ from gateway.policy.compiled import CompiledGrant, Policy, TargetMatcher
 from gateway.policy.marks import Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
 
-_ACTION_MODELS: dict[str, type[BaseModel]] = dict(
-    zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True)
-)
+_ACTION_MODELS: dict[str, type[BaseModel]] = dict(zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True))
 
 
 @dataclass

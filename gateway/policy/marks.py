@@ -84,16 +84,12 @@ def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, fil
             key = _scalar(key_node, loader)
             if not isinstance(key, str | int | bool) or key is None:
                 mark = _mark(key_node)
-                out.problems.append(
-                    Problem(filename, mark.line, mark.column, "keys must be plain scalars")
-                )
+                out.problems.append(Problem(filename, mark.line, mark.column, "keys must be plain scalars"))
                 continue
             key = str(key)
             if key in result:
                 mark = _mark(key_node)
-                out.problems.append(
-                    Problem(filename, mark.line, mark.column, f"duplicate key {key!r}")
-                )
+                out.problems.append(Problem(filename, mark.line, mark.column, f"duplicate key {key!r}"))
                 continue
             out.keys[(*path, key)] = _mark(key_node)
             result[key] = _walk(value_node, (*path, key), out, loader, filename)

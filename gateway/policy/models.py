@@ -26,6 +26,8 @@ class _ActionBase(_Model):
     needs_target: ClassVar[bool] = True
     #: whether the session is recorded as asciicast (False: metadata only)
     recorded: ClassVar[bool] = True
+    #: whether every word of the command is an argument (no target word)
+    takes_query: ClassVar[bool] = False
 
     @property
     def accepts_args(self) -> bool:
@@ -108,12 +110,26 @@ class BackupAction(_ActionBase):
     paths: Annotated[tuple[AbsPath, ...], Field(min_length=1)]
 
 
+class AuditAction(_ActionBase):
+    """Charlotte's read-only queries over SSH: ``ssh audit@HOST sessions list --since 1d``."""
+
+    needs_target: ClassVar[bool] = False
+    takes_query: ClassVar[bool] = True
+    recorded: ClassVar[bool] = False  # read-only queries: size and status in the session-end record
+    type: Literal["audit"]
+
+    @property
+    def accepts_args(self) -> bool:
+        """The command words are the query."""
+        return True
+
+
 Action = Annotated[
-    ShellAction | HostAction | SidekickAction | SignalAction | LogsAction | BackupAction,
+    ShellAction | HostAction | SidekickAction | SignalAction | LogsAction | BackupAction | AuditAction,
     Field(discriminator="type"),
 ]
 
-ACTION_MODELS = (ShellAction, HostAction, SidekickAction, SignalAction, LogsAction, BackupAction)
+ACTION_MODELS = (ShellAction, HostAction, SidekickAction, SignalAction, LogsAction, BackupAction, AuditAction)
 ACTION_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in ACTION_MODELS)  # type: ignore[union-attr]
 
 

@@ -83,7 +83,8 @@ class Index:
         if not session_id:
             return
         self.db.execute(
-            "INSERT OR REPLACE INTO events VALUES (?, ?, ?)", (record.get("seq"), session_id, json.dumps(record))
+            "INSERT OR REPLACE INTO events VALUES (?, ?, ?)",
+            (record.get("seq"), session_id, json.dumps(record)),
         )
         event, channel = record.get("event"), int(record.get("channel") or 1)
         key = session_key(session_id, channel)

@@ -34,9 +34,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=check, timeout=60
-    )
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +93,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Key pairs: betty and dan are known, eve is known but has no grant, mallory is unknown."""
     base = tmp_path_factory.mktemp("keys")
     out: dict[str, Path] = {}
-    for who in ("betty", "dan", "eve", "mallory"):
+    for who in ("betty", "dan", "eve", "charlotte", "mallory"):
         path = base / who
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(path)], check=True
@@ -119,7 +117,11 @@ actions:
   hello:
     type: host
     command: ["sh", "-c", "echo out; echo err >&2; exit 3"]
+  audit:
+    type: audit
 grants:
+  - principals: [charlotte]
+    actions: [audit]
   - principals: [betty]
     actions: [debug, console]
     targets: ["{prefix}-web*"]
@@ -139,9 +141,7 @@ class Gateway:
     policies: Path
     keydir: Path
 
-    def ssh_argv(
-        self, action: str, *words: str, key: str = "betty", opts: tuple[str, ...] = ()
-    ) -> list[str]:
+    def ssh_argv(self, action: str, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
         """The ssh command line for ``ssh ACTION@127.0.0.1 WORDS...``."""
         return [
             "ssh",
@@ -166,9 +166,7 @@ class Gateway:
     ) -> subprocess.CompletedProcess[str]:
         """Run ssh to the end; stdout and stderr kept apart."""
         argv = self.ssh_argv(action, *words, key=key, opts=opts)
-        return subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
     def events(self) -> list[dict[str, Any]]:
         """Every audit record so far, as dicts, in chain order."""
@@ -249,8 +247,22 @@ def gateway(
     policies.mkdir()
     keydir.mkdir()
     (policies / "test.yaml").write_text(POLICY.replace("{prefix}", containers.prefix))
-    for who in ("betty", "dan", "eve"):
+    for who in ("betty", "dan", "eve", "charlotte"):
         shutil.copy(keys[who].with_suffix(".pub"), keydir / f"{who}.pub")
     gw = start_gateway(base / "state", policies, keydir, keys)
     yield gw
     assert stop_gateway(gw) == 0
+    verified = gateway_cli("audit", "verify", "--state", str(gw.state))
+    assert verified.returncode == 0, verified.stdout + verified.stderr  # intact after heavy use
+
+
+def gateway_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `gateway` command line."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )

@@ -12,9 +12,7 @@ from tests.e2e.conftest import Gateway
 pytestmark = pytest.mark.e2e
 
 
-async def _connect(
-    gateway: Gateway, action: str, key: str = "betty"
-) -> asyncssh.SSHClientConnection:
+async def _connect(gateway: Gateway, action: str, key: str = "betty") -> asyncssh.SSHClientConnection:
     return await asyncssh.connect(
         "127.0.0.1",
         gateway.port,

@@ -107,9 +107,7 @@ def test_unknown_key_is_permission_denied(gateway: Gateway, web1: str) -> None:
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr
     rejects = [
-        e
-        for e in gateway.since(mark, lambda e: e["event"] == "auth.reject")
-        if e["event"] == "auth.reject"
+        e for e in gateway.since(mark, lambda e: e["event"] == "auth.reject") if e["event"] == "auth.reject"
     ]
     assert rejects and rejects[0]["fingerprint"].startswith("SHA256:")
 
@@ -158,9 +156,7 @@ def test_agent_forwarding_refused(gateway: Gateway, web1: str, tmp_path: Path) -
         mark = gateway.mark()
         argv = gateway.ssh_argv("debug", web1, "env", opts=("-A",))
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        result = subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=30, check=False
-        )
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=False)
         assert result.returncode == 0
         assert "SSH_AUTH_SOCK" not in result.stdout
         assert _denials(gateway, mark, "agent-forwarding")

@@ -52,9 +52,7 @@ def test_signal_death_comes_back_as_a_signal(gateway: Gateway, web1: str) -> Non
 
 
 def test_child_environment_is_clean(gateway: Gateway, web1: str) -> None:
-    result = gateway.ssh(
-        "debug", web1, "env", opts=("-o", "SetEnv=LD_PRELOAD=/tmp/evil.so FOO=bar")
-    )
+    result = gateway.ssh("debug", web1, "env", opts=("-o", "SetEnv=LD_PRELOAD=/tmp/evil.so FOO=bar"))
     assert result.returncode == 0
     names = {line.split("=", 1)[0] for line in result.stdout.splitlines()}
     assert "LD_PRELOAD" not in names
@@ -62,9 +60,7 @@ def test_child_environment_is_clean(gateway: Gateway, web1: str) -> None:
     assert "PATH" in names
 
 
-def _spawn(
-    gateway: Gateway, action: str, *words: str, rows: int = 24, cols: int = 80
-) -> pexpect.spawn:
+def _spawn(gateway: Gateway, action: str, *words: str, rows: int = 24, cols: int = 80) -> pexpect.spawn:
     argv = gateway.ssh_argv(action, *words, opts=("-tt",))
     child = pexpect.spawn(
         argv[0],

@@ -44,18 +44,14 @@ grants:
 
 
 def _docker(*args: str) -> str:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 @pytest.fixture(scope="module")
 def toolbox(gateway: Gateway, containers: Containers) -> Iterator[Gateway]:
     """The shared gateway with the toolbox policy added (reloaded by a restart)."""
     (gateway.policies / "toolbox.yaml").write_text(TOOLBOX.replace("{prefix}", containers.prefix))
-    gw = start_gateway(
-        gateway.state.parent / "toolbox-state", gateway.policies, gateway.keydir, gateway.keys
-    )
+    gw = start_gateway(gateway.state.parent / "toolbox-state", gateway.policies, gateway.keydir, gateway.keys)
     yield gw
     assert stop_gateway(gw) == 0
     (gateway.policies / "toolbox.yaml").unlink()
@@ -77,11 +73,7 @@ def db1(containers: Containers) -> tuple[str, str]:
 
 
 def _sidekicks(session_label: str | None = None) -> list[str]:
-    label = (
-        "org.gateway.sidekick=1"
-        if session_label is None
-        else f"org.gateway.session={session_label}"
-    )
+    label = "org.gateway.sidekick=1" if session_label is None else f"org.gateway.session={session_label}"
     return _docker("ps", "-aq", "--filter", f"label={label}").split()
 
 
@@ -152,9 +144,7 @@ def test_logs_tail_keeps_streams_apart(toolbox: Gateway, containers: Containers)
     for _ in range(50):
         if (
             "err5"
-            in subprocess.run(
-                ["docker", "logs", noisy], capture_output=True, text=True, check=False
-            ).stderr
+            in subprocess.run(["docker", "logs", noisy], capture_output=True, text=True, check=False).stderr
         ):
             break
         time.sleep(0.1)
@@ -264,23 +254,15 @@ def test_refusals(toolbox: Gateway, web1: str, stopped: str) -> None:
     mark = toolbox.mark()
     missing = toolbox.ssh("nosuchimage", web1, key="dan")
     assert missing.returncode == 1
-    assert (
-        missing.stderr
-        == "gateway: the sidekick image gateway-no-such-image:0 is not on this host\n"
-    )
+    assert missing.stderr == "gateway: the sidekick image gateway-no-such-image:0 is not on this host\n"
     assert "not running" in toolbox.ssh("restart", stopped, key="dan").stderr
-    assert (
-        toolbox.ssh("restart", web1, key="betty").stderr
-        == f"gateway: restart {web1}: permission denied\n"
-    )
+    assert toolbox.ssh("restart", web1, key="betty").stderr == f"gateway: restart {web1}: permission denied\n"
     events = toolbox.since(mark)
     assert any(e["event"] == "session.end" and e.get("error") == "image missing" for e in events)
     assert sum(e["event"] == "request.deny" for e in events) >= 2
 
 
-def test_gateway_restart_reaps_a_leftover_sidekick(
-    toolbox: Gateway, web1: str, tmp_path: Path
-) -> None:
+def test_gateway_restart_reaps_a_leftover_sidekick(toolbox: Gateway, web1: str, tmp_path: Path) -> None:
     state = tmp_path / "state"
     gw = start_gateway(state, toolbox.policies, toolbox.keydir, toolbox.keys)
     argv = gw.ssh_argv("sk", web1, "'echo started; sleep 300'", key="dan")

@@ -15,9 +15,7 @@ ACTIONS = {
 }
 
 
-def _grant(
-    principals: set[str], actions: set[str], targets: tuple[str, ...], where: str
-) -> CompiledGrant:
+def _grant(principals: set[str], actions: set[str], targets: tuple[str, ...], where: str) -> CompiledGrant:
     return CompiledGrant(
         frozenset(principals),
         frozenset(actions),

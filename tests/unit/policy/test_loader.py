@@ -90,9 +90,7 @@ def test_duplicate_action_across_files(write: Write, problems: Callable[[], list
     assert "a.yaml:3" in problem
 
 
-def test_grant_unknown_action_and_principal(
-    write: Write, problems: Callable[[], list[str]]
-) -> None:
+def test_grant_unknown_action_and_principal(write: Write, problems: Callable[[], list[str]]) -> None:
     write("a.yaml", """\
         version: 1
         actions:
@@ -132,9 +130,7 @@ def test_target_rules(write: Write, problems: Callable[[], list[str]]) -> None:
     assert "takes no targets" in found[1]
 
 
-def test_all_problems_in_all_files_are_reported(
-    write: Write, problems: Callable[[], list[str]]
-) -> None:
+def test_all_problems_in_all_files_are_reported(write: Write, problems: Callable[[], list[str]]) -> None:
     write("a.yaml", "version: 1\nactions:\n  x: {type: nope}\n  y: {type: shell, bogus: 1}\n")
     write("b.yaml", "version: 1\nextra: true\n")
     found = problems()
@@ -158,9 +154,7 @@ def test_bad_action_name(write: Write, problems: Callable[[], list[str]]) -> Non
     assert problem.startswith("a.yaml:3:3: ")
 
 
-def test_grant_where_is_file_and_line(
-    write: Write, load: Callable[[], Policy], policy_dir: Path
-) -> None:
+def test_grant_where_is_file_and_line(write: Write, load: Callable[[], Policy], policy_dir: Path) -> None:
     write(
         "a.yaml",
         "version: 1\nactions:\n  m: {type: host, command: [ls]}\ngrants:\n  - principals: [dan]\n    actions: [m]\n",

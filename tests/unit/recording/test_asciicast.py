@@ -31,9 +31,7 @@ def test_events_and_split_utf8(tmp_path: Path) -> None:
     assert end["recording_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert end["recording_size"] == path.stat().st_size
     player = Path(sys.executable).parent / "asciinema"
-    played = subprocess.run(
-        [str(player), "cat", str(path)], capture_output=True, text=True, check=False
-    )
+    played = subprocess.run([str(player), "cat", str(path)], capture_output=True, text=True, check=False)
     assert played.returncode == 0
     assert "hello ☃" in played.stdout
 

@@ -1,0 +1,142 @@
+"""``type: audit``: Charlotte's read-only queries, run inside the gateway.
+
+The command words are parsed strictly; the only reachable things are::
+
+    sessions list [--since T] [--until T] [--principal P] [--action A] [--target T] [--json]
+    sessions show ID
+    sessions export ID...        (a tar.gz on stdout)
+    sessions watch ID            (a live session's output, read-only)
+    verify                       (the audit chain, with STATE/audit/initial.key)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+from pathlib import Path
+
+from gateway.actions.base import ActionContext, Exit
+from gateway.actions.channel import send, until_hangup
+from gateway.audit.verify import verify
+from gateway.errors import Refusal
+from gateway.sessions import query
+from gateway.sessions.export import export
+from gateway.sessions.index import Index
+from gateway.sessions.replay import recording_path
+from gateway.tasks import Tasks
+
+WATCH_POLL = 0.2
+USAGE = "usage: sessions list|show ID|export ID...|watch ID, or verify"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise Refusal(f"gateway: audit: {message} ({USAGE})", reason=f"bad query: {message}", kind="command")
+
+
+def _parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="audit", add_help=False, exit_on_error=False)
+    top = root.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    top.add_parser("verify", add_help=False)
+    sessions = top.add_parser("sessions", add_help=False).add_subparsers(
+        dest="verb", required=True, parser_class=_Parser
+    )
+    listing = sessions.add_parser("list", add_help=False)
+    for option in ("--since", "--until", "--principal", "--action", "--target"):
+        listing.add_argument(option)
+    listing.add_argument("--json", action="store_true")
+    for verb in ("show", "watch"):
+        sessions.add_parser(verb, add_help=False).add_argument("id")
+    sessions.add_parser("export", add_help=False).add_argument("ids", nargs="+")
+    return root
+
+
+def parse(words: tuple[str, ...]) -> argparse.Namespace:
+    """Parse the query strictly; raise Refusal for anything else."""
+    try:
+        return _parser().parse_args(list(words))
+    except argparse.ArgumentError as exc:
+        raise Refusal(
+            f"gateway: audit: {exc.message} ({USAGE})", reason=f"bad query: {exc.message}", kind="command"
+        ) from None
+
+
+async def run_audit(ctx: ActionContext) -> Exit:
+    """Answer one query."""
+    args = parse(ctx.args)
+    if args.group == "verify":
+        return await _verify(ctx)
+    index = Index(ctx.state)
+    try:
+        index.catch_up()
+        if args.verb == "watch":
+            return await _watch(ctx, index, args.id)
+        body = _answer(index, ctx.state, args)
+    except query.QueryError as exc:
+        raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind="command") from None
+    finally:
+        index.close()
+    await send(ctx, body)
+    return Exit(0)
+
+
+def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:
+    if args.verb == "list":
+        filters = query.Filters(
+            since=query.parse_time(args.since) if args.since else None,
+            until=query.parse_time(args.until) if args.until else None,
+            principal=args.principal,
+            action=args.action,
+            target=args.target,
+        )
+        rows = query.list_sessions(index, filters)
+        return (query.json_lines(rows) if args.json else query.table(rows)).encode()
+    if args.verb == "show":
+        return query.show_text(query.show(index, args.id)).encode()
+    buffer = io.BytesIO()
+    export(index, state, list(args.ids), buffer)
+    return buffer.getvalue()
+
+
+async def _verify(ctx: ActionContext) -> Exit:
+    key_file = ctx.state / "audit" / "initial.key"
+    if not key_file.is_file():
+        raise Refusal(
+            "gateway: audit: the initial key is not on this host", reason="no initial key", kind="command"
+        )
+    report = await asyncio.to_thread(verify, ctx.state / "audit", bytes.fromhex(key_file.read_text().strip()))
+    if report.intact:
+        await send(ctx, f"ok: {report.records} records, chain intact (last seq {report.last_seq})\n".encode())
+        return Exit(0)
+    await send(ctx, f"audit: {report.where}: {report.kind}: {report.detail}\n".encode())
+    return Exit(3 if report.kind == "truncated" else 1)
+
+
+async def _watch(ctx: ActionContext, index: Index, session: str) -> Exit:
+    path = recording_path(index, ctx.state, session)
+    async with Tasks(f"watch:{ctx.session_id}") as tasks:
+        follow = tasks.spawn(_follow(ctx, index, session, path), "follow")
+        await until_hangup(ctx, tasks, [follow])
+    return Exit(0)
+
+
+async def _follow(ctx: ActionContext, index: Index, session: str, path: Path) -> None:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        f.readline()
+        pending = ""
+        while True:
+            chunk = f.readline()
+            if chunk:
+                pending += chunk
+                if pending.endswith("\n"):
+                    event, pending = json.loads(pending), ""
+                    if event[1] == "o" and not await send(ctx, str(event[2]).encode()):
+                        return
+                continue
+            index.catch_up()
+            row = index.db.execute("SELECT state FROM sessions WHERE id = ?", (session,)).fetchone()
+            if row is None or row[0] != "open":
+                return
+            await asyncio.sleep(WATCH_POLL)

@@ -1,0 +1,55 @@
+"""``sessions export``: a tar.gz with the sessions' records, recordings and the chain.
+
+The bundle holds what an off-host verifier needs: the audit files (the whole
+chain, so every link and MAC can be checked with K_0), each session's
+records, its recordings, and a manifest of SHA-256 digests. It never holds a
+key: not K_0, and not the chain state with the current key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.audit import store
+from gateway.sessions.index import Index
+from gateway.sessions.query import show
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export(index: Index, state: Path, sessions: list[str], out: BinaryIO) -> None:
+    """Write the bundle for *sessions* to *out* (streamed, gzip)."""
+    manifest: dict[str, str] = {}
+    with tarfile.open(fileobj=out, mode="w|gz") as tar:
+        for session in sessions:
+            events = show(index, session)
+            data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in events).encode()
+            _add_bytes(tar, f"sessions/{session}.jsonl", data)
+            manifest[f"sessions/{session}.jsonl"] = hashlib.sha256(data).hexdigest()
+            for recording in sorted({str(e["recording"]) for e in events if e.get("recording")}):
+                path = state / recording
+                if path.is_file():
+                    tar.add(path, arcname=recording)
+                    manifest[recording] = _sha256(path)
+        for path in store.log_files(state / "audit"):
+            tar.add(path, arcname=f"audit/{path.name}")
+            manifest[f"audit/{path.name}"] = _sha256(path)
+        _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2, sort_keys=True).encode())

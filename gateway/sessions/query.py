@@ -1,0 +1,117 @@
+"""Queries over the index: list and show, as rows and as text."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.sessions.index import Index
+
+_SPAN = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+COLUMNS = ("id", "start", "duration", "principal", "action", "target", "container", "exit", "bytes")
+
+
+class QueryError(ValueError):
+    """A query argument that cannot be understood."""
+
+
+def parse_time(text: str, now: datetime | None = None) -> str:
+    """``1d``/``2h``/``30m`` ago, or an ISO date or time; returned as an ISO UTC string."""
+    now = now or datetime.now(UTC)
+    span = _SPAN.match(text)
+    if span:
+        moment = now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise QueryError(f"not a time: {text!r} (expected 1d, 2h, 30m or an ISO time)") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What ``sessions list`` narrows by."""
+
+    since: str | None = None
+    until: str | None = None
+    principal: str | None = None
+    action: str | None = None
+    target: str | None = None
+
+
+def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
+    """Sessions matching *filters*, oldest first."""
+    clauses, params = [], []
+    for column, op, value in (
+        ("start", ">=", filters.since),
+        ("start", "<=", filters.until),
+        ("principal", "=", filters.principal),
+        ("action", "=", filters.action),
+        ("target", "=", filters.target),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = index.db.execute(f"SELECT * FROM sessions {where} ORDER BY start", params)  # noqa: S608 - fixed columns
+    return [dict(row) for row in rows]
+
+
+def _exit(row: dict[str, Any]) -> str:
+    if row["state"] == "open":
+        return "open"
+    if row["state"] == "interrupted":
+        return "interrupted"
+    return f"sig {row['signal']}" if row["signal"] else str(row["exit_status"])
+
+
+def _cells(row: dict[str, Any]) -> tuple[str, ...]:
+    duration = f"{row['duration']:.1f}s" if row["duration"] is not None else "-"
+    traffic = f"{row['bytes_in'] or 0}/{row['bytes_out'] or 0}"
+    container = (row["container"] or "-")[:12]
+    start = str(row["start"])[:19].replace("T", " ")
+    return (row["id"], start, duration, row["principal"] or "-", row["action"] or "-", row["target"] or "-",
+            container, _exit(row), traffic)  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A plain text table (id, start, duration, principal, action, target, container, exit, bytes)."""
+    cells = [COLUMNS, *(_cells(r) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    return (
+        "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+        + "\n"
+    )
+
+
+def json_lines(rows: list[dict[str, Any]]) -> str:
+    """One JSON object per session."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+
+def show(index: Index, session: str) -> list[dict[str, Any]]:
+    """Every record of the connection behind *session* (``ID`` or ``ID.N``), in time order."""
+    session_id = session.split(".", 1)[0]
+    if not re.fullmatch(r"[0-9a-f]{16}", session_id):
+        raise QueryError(f"not a session id: {session!r}")
+    events = index.events(session_id)
+    if not events:
+        raise QueryError(f"no session {session!r}")
+    return events
+
+
+def show_text(events: list[dict[str, Any]]) -> str:
+    """One line per record: time, event, then the fields that matter."""
+    skip = {"ts", "event", "mac", "prev", "session_id"}
+    lines = []
+    for e in events:
+        fields = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.items()) if k not in skip)
+        lines.append(f"{e['ts']}  {e['event']:<18} {fields}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""Replay a recording in the terminal, in constant memory (one event at a time)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from gateway.sessions.index import Index
+from gateway.sessions.query import QueryError
+
+MAX_PAUSE = 2.0  # long idle gaps are shortened, as asciinema's idle limit does
+
+
+def recording_path(index: Index, state: Path, session: str) -> Path:
+    """The recording of *session* (``ID`` or ``ID.N``)."""
+    row = index.db.execute("SELECT recording FROM sessions WHERE id = ?", (session,)).fetchone()
+    if row is None or not row[0]:
+        raise QueryError(f"no recording for session {session!r}")
+    return state / str(row[0])
+
+
+def output_events(path: Path) -> Iterator[tuple[float, str]]:
+    """(time, text) of each output event, read line by line."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        f.readline()  # the header
+        for line in f:
+            try:
+                stamp, code, data = json.loads(line)
+            except ValueError:
+                return  # a torn last line: the session was cut
+            if code == "o":
+                yield float(stamp), str(data)
+
+
+def replay(
+    path: Path, out: BinaryIO, *, speed: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Write each output event to *out* at its time, divided by *speed*."""
+    last = 0.0
+    for stamp, text in output_events(path):
+        pause = min(max(stamp - last, 0.0), MAX_PAUSE) / speed
+        if pause > 0:
+            sleep(pause)
+        last = stamp
+        out.write(text.encode())
+        out.flush()
