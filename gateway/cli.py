@@ -61,7 +61,7 @@ def main() -> None:
 @_policies
 @_keys
 @_state
-def serve(listen: str, policies: Path, keys: Path, state: Path) -> None:
+def serve(listen: str, checkpoint_interval: float, policies: Path, keys: Path, state: Path) -> None:
     """Run the SSH gateway."""
     from gateway.server import serve as run  # noqa: PLC0415 - keep `policy check` start-up light
 
@@ -71,7 +71,13 @@ def serve(listen: str, policies: Path, keys: Path, state: Path) -> None:
         sys.stdout.flush()
 
     try:
-        settings = Settings(listen=Listen.parse(listen), policies=policies, keys=keys, state=state)
+        settings = Settings(
+            listen=Listen.parse(listen),
+            policies=policies,
+            keys=keys,
+            state=state,
+            checkpoint_interval=checkpoint_interval,
+        )
         asyncio.run(run(settings, ready))
     except LoadError as exc:
         _fail(str(exc))
@@ -145,11 +151,13 @@ def audit() -> None:
 @audit.command()
 @_state
 @click.option("--key", type=click.Path(path_type=Path), help="K_0 (default: STATE/audit/initial.key).")
-def verify(state: Path, key: Path | None) -> None:
+@click.option("--pubkey", type=click.Path(path_type=Path), help="Also check the signed checkpoints.")
+def verify(state: Path, key: Path | None, pubkey: Path | None) -> None:
     """Check the chain: exit 0 when intact, 1 when tampered with, 3 when only the tail is torn."""
+    from gateway.audit.checkpoint import load_public  # noqa: PLC0415
     from gateway.audit.verify import verify as run  # noqa: PLC0415
 
-    report = run(state / "audit", _k0(state, key))
+    report = run(state / "audit", _k0(state, key), load_public(pubkey) if pubkey else None)
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.intact:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 import asyncssh
 
+from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
 from gateway.settings import Settings
+from gateway.tasks import Tasks
 
 # AES-GCM and AES-CTR go 2-3x faster than chacha20-poly1305 through asyncssh.
 CIPHERS = (
@@ -63,10 +65,23 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     on_ready(settings.listen.host, port)
-    try:
-        await stop.wait()
-    finally:
-        await _shutdown(runtime, acceptor)
+    async with Tasks("server") as tasks:
+        if settings.checkpoint_interval > 0:
+            tasks.spawn(_checkpoints(runtime), "checkpoints")
+        try:
+            await stop.wait()
+        finally:
+            await _shutdown(runtime, acceptor)
+
+
+async def _checkpoints(runtime: Runtime) -> None:
+    """Sign the audit head every interval (and once more at shutdown, by _shutdown)."""
+    directory = runtime.audit.directory
+    key = checkpoint.signing_key(directory)
+    while True:
+        await asyncio.sleep(runtime.settings.checkpoint_interval)
+        with contextlib.suppress(OSError):
+            checkpoint.write_checkpoint(directory, key)
 
 
 async def _reap_sidekicks(runtime: Runtime) -> None:
@@ -89,5 +104,10 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
             await asyncio.wait_for(conn.wait_closed(), CLOSE_GRACE)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")
+    if runtime.settings.checkpoint_interval > 0:
+        with contextlib.suppress(OSError):
+            checkpoint.write_checkpoint(
+                runtime.audit.directory, checkpoint.signing_key(runtime.audit.directory)
+            )
     await runtime.engine.close()
     runtime.audit.close()

@@ -41,3 +41,4 @@ class Settings(BaseModel):
     login_timeout: float = 20.0
     max_sessions_per_connection: int = 10
     drain_seconds: float = 30.0
+    checkpoint_interval: float = 60.0

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import chain, store
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.audit import chain, checkpoint, store
 
 TAMPERING = ("edited", "deleted", "reordered", "inserted", "recording")
 
@@ -76,6 +78,7 @@ class _Walker:
         self.prev = chain.GENESIS
         self.report = Report(files=len(store.log_files(directory)))
         self.later: dict[int, int] = {}
+        self.heads: dict[int, str] = {}
         for entry in _entries(directory):
             seq = _seq(entry)
             if seq is not None:
@@ -141,6 +144,7 @@ class _Walker:
 
     def accept(self, entry: Entry) -> None:
         self.prev = chain.digest(entry.raw)
+        self.heads[self.expected] = self.prev
         self.key = chain.evolve(self.key)
         self.report.records += 1
         self.report.last_seq = self.expected
@@ -170,6 +174,12 @@ class _Walker:
         return self.report
 
 
-def verify(directory: Path, key: bytes) -> Report:
-    """Verify every record under *directory* with the initial key K_0."""
-    return _Walker(directory, key).walk()
+def verify(directory: Path, key: bytes, public: Ed25519PublicKey | None = None) -> Report:
+    """Verify every record under *directory* with K_0, and the checkpoints with *public*."""
+    walker = _Walker(directory, key)
+    report = walker.walk()
+    if report.intact and public is not None:
+        failed = checkpoint.check(directory, public, walker.heads)
+        if failed:
+            report.kind, report.where, report.detail = "deleted", failed, "a signed checkpoint does not match"
+    return report

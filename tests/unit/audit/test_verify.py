@@ -136,3 +136,20 @@ def test_recording_digest(tmp_path: Path) -> None:
     assert verify(state / "audit", key).intact
     cast.write_text("altered\n")
     assert verify(state / "audit", key).kind == "recording"
+
+
+def test_signed_checkpoints_catch_a_cut_chain(tmp_path: Path) -> None:
+    from gateway.audit import checkpoint  # noqa: PLC0415
+
+    directory, key = _make(tmp_path)
+    signer = checkpoint.signing_key(directory)
+    assert checkpoint.write_checkpoint(directory, signer) is not None
+    assert checkpoint.write_checkpoint(directory, signer) is None  # nothing new to sign
+    public = checkpoint.load_public(directory / "checkpoint.pub")
+    assert verify(directory, key, public).intact
+    path, lines = _lines(directory)
+    _write(path, lines[:-3])
+    (directory / "chain.state").unlink()  # the attacker also removes the local state
+    report = verify(directory, key, public)
+    assert report.kind == "deleted"
+    assert "checkpoint" in report.detail
