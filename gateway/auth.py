@@ -28,6 +28,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt = runtime
         self.session_id = secrets.token_hex(8)
         self.peer = ""
+        self.peer_host = ""
         self.username = ""
         self.principal: str | None = None
         self.fingerprint: str | None = None
@@ -54,6 +55,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn = conn
         self.rt.connections.add(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
+        self.peer_host = str(host)
         self.peer = f"{host}:{port}"
         # Without an audit log nothing will run (the allow record gates every
         # action), but the client still gets a clear line instead of a hang-up.

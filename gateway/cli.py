@@ -15,6 +15,7 @@ from gateway.errors import ConfigError, GatewayError, LoadError
 from gateway.settings import Listen, Settings
 
 if TYPE_CHECKING:
+    from gateway.policy import Policy
     from gateway.sessions.index import Index
 
 _policies = click.option(
@@ -92,18 +93,24 @@ def policy() -> None:
     """Validate and query the policy."""
 
 
+def _load(policies: Path, keys: Path) -> Policy:
+    from gateway.runtime import load_snapshot  # noqa: PLC0415
+
+    try:
+        return load_snapshot(Settings(policies=policies, keys=keys))[1]
+    except LoadError as exc:
+        _fail(str(exc), 1)
+        raise
+
+
 @policy.command()
 @_policies
 @_keys
 def check(policies: Path, keys: Path) -> None:
     """Validate policies and keys: exit 0, or one file:line:column line per problem."""
-    from gateway.runtime import load_snapshot  # noqa: PLC0415
-
-    try:
-        _, loaded = load_snapshot(Settings(policies=policies, keys=keys))
-    except LoadError as exc:
-        _fail(str(exc), 1)
-        return
+    loaded = _load(policies, keys)
+    for warning in loaded.warnings:
+        click.echo(str(warning), err=True)
     counts = f"{len(loaded.actions)} actions, {len(loaded.grants)} grants"
     click.echo(f"ok: {counts} (policy {loaded.digest[:12]})")
 
@@ -112,23 +119,55 @@ def check(policies: Path, keys: Path) -> None:
 @click.argument("principal")
 @click.argument("action")
 @click.argument("target", required=False)
+@click.option("--from", "source", help="The client address, for grants with `from`.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE labels of the target, for label grants.")
 @_policies
 @_keys
-def explain(principal: str, action: str, target: str | None, policies: Path, keys: Path) -> None:
-    """Allow or deny PRINCIPAL doing ACTION [to TARGET], and the grant that decided."""
-    from gateway.policy import Allow, Request, Target, decide  # noqa: PLC0415
-    from gateway.runtime import load_snapshot  # noqa: PLC0415
+def explain(
+    principal: str,
+    action: str,
+    target: str | None,
+    source: str | None,
+    labels: tuple[str, ...],
+    policies: Path,
+    keys: Path,
+) -> None:
+    """Allow or deny PRINCIPAL doing ACTION [to TARGET], and the grant or reason that decided."""
+    from gateway.policy import Allow, DenyCode, Request, Target, decide  # noqa: PLC0415
 
-    try:
-        _, loaded = load_snapshot(Settings(policies=policies, keys=keys))
-    except LoadError as exc:
-        _fail(str(exc), 2)
-        return
-    decision = decide(loaded, Request(principal, action, Target(target) if target else None))
+    loaded = _load(policies, keys)
+    pairs = dict(label.partition("=")[::2] for label in labels)
+    request = Request(principal, action, Target(target, pairs) if target else None, source=source)
+    decision = decide(loaded, request)
     if isinstance(decision, Allow):
         click.echo(f"allow: granted by {decision.grant}")
         return
-    _fail(f"deny: {decision.reason}", 1)
+    hint = " (pass --from ADDR)" if decision.code is DenyCode.SOURCE and source is None else ""
+    _fail(f"deny: {decision.reason}{hint}", 1)
+
+
+@policy.command("show")
+@click.option("--principal", help="Only this principal.")
+@_policies
+@_keys
+def show_policy(principal: str | None, policies: Path, keys: Path) -> None:
+    """What each principal may do, as a table."""
+    from gateway.policy.report import grants_table  # noqa: PLC0415
+
+    click.echo(grants_table(_load(policies, keys), principal), nl=False)
+
+
+@policy.command()
+def schema() -> None:
+    """A JSON Schema of a policy file, for editors (yaml-language-server)."""
+    import json  # noqa: PLC0415
+
+    from gateway.policy.models import PolicyFile  # noqa: PLC0415
+
+    document = PolicyFile.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "gateway policy (version 1)"
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
 # ---------------------------------------------------------------- audit

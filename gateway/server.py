@@ -12,6 +12,7 @@ import asyncssh
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
+from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
 from gateway.settings import Settings
@@ -64,10 +65,12 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload, runtime, "SIGHUP")
     on_ready(settings.listen.host, port)
     async with Tasks("server") as tasks:
         if settings.checkpoint_interval > 0:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
+        tasks.spawn(watch(runtime), "watch")
         try:
             await stop.wait()
         finally:

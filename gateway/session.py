@@ -111,7 +111,8 @@ class Session:
         if spec is not None and spec.needs_target and command.target is not None:
             container = await self._resolve(principal, command.target)
         target = Target(container.name, container.labels) if container else _typed_target(command)
-        decision = decide(self.rt.policy, Request(principal, self.action, target, command.args))
+        request = Request(principal, self.action, target, command.args, source=self.conn.peer_host)
+        decision = decide(self.rt.policy, request)
         if not isinstance(decision, Allow):
             raise Refusal(self._deny_line(decision.code, command), reason=decision.reason, kind="action")
         if container is not None and not container.running:

@@ -6,7 +6,10 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
+from gateway.errors import Problem
 from gateway.policy.models import Action, LabelSelector
 
 
@@ -48,12 +51,28 @@ class TargetMatcher:
 
 @dataclass(frozen=True)
 class CompiledGrant:
-    """A grant with its globs compiled and its source position kept."""
+    """A grant with its globs compiled, its groups expanded and its source position kept."""
 
     principals: frozenset[str]
     actions: frozenset[str]
     targets: tuple[TargetMatcher, ...]
     where: str
+    expires: datetime | None = None
+    sources: tuple[IPv4Network | IPv6Network, ...] | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the grant's time box is over."""
+        return self.expires is not None and now >= self.expires
+
+    def admits(self, source: str | None) -> bool:
+        """Whether a connection from *source* may use this grant (unknown sources may not)."""
+        if self.sources is None:
+            return True
+        try:
+            address = ip_address(source or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.sources)
 
     def covers(self, target: Target | None) -> bool:
         """Whether this grant covers *target* (None for host actions)."""
@@ -70,9 +89,20 @@ class Policy:
     grants: tuple[CompiledGrant, ...]
     digest: str
     index: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: not errors: grants that expire soon or have expired (``policy check`` prints them)
+    warnings: tuple[Problem, ...] = ()
 
     @classmethod
-    def build(cls, actions: Mapping[str, Action], grants: tuple[CompiledGrant, ...], digest: str) -> Policy:
+    def build(
+        cls,
+        actions: Mapping[str, Action],
+        grants: tuple[CompiledGrant, ...],
+        digest: str,
+        *,
+        groups: Mapping[str, tuple[str, ...]] | None = None,
+        warnings: tuple[Problem, ...] = (),
+    ) -> Policy:
         """Build the policy and its (principal, action) index."""
         index: dict[tuple[str, str], list[CompiledGrant]] = {}
         for grant in grants:
@@ -80,4 +110,11 @@ class Policy:
                 for action in grant.actions:
                     index.setdefault((principal, action), []).append(grant)
         frozen = {k: tuple(v) for k, v in index.items()}
-        return cls(actions=dict(actions), grants=grants, digest=digest, index=frozen)
+        return cls(
+            actions=dict(actions),
+            grants=grants,
+            digest=digest,
+            index=frozen,
+            groups=dict(groups or {}),
+            warnings=warnings,
+        )

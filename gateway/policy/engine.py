@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.policy.compiled import Policy, Target
 from gateway.policy.models import Action
@@ -22,6 +23,8 @@ class DenyCode(enum.Enum):
     TAKES_NO_TARGET = "the action takes no target"
     NO_ARGS = "the action takes no arguments"
     NOT_GRANTED = "no grant covers this principal, action and target"
+    EXPIRED = "the grant that covers this has expired"
+    SOURCE = "the grant that covers this does not allow this source address"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Request:
     action: str
     target: Target | None = None
     args: tuple[str, ...] = ()
+    #: the client's address, for grants with ``from`` (None: unknown, which they refuse)
+    source: str | None = None
+    #: the time of the request, for grants with ``expires`` (None: now)
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,18 @@ def decide(policy: Policy, request: Request) -> Decision:
     shape = _check_shape(spec, request)
     if shape is not None:
         return shape
+    now = request.now or datetime.now(UTC)
+    near_miss: Deny | None = None
     for grant in policy.index.get((request.principal, request.action), ()):
-        if grant.covers(request.target):
+        if not grant.covers(request.target):
+            continue
+        if grant.expired(now):
+            near_miss = Deny(DenyCode.EXPIRED, f"{DenyCode.EXPIRED.value} ({grant.where}, {grant.expires})")
+        elif not grant.admits(request.source):
+            near_miss = near_miss or Deny(DenyCode.SOURCE, f"{DenyCode.SOURCE.value} ({grant.where})")
+        else:
             return Allow(spec, grant.where)
-    return Deny(DenyCode.NOT_GRANTED, DenyCode.NOT_GRANTED.value)
+    return near_miss or Deny(DenyCode.NOT_GRANTED, DenyCode.NOT_GRANTED.value)
 
 
 def _check_shape(spec: Action, request: Request) -> Deny | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,15 @@ def load_policy(directory: Path, keys: KeyRing) -> Policy:
         loaded = _load_file(str(path), text, problems)
         if loaded is not None:
             files.append(loaded)
-    actions = _merge_actions(files, problems)
-    grants = [g for f in files for g in _check_grants(f, actions, keys, problems)]
+    actions: dict[str, models.Action] = _merge(files, "actions", problems)
+    groups: dict[str, tuple[str, ...]] = _merge(files, "groups", problems)
+    problems += _group_problems(files, keys)
+    scope = _Scope(actions, groups, keys)
+    grants = [g for f in files for g in _check_grants(f, scope, problems)]
     if problems:
         raise LoadError(problems)
-    return Policy.build(actions, tuple(grants), digest.hexdigest())
+    warnings = [w for f in files for w in _expiry_warnings(f)]
+    return Policy.build(actions, tuple(grants), digest.hexdigest(), groups=groups, warnings=tuple(warnings))
 
 
 def _load_file(name: str, text: str, problems: list[Problem]) -> _File | None:
@@ -129,50 +134,94 @@ def _expected_keys(data: Any, parent: DataPath) -> list[str]:
     return list(model.model_fields) if model else ["type"]
 
 
-def _merge_actions(files: list[_File], problems: list[Problem]) -> dict[str, models.Action]:
-    merged: dict[str, models.Action] = {}
+def _merge(files: list[_File], section: str, problems: list[Problem]) -> dict[str, Any]:
+    """Merge one named section (actions, groups) across files; names are unique."""
+    merged: dict[str, Any] = {}
     first: dict[str, str] = {}
     for f in files:
-        for action_name, spec in f.model.actions.items():
-            mark = f.marked.locate(("actions", action_name), key=True)
-            where = f"{f.name}:{mark.line}"
-            if action_name in merged:
+        for name, value in getattr(f.model, section).items():
+            mark = f.marked.locate((section, name), key=True)
+            if name in merged:
+                what = section.rstrip("s")
                 problems.append(
                     Problem(
-                        f.name,
-                        mark.line,
-                        mark.column,
-                        f"action {action_name!r} is already defined at {first[action_name]}",
+                        f.name, mark.line, mark.column, f"{what} {name!r} is already defined at {first[name]}"
                     )
                 )
                 continue
-            merged[action_name], first[action_name] = spec, where
+            merged[name], first[name] = value, f"{f.name}:{mark.line}"
     return merged
 
 
-def _check_grants(
-    f: _File, actions: dict[str, models.Action], keys: KeyRing, problems: list[Problem]
-) -> list[CompiledGrant]:
+def _group_problems(files: list[_File], keys: KeyRing) -> list[Problem]:
+    out = []
+    for f in files:
+        for group, members in f.model.groups.items():
+            for j, member in enumerate(members):
+                if member not in keys.principals:
+                    mark = f.marked.locate(("groups", group, j))
+                    message = (
+                        f"groups.{group}: unknown principal {member!r} (expected a keys/{member}.pub file)"
+                    )
+                    out.append(Problem(f.name, mark.line, mark.column, message))
+    return out
+
+
+@dataclass(frozen=True)
+class _Scope:
+    actions: dict[str, models.Action]
+    groups: dict[str, tuple[str, ...]]
+    keys: KeyRing
+
+    def expand(self, names: tuple[str, ...]) -> frozenset[str]:
+        """Principals, with ``@group`` replaced by its members."""
+        out: set[str] = set()
+        for name in names:
+            out |= set(self.groups.get(name[1:], ())) if name.startswith("@") else {name}
+        return frozenset(out)
+
+
+WARN_BEFORE = timedelta(days=7)
+
+
+def _expiry_warnings(f: _File) -> list[Problem]:
+    now = datetime.now(UTC)
+    out = []
+    for i, grant in enumerate(f.model.grants):
+        if grant.expires is None or grant.expires - now > WARN_BEFORE:
+            continue
+        mark = f.marked.locate(("grants", i, "expires"))
+        state = "has expired" if grant.expires <= now else "expires soon"
+        out.append(
+            Problem(
+                f.name, mark.line, mark.column, f"warning: grants[{i}] {state} ({grant.expires.isoformat()})"
+            )
+        )
+    return out
+
+
+def _check_grants(f: _File, scope: _Scope, problems: list[Problem]) -> list[CompiledGrant]:
     compiled = []
     for i, grant in enumerate(f.model.grants):
-        found = _grant_problems(f, i, grant, actions, keys)
+        found = _grant_problems(f, i, grant, scope)
         problems += found
         if not found:
             mark = f.marked.locate(("grants", i))
             compiled.append(
                 CompiledGrant(
-                    principals=frozenset(grant.principals),
+                    principals=scope.expand(grant.principals),
                     actions=frozenset(grant.actions),
                     targets=tuple(TargetMatcher.from_entry(t) for t in grant.targets or ()),
                     where=f"{f.name}:{mark.line}",
+                    expires=grant.expires,
+                    sources=grant.sources,
                 )
             )
     return compiled
 
 
-def _grant_problems(
-    f: _File, i: int, grant: models.Grant, actions: dict[str, models.Action], keys: KeyRing
-) -> list[Problem]:
+def _grant_problems(f: _File, i: int, grant: models.Grant, scope: _Scope) -> list[Problem]:
+    actions, keys = scope.actions, scope.keys
     out: list[Problem] = []
 
     def at(path: DataPath, message: str) -> None:
@@ -180,7 +229,11 @@ def _grant_problems(
         out.append(Problem(f.name, mark.line, mark.column, f"grants[{i}]: {message}"))
 
     for j, principal in enumerate(grant.principals):
-        if principal not in keys.principals:
+        if principal.startswith("@"):
+            if principal[1:] not in scope.groups:
+                known = ", ".join(f"@{g}" for g in sorted(scope.groups)) or "none defined"
+                at(("principals", j), f"unknown group {principal!r} (expected one of: {known})")
+        elif principal not in keys.principals:
             at(
                 ("principals", j),
                 f"unknown principal {principal!r} (expected a keys/{principal}.pub file)",

@@ -7,9 +7,10 @@ needs a target container and whether it accepts extra words from the client.
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, StringConstraints, field_validator
 
 ACTION_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 ActionName = Annotated[str, StringConstraints(pattern=ACTION_NAME)]
@@ -150,16 +151,36 @@ TargetEntry = Annotated[str, StringConstraints(min_length=1)] | LabelSelector
 
 
 class Grant(_Model):
-    """Who (principals) may do what (actions) to which containers (globs or labels)."""
+    """Who (principals or ``@group``) may do what (actions) to which containers (globs or labels).
+
+    ``expires`` time-boxes a grant (break-glass); ``from`` limits it to source networks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     principals: Names
     actions: Names
     targets: Annotated[tuple[TargetEntry, ...], Field(min_length=1)] | None = None
+    expires: datetime | None = None
+    sources: Annotated[tuple[IPvAnyNetwork, ...], Field(min_length=1)] | None = Field(
+        default=None, alias="from"
+    )
+
+    @field_validator("expires")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
 
 
 class PolicyFile(_Model):
     """One file under ``policies/``; files are merged by the loader."""
 
     version: Literal[1]
+    groups: dict[GroupName, Names] = Field(default_factory=dict)
     actions: dict[ActionName, Action] = Field(default_factory=dict)
     grants: tuple[Grant, ...] = ()

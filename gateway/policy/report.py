@@ -1,0 +1,37 @@
+"""``policy show``: what each principal may do, as a plain table."""
+
+from __future__ import annotations
+
+from gateway.policy.compiled import Policy
+
+COLUMNS = ("principal", "action", "type", "targets", "expires", "from", "grant")
+
+
+def _rows(policy: Policy, only: str | None) -> list[tuple[str, ...]]:
+    rows = []
+    for grant in policy.grants:
+        for principal in sorted(grant.principals):
+            if only is not None and principal != only:
+                continue
+            for action in sorted(grant.actions):
+                rows.append(
+                    (
+                        principal,
+                        action,
+                        policy.actions[action].type,
+                        ", ".join(m.pattern for m in grant.targets) or "-",
+                        grant.expires.isoformat() if grant.expires else "-",
+                        ", ".join(str(n) for n in grant.sources) if grant.sources else "-",
+                        grant.where,
+                    )
+                )
+    return sorted(rows)
+
+
+def grants_table(policy: Policy, only: str | None = None) -> str:
+    """One row per (principal, action, grant)."""
+    rows = [COLUMNS, *_rows(policy, only)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return (
+        "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
+    )
