@@ -69,9 +69,19 @@ def _load_file(name: str, text: str, problems: list[Problem]) -> _File | None:
     try:
         model = models.PolicyFile.model_validate(marked.data)
     except ValidationError as exc:
-        problems += (_problem(name, marked, err) for err in exc.errors())
+        problems += (_problem(name, marked, err) for err in _deepest(exc.errors()))
         return None
     return _File(name, marked, model)
+
+
+def _deepest(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Drop a "too short" error on a list when its items already have errors of their own."""
+    locs = [tuple(e["loc"]) for e in errors]
+    return [
+        e
+        for e, loc in zip(errors, locs, strict=True)
+        if not (e["type"] == "too_short" and any(o != loc and o[: len(loc)] == loc for o in locs))
+    ]
 
 
 def _real_path(data: Any, loc: Iterable[int | str]) -> tuple[DataPath, bool]:

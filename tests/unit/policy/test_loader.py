@@ -145,7 +145,7 @@ def test_bad_signal_and_paths(write: Write, problems: Callable[[], list[str]]) -
     found = problems()
     assert found[0].startswith("a.yaml:3:29: ")
     assert "unknown signal" in found[0]
-    assert found[1].startswith("a.yaml:4:28: ")
+    assert found[1].startswith("a.yaml:4:29: ")
 
 
 def test_bad_action_name(write: Write, problems: Callable[[], list[str]]) -> None:
