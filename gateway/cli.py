@@ -59,6 +59,13 @@ def main() -> None:
     show_default=True,
     help="HOST:PORT to listen on (port 0: any free port).",
 )
+@click.option(
+    "--checkpoint-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between signed checkpoints of the audit head (0: off).",
+)
 @_policies
 @_keys
 @_state
