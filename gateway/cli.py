@@ -177,6 +177,58 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
+# ---------------------------------------------------------------- the OpenSSH door
+
+
+@main.command("authorized-keys")
+@_policies
+@_keys
+@_state
+@click.option(
+    "--program", default=None, help="How sshd runs the gateway (default: this Python with -m gateway)."
+)
+def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None) -> None:
+    """Print an authorized_keys file that forces `gateway dispatch` for every key."""
+    from gateway.authorized_keys import render  # noqa: PLC0415
+    from gateway.runtime import load_snapshot  # noqa: PLC0415
+
+    try:
+        ring, loaded = load_snapshot(Settings(policies=policies, keys=keys))
+        click.echo(
+            render(loaded, ring, program or f"{sys.executable} -m gateway", policies, keys, state), nl=False
+        )
+    except LoadError as exc:
+        _fail(str(exc), 1)
+    except ConfigError as exc:
+        _fail(f"gateway: {exc}", 1)
+
+
+@main.command()
+@click.option("--principal", required=True, help="Whose key sshd accepted.")
+@_policies
+@_keys
+@_state
+def dispatch(principal: str, policies: Path, keys: Path, state: Path) -> None:
+    """The command= entry point: runs SSH_ORIGINAL_COMMAND as `serve` would."""
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from gateway.dispatch.main import dispatch as run  # noqa: PLC0415
+
+    try:
+        status = asyncio.run(run(Settings(policies=policies, keys=keys, state=state), principal))
+    except LoadError:
+        _fail("gateway: the policy cannot be loaded; nothing was run", 1)
+        return
+    except GatewayError as exc:
+        _fail(f"gateway: {exc}", 1)
+        return
+    if status > 128 and status - 128 in signal.valid_signals():
+        signal.signal(status - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), status - 128)  # sshd then reports the child's signal
+    sys.exit(status)
+
+
 # ---------------------------------------------------------------- audit
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import asyncssh
+from typing import Any
 
 from gateway.audit import AuditLog
 from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
-from gateway.hostkey import load_or_create_host_key
 from gateway.keys import KeyRing, load_keys
 from gateway.policy import Policy, load_policy
 from gateway.settings import Settings
@@ -33,8 +31,7 @@ class Runtime:
     policy: Policy
     audit: AuditLog
     engine: Engine
-    host_key: asyncssh.SSHKey
-    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -50,7 +47,6 @@ class Runtime:
             policy=policy,
             audit=AuditLog(settings.state / "audit"),
             engine=Engine(),
-            host_key=load_or_create_host_key(settings.state),
         )
 
     @property

@@ -12,6 +12,7 @@ import asyncssh
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
+from gateway.hostkey import load_or_create_host_key
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
@@ -37,7 +38,7 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
         lambda: GatewayServer(runtime),
         settings.listen.host,
         settings.listen.port,
-        server_host_keys=[runtime.host_key],
+        server_host_keys=[load_or_create_host_key(settings.state)],
         server_version="gateway",
         encoding=None,
         line_editor=False,

@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
@@ -30,7 +30,21 @@ from gateway.policy.models import Action
 from gateway.recording import AsciicastRecorder, NullRecorder, Recorder
 
 if TYPE_CHECKING:
-    from gateway.auth import GatewayServer
+    from gateway.runtime import Runtime
+
+
+class Connection(Protocol):
+    """What a session needs from its connection: the SSH server's, or the command= door's."""
+
+    rt: Runtime
+    session_id: str
+    username: str
+    principal: str | None
+    peer_host: str
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event tied to the connection."""
+
 
 REFUSED_STATUS = 1
 
@@ -54,7 +68,7 @@ def _denied_line(action: str, target: str | None) -> str:
 class Session:
     """Runs one session channel to its end."""
 
-    def __init__(self, conn: GatewayServer, process: asyncssh.SSHServerProcess[bytes], number: int) -> None:
+    def __init__(self, conn: Connection, process: asyncssh.SSHServerProcess[bytes], number: int) -> None:
         self.conn = conn
         self.rt = conn.rt
         self.process = process
