@@ -14,7 +14,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.e2e.conftest import ROOT, SSH_OPTS, Gateway, gateway_cli
+from tests.e2e.conftest import SSH_OPTS, Gateway, gateway_cli
 
 pytestmark = pytest.mark.e2e
 
