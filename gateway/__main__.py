@@ -1,5 +1,5 @@
 """`python -m gateway`: the same as the `gateway` console script."""
 
-from gateway.cli import main
+from gateway.entry import main
 
 main()

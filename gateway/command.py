@@ -7,7 +7,7 @@ is expanded), after refusing control characters and overlong input.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.errors import Refusal
 
@@ -15,8 +15,7 @@ MAX_COMMAND = 4096
 MAX_ARGS = 256
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """The first word is the target; the rest are arguments."""
 
     target: str | None

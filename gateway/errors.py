@@ -18,7 +18,7 @@ enter and re-raised as one of these, with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class GatewayError(Exception):
@@ -29,8 +29,7 @@ class ConfigError(GatewayError):
     """Settings, the state directory or the host key are unusable."""
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
+class Problem(NamedTuple):
     """One problem in a policy or key file, located at ``file:line:column``."""
 
     file: str

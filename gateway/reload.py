@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from gateway.errors import AuditUnavailable, LoadError
+from gateway.policy.snapshot import fingerprint
 from gateway.runtime import Runtime, load_snapshot
 
 WATCH_INTERVAL = 1.0
-
-Fingerprint = tuple[tuple[str, int, int], ...]
-
-
-def fingerprint(*directories: Path) -> Fingerprint:
-    """Name, mtime and size of every policy and key file: what the watcher compares."""
-    found = []
-    for directory in directories:
-        for pattern in ("*.yaml", "*.pub"):
-            for path in directory.glob(pattern):
-                with contextlib.suppress(OSError):
-                    stat = path.stat()
-                    found.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(sorted(found))
 
 
 def reload(runtime: Runtime, why: str) -> bool:
@@ -43,6 +29,7 @@ def reload(runtime: Runtime, why: str) -> bool:
         return False
     previous = runtime.policy.digest
     runtime.keys, runtime.policy = keys, policy
+    runtime.save_snapshot()
     with contextlib.suppress(AuditUnavailable):
         runtime.audit.emit("policy.reload", why=why, policy=policy.digest, previous=previous)
     return True

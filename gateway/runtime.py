@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
 from gateway.keys import KeyRing, load_keys
 from gateway.policy import Policy, load_policy
+from gateway.policy.snapshot import save
 from gateway.settings import Settings
 
 
@@ -41,13 +43,20 @@ class Runtime:
             settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create state directory {settings.state}: {exc}") from exc
-        return cls(
+        runtime = cls(
             settings=settings,
             keys=keys,
             policy=policy,
             audit=AuditLog(settings.state / "audit"),
             engine=Engine(),
         )
+        runtime.save_snapshot()
+        return runtime
+
+    def save_snapshot(self) -> None:
+        """Write the compiled policy for the forced-command door's fast path."""
+        with contextlib.suppress(OSError):
+            save(self.settings.state, self.policy, self.keys, self.settings.policies, self.settings.keys)
 
     @property
     def sidekick_labels(self) -> dict[str, str]:

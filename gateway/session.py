@@ -139,7 +139,7 @@ class Session:
 
     async def _resolve(self, principal: str, name: str) -> ContainerInfo | None:
         """Resolve the target only for a principal who holds this action at all."""
-        if (principal, self.action) not in self.rt.policy.index:
+        if (principal, self.action) not in self.rt.policy.lookup:
             return None
         try:
             info = await self.rt.engine.inspect(name)

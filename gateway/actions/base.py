@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.environment import checked_term, clean_env
 
 if TYPE_CHECKING:
     import asyncssh
@@ -15,9 +16,6 @@ if TYPE_CHECKING:
     from gateway.docker import ContainerInfo, Engine
     from gateway.policy.models import Action
     from gateway.recording import Recorder
-
-TERM_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
-SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -69,16 +67,12 @@ class ActionContext:
 
     @property
     def term(self) -> str | None:
-        """The client's terminal type when it asked for a PTY and the name is sane."""
-        term = self.process.get_terminal_type()
-        return term if term and TERM_RE.match(term) else ("xterm" if term else None)
+        """The client's terminal type when it asked for a PTY (checked)."""
+        return checked_term(self.process.get_terminal_type())
 
     def clean_env(self) -> dict[str, str]:
         """A child's whole environment: nothing from the client but a checked TERM."""
-        env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
-        if self.term:
-            env["TERM"] = self.term
-        return env
+        return clean_env(self.term)
 
 
 class Runner(Protocol):

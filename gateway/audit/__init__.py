@@ -15,7 +15,22 @@
 fail closed: no action runs before its allow record is on disk.
 """
 
-from gateway.audit.chain import canonical_json
-from gateway.audit.log import AuditLog
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.audit.chain import canonical_json
+    from gateway.audit.log import AuditLog
+
+_EXPORTS = {"AuditLog": "log", "canonical_json": "chain"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f"gateway.audit.{_EXPORTS[name]}"), name)
+
 
 __all__ = ["AuditLog", "canonical_json"]

@@ -18,15 +18,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})-(\d{3})\.jsonl$")
 
 
-@dataclass
-class ChainState:
+class ChainState(NamedTuple):
     """Where the chain stands: the last seq, its line digest, the next key, the file."""
 
     seq: int
@@ -98,7 +97,7 @@ def write_state(directory: Path, state: ChainState) -> None:
     tmp = directory / "chain.state.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(asdict(state)))
+        f.write(json.dumps(state._asdict()))
     tmp.replace(directory / "chain.state")
 
 

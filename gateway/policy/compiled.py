@@ -5,24 +5,25 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.errors import Problem
-from gateway.policy.models import Action, LabelSelector
+
+if TYPE_CHECKING:
+    from gateway.policy.models import Action
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A container as the Engine API reports it when the request arrives."""
 
     name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class TargetMatcher:
+class TargetMatcher(NamedTuple):
     """One target entry of a grant, compiled once at load time."""
 
     pattern: str
@@ -35,11 +36,9 @@ class TargetMatcher:
         return cls(pattern, regex=re.compile(fnmatch.translate(pattern)))
 
     @classmethod
-    def from_entry(cls, entry: str | LabelSelector) -> TargetMatcher:
-        """A glob string or a ``{label: key=value}`` selector."""
-        if isinstance(entry, LabelSelector):
-            return cls(f"label:{entry.label}", label=entry.pair)
-        return cls.glob(entry)
+    def label_pair(cls, key: str, value: str) -> TargetMatcher:
+        """A ``{label: key=value}`` selector."""
+        return cls(f"label:{key}={value}", label=(key, value))
 
     def matches(self, target: Target) -> bool:
         """Whether *target* is covered by this entry."""
@@ -49,8 +48,7 @@ class TargetMatcher:
         return self.regex is not None and self.regex.match(target.name) is not None
 
 
-@dataclass(frozen=True)
-class CompiledGrant:
+class CompiledGrant(NamedTuple):
     """A grant with its globs compiled, its groups expanded and its source position kept."""
 
     principals: frozenset[str]
@@ -81,15 +79,14 @@ class CompiledGrant:
         return any(m.matches(target) for m in self.targets)
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """Every action and grant, merged across files, indexed by (principal, action)."""
 
     actions: Mapping[str, Action]
     grants: tuple[CompiledGrant, ...]
     digest: str
-    index: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = field(default_factory=dict)
-    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lookup: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = MappingProxyType({})
+    groups: Mapping[str, tuple[str, ...]] = MappingProxyType({})
     #: not errors: grants that expire soon or have expired (``policy check`` prints them)
     warnings: tuple[Problem, ...] = ()
 
@@ -114,7 +111,7 @@ class Policy:
             actions=dict(actions),
             grants=grants,
             digest=digest,
-            index=frozen,
+            lookup=frozen,
             groups=dict(groups or {}),
             warnings=warnings,
         )

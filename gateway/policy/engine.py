@@ -8,11 +8,13 @@ covers (principal, action, target) allows.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.policy.compiled import Policy, Target
-from gateway.policy.models import Action
+
+if TYPE_CHECKING:
+    from gateway.policy.models import Action
 
 
 class DenyCode(enum.Enum):
@@ -27,8 +29,7 @@ class DenyCode(enum.Enum):
     SOURCE = "the grant that covers this does not allow this source address"
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """Who asks for which action on which target, with which extra words."""
 
     principal: str
@@ -41,16 +42,14 @@ class Request:
     now: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Allow:
+class Allow(NamedTuple):
     """Allowed by ``grant`` (``file:line``)."""
 
     spec: Action
     grant: str
 
 
-@dataclass(frozen=True)
-class Deny:
+class Deny(NamedTuple):
     """Denied, with a code; ``reason`` is the detail for the audit log."""
 
     code: DenyCode
@@ -70,7 +69,7 @@ def decide(policy: Policy, request: Request) -> Decision:
         return shape
     now = request.now or datetime.now(UTC)
     near_miss: Deny | None = None
-    for grant in policy.index.get((request.principal, request.action), ()):
+    for grant in policy.lookup.get((request.principal, request.action), ()):
         if not grant.covers(request.target):
             continue
         if grant.expired(now):

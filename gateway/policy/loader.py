@@ -221,13 +221,19 @@ def _check_grants(f: _File, scope: _Scope, problems: list[Problem]) -> list[Comp
                 CompiledGrant(
                     principals=scope.expand(grant.principals),
                     actions=frozenset(grant.actions),
-                    targets=tuple(TargetMatcher.from_entry(t) for t in grant.targets or ()),
+                    targets=tuple(_matcher(t) for t in grant.targets or ()),
                     where=f"{f.name}:{mark.line}",
                     expires=grant.expires,
                     sources=grant.sources,
                 )
             )
     return compiled
+
+
+def _matcher(entry: str | models.LabelSelector) -> TargetMatcher:
+    if isinstance(entry, models.LabelSelector):
+        return TargetMatcher.label_pair(*entry.pair)
+    return TargetMatcher.glob(entry)
 
 
 def _grant_problems(f: _File, i: int, grant: models.Grant, scope: _Scope) -> list[Problem]:

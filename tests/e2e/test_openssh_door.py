@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,8 +59,8 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True)
     rendered = gateway_cli(
         "authorized-keys", "--policies", str(gateway.policies), "--keys", str(gateway.keydir), "--state", str(gateway.state),
-        "--program", f"{sys.executable} -m gateway",
     )  # fmt: skip
+    assert " -S " in rendered.stdout and "door.py dispatch --principal" in rendered.stdout
     assert rendered.returncode == 0, rendered.stderr
     (base / "authorized_keys").write_text(rendered.stdout)
     port = _free_port()

@@ -1,0 +1,111 @@
+"""The chain writer: seq, prev and MAC under the lock, then append. No structlog here.
+
+The server builds events through structlog (``log.AuditLog``); the forced-command
+door's fast path hands plain dicts to the same writer, to start in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.audit import chain, store
+from gateway.audit.store import ChainState
+from gateway.errors import AuditUnavailable
+
+
+def timestamp() -> str:
+    """The same ISO UTC form as structlog's TimeStamper(fmt="iso", utc=True)."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event(name: str, **fields: Any) -> dict[str, Any]:
+    """An event dict as the structlog pipeline makes it: name, timestamp, no empty fields."""
+    return {"event": name, "ts": timestamp(), **{k: v for k, v in fields.items() if v is not None}}
+
+
+class ChainWriter:
+    """Seal each event into the chain and append it, under the writers' lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._path: Path | None = None
+        self._fd: int | None = None
+
+    def write(self, event: dict[str, Any], *, durable: bool = False) -> None:
+        """Append *event* (it gains seq, prev and mac); fsync when *durable*."""
+        with store.locked(self.directory):
+            state = self._state()
+            path = self._file(state)
+            if path.name != state.file and state.file and store.ends_torn(self.directory / state.file):
+                torn = (self.directory / state.file).stat().st_size - state.size
+                recovered = {
+                    "event": "audit.recovered",
+                    "ts": event.get("ts"),
+                    "torn_file": state.file,
+                    "torn_bytes": torn,
+                }
+                state = self._append(path, recovered, state, durable=True)
+            self._append(path, event, state, durable=durable)
+
+    def _state(self) -> ChainState:
+        state = store.read_state(self.directory)
+        if state is None:
+            raise AuditUnavailable("the audit chain state is missing")
+        current = self.directory / state.file if state.file else None
+        if current is not None and current.exists() and current.stat().st_size != state.size:
+            state = self._catch_up(state, current)
+        return state
+
+    def _catch_up(self, state: ChainState, current: Path) -> ChainState:
+        """Another writer, or a crash, left the log ahead of the state file."""
+        line = store.last_line(current)
+        if line is None:
+            return state
+        record = json.loads(line)
+        ahead = int(record["seq"]) - state.seq
+        if ahead > 0:
+            key = chain.evolve(state.key_bytes, ahead).hex()
+            state = ChainState(int(record["seq"]), chain.digest(line), key, state.file, state.size)
+        size = current.stat().st_size if not store.ends_torn(current) else state.size
+        return state._replace(size=size)
+
+    def _file(self, state: ChainState) -> Path:
+        current = self.directory / state.file if state.file else None
+        if current is None or not current.exists():
+            return store.next_file(self.directory, None)
+        if store.ends_torn(current) or not current.name.startswith(f"audit-{store.today()}-"):
+            return store.next_file(self.directory, current)
+        return current
+
+    def _append(self, path: Path, record: dict[str, Any], state: ChainState, *, durable: bool) -> ChainState:
+        line = chain.seal(record, seq=state.seq + 1, prev=state.prev, key=state.key_bytes)
+        fd = self._open(path)
+        os.write(fd, (line + "\n").encode())
+        if durable:
+            os.fsync(fd)
+        new = ChainState(
+            state.seq + 1,
+            chain.digest(line),
+            chain.evolve(state.key_bytes).hex(),
+            path.name,
+            os.fstat(fd).st_size,
+        )
+        store.write_state(self.directory, new)
+        return new
+
+    def _open(self, path: Path) -> int:
+        if self._path != path or self._fd is None:
+            self.close()
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._path = path
+        return self._fd
+
+    def close(self) -> None:
+        """Close the current file."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._path = None, None
