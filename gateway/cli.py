@@ -185,7 +185,7 @@ def schema() -> None:
 @_keys
 @_state
 @click.option(
-    "--program", default=None, help="How sshd runs the gateway (default: this Python with -m gateway)."
+    "--program", default=None, help="How sshd runs the gateway (default: this Python -S gateway/door.py)."
 )
 def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None) -> None:
     """Print an authorized_keys file that forces `gateway dispatch` for every key."""
@@ -194,9 +194,8 @@ def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None
 
     try:
         ring, loaded = load_snapshot(Settings(policies=policies, keys=keys))
-        click.echo(
-            render(loaded, ring, program or f"{sys.executable} -m gateway", policies, keys, state), nl=False
-        )
+        default = f"{sys.executable} -S {Path(__file__).resolve().parent / 'door.py'}"
+        click.echo(render(loaded, ring, program or default, policies, keys, state), nl=False)
     except LoadError as exc:
         _fail(str(exc), 1)
     except ConfigError as exc:
