@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from ipaddress import ip_address
 from typing import Any
 
 import asyncssh
+from asyncssh.public_key import CERT_TYPE_USER
 
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.runtime import Runtime
-from gateway.sshhooks import install_refusal_hooks
+from gateway.sshhooks import install_certificate_hook, install_refusal_hooks, set_certificate_options
 
 SFTP_VERSION = 3  # unused: no sftp_factory is ever given
 
@@ -54,6 +56,7 @@ class GatewayServer(asyncssh.SSHServer):
         """Remember the connection and its peer."""
         self._conn = conn
         self.rt.connections.add(conn)
+        install_certificate_hook(conn, self._validate_certificate)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"
@@ -92,6 +95,39 @@ class GatewayServer(asyncssh.SSHServer):
             return False
         self.principal, self.fingerprint = principal, fingerprint
         return True
+
+    async def _validate_certificate(self, username: str, cert: Any) -> asyncssh.SSHKey | None:
+        """A user certificate: trusted CA, valid now, our principal in it, its source-address."""
+        ca = cert.signing_key.get_fingerprint("sha256")
+        reason = None
+        if ca not in self.rt.trusted_cas:
+            reason = "certificate from an untrusted CA"
+        else:
+            try:
+                cert.validate(CERT_TYPE_USER, None)  # type and validity period; principals below
+            except ValueError as exc:
+                reason = f"certificate not valid: {exc}"
+        known = self.rt.keys.principals | {p for g in self.rt.policy.grants for p in g.principals}
+        principal = next((p for p in cert.principals if p in known), None)
+        if reason is None and principal is None:
+            reason = "certificate names no principal in the policy"
+        if reason is None and not _source_allowed(cert.options.get("source-address"), self.peer_host):
+            reason = "certificate source-address does not allow this client"
+        if reason is not None:
+            with contextlib.suppress(AuditUnavailable):
+                self.audit(
+                    "auth.reject",
+                    fingerprint=ca,
+                    action=self.username,
+                    reason=reason,
+                    key_id=getattr(cert, "_key_id", None),
+                )
+            return None
+        self.principal, self.fingerprint = principal, cert.key.get_fingerprint("sha256")
+        if self._conn is not None:
+            set_certificate_options(self._conn, dict(cert.options))
+        key: asyncssh.SSHKey = cert.key
+        return key
 
     def refused_auth(self, fingerprint: str) -> None:
         """Record an unknown key."""
@@ -155,3 +191,14 @@ class GatewayServer(asyncssh.SSHServer):
         """Layer 2 tunnels: refused."""
         self.refused("tap", unit=unit)
         return False
+
+
+def _source_allowed(networks: Any, peer: str) -> bool:
+    """The certificate's source-address option, when it has one."""
+    if not networks:
+        return True
+    try:
+        address = ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -66,10 +66,21 @@ def main() -> None:
     show_default=True,
     help="Seconds between signed checkpoints of the audit head (0: off).",
 )
+@click.option(
+    "--no-strict-modes", is_flag=True, help="Serve even if policy, key or state files are writable by others."
+)
+@click.option(
+    "--trusted-user-ca-keys",
+    type=click.Path(path_type=Path),
+    help="OpenSSH CA public keys for user certificates.",
+)
 @_policies
 @_keys
 @_state
-def serve(listen: str, checkpoint_interval: float, policies: Path, keys: Path, state: Path) -> None:
+def serve(
+    listen: str, checkpoint_interval: float, no_strict_modes: bool, trusted_user_ca_keys: Path | None,
+    policies: Path, keys: Path, state: Path,
+) -> None:  # fmt: skip
     """Run the SSH gateway."""
     from gateway.server import serve as run  # noqa: PLC0415 - keep `policy check` start-up light
 
@@ -85,6 +96,8 @@ def serve(listen: str, checkpoint_interval: float, policies: Path, keys: Path, s
             keys=keys,
             state=state,
             checkpoint_interval=checkpoint_interval,
+            strict_modes=not no_strict_modes,
+            trusted_user_ca_keys=trusted_user_ca_keys,
         )
         asyncio.run(run(settings, ready))
     except LoadError as exc:

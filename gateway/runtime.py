@@ -33,6 +33,7 @@ class Runtime:
     policy: Policy
     audit: AuditLog
     engine: Engine
+    trusted_cas: frozenset[str] = frozenset()
     connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
 
     @classmethod
@@ -49,6 +50,7 @@ class Runtime:
             policy=policy,
             audit=AuditLog(settings.state / "audit"),
             engine=Engine(),
+            trusted_cas=_trusted_cas(settings.trusted_user_ca_keys),
         )
         runtime.save_snapshot()
         return runtime
@@ -68,3 +70,16 @@ class Runtime:
     def recordings(self) -> Path:
         """Where asciicast files go."""
         return self.settings.state / "recordings"
+
+
+def _trusted_cas(path: Path | None) -> frozenset[str]:
+    """SHA-256 fingerprints of the CA keys in *path* (OpenSSH public key lines)."""
+    if path is None:
+        return frozenset()
+    import asyncssh  # noqa: PLC0415 - only `serve` with certificates needs it
+
+    try:
+        keys = asyncssh.read_public_key_list(str(path))
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise ConfigError(f"cannot read trusted CA keys {path}: {exc}") from exc
+    return frozenset(k.get_fingerprint("sha256") for k in keys)

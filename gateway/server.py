@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from gateway import strictmodes
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
@@ -56,6 +57,8 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
 
 async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address."""
+    if settings.strict_modes:
+        strictmodes.check(settings.policies, settings.keys, settings.state)
     runtime = Runtime.start(settings)
     mark_interrupted(settings.state, runtime.audit)
     await _reap_sidekicks(runtime)

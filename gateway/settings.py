@@ -42,3 +42,5 @@ class Settings(BaseModel):
     max_sessions_per_connection: int = 10
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
+    strict_modes: bool = True
+    trusted_user_ca_keys: Path | None = None

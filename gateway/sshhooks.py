@@ -9,7 +9,7 @@ versions below; an unknown version fails at import, closed, not open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncssh
@@ -26,7 +26,13 @@ _HANDLERS = (
     "_process_subsystem_request",
 )
 
-if not asyncssh.__version__.startswith(TESTED) or not all(hasattr(SSHServerChannel, h) for h in _HANDLERS):
+_CERT_HOOK = "_validate_openssh_certificate"
+
+if (
+    not asyncssh.__version__.startswith(TESTED)
+    or not all(hasattr(SSHServerChannel, h) for h in _HANDLERS)
+    or not hasattr(asyncssh.SSHServerConnection, _CERT_HOOK)
+):
     raise ImportError(f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
 
 OnRefused = Callable[..., None]
@@ -58,3 +64,21 @@ def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) ->
 
     for name, handler in zip(_HANDLERS, (env, agent, x11, subsystem), strict=True):
         setattr(chan, name, handler)
+
+
+CertValidator = Callable[[str, Any], Awaitable[Any]]
+
+
+def install_certificate_hook(conn: asyncssh.SSHServerConnection, validate: CertValidator) -> None:
+    """Let *validate* judge user certificates on *conn*.
+
+    asyncssh insists that a certificate's principals include the login name,
+    and here the login name is the action. *validate* gets (login, certificate)
+    and returns the certificate's key to accept it, or None.
+    """
+    setattr(conn, _CERT_HOOK, validate)
+
+
+def set_certificate_options(conn: asyncssh.SSHServerConnection, options: dict[str, Any]) -> None:
+    """Record the accepted certificate's options, so asyncssh honours force-command."""
+    conn._cert_options = options

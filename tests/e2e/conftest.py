@@ -200,6 +200,7 @@ def start_gateway(
     keydir: Path,
     keys: dict[str, Path],
     env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Gateway:
     """Start `python -m gateway serve` on 127.0.0.1:0 and wait for its address."""
     env = {**{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}, **(env or {})}
@@ -207,7 +208,7 @@ def start_gateway(
     stderr = (state.parent / f"{state.name}.stderr").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0",
-         "--policies", str(policies), "--keys", str(keydir), "--state", str(state)],
+         "--policies", str(policies), "--keys", str(keydir), "--state", str(state), *extra],
         stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env,
     )  # fmt: skip
     stderr.close()
