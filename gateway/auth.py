@@ -18,7 +18,12 @@ from asyncssh.public_key import CERT_TYPE_USER
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.runtime import Runtime
-from gateway.sshhooks import install_certificate_hook, install_refusal_hooks, set_certificate_options
+from gateway.sshhooks import (
+    install_certificate_hook,
+    install_quickack,
+    install_refusal_hooks,
+    set_certificate_options,
+)
 
 SFTP_VERSION = 3  # unused: no sftp_factory is ever given
 
@@ -57,6 +62,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn = conn
         self.rt.connections.add(conn)
         install_certificate_hook(conn, self._validate_certificate)
+        install_quickack(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"

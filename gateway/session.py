@@ -196,6 +196,7 @@ class Session:
             record_input=plan.spec.records_input,
             title=title,
             name=str(path.relative_to(self.rt.settings.state)),
+            binary_as_size=term is None,
         )
 
     async def _execute(self, plan: Plan) -> None:

@@ -9,6 +9,8 @@ versions below; an unknown version fails at import, closed, not open.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -82,3 +84,33 @@ def install_certificate_hook(conn: asyncssh.SSHServerConnection, validate: CertV
 def set_certificate_options(conn: asyncssh.SSHServerConnection, options: dict[str, Any]) -> None:
     """Record the accepted certificate's options, so asyncssh honours force-command."""
     conn._cert_options = options
+
+
+QUICKACK_PACKETS = 64  # the handshake and authentication; bulk data needs no help
+
+
+def install_quickack(conn: asyncssh.SSHServerConnection) -> None:
+    """Re-arm TCP_QUICKACK after each receive during the handshake.
+
+    The OpenSSH client does not set TCP_NODELAY during key exchange, so its
+    small packets can wait about 40 ms for our delayed ACK, twice per
+    connection. Linux clears QUICKACK by itself, so it is set again after
+    every receive, for the first packets only.
+    """
+    sock = conn.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_QUICKACK"):
+        return
+    original = conn.data_received
+    remaining = QUICKACK_PACKETS
+
+    def data_received(data: bytes, datatype: int | None = None) -> None:
+        nonlocal remaining
+        original(data, datatype)
+        if remaining > 0:
+            remaining -= 1
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    setattr(conn, "data_received", data_received)  # noqa: B010 - the transport looks it up per call

@@ -80,6 +80,11 @@ class Engine:
         self._client: aiodocker.Docker | None = None
 
     @property
+    def unix_socket(self) -> str | None:
+        """The engine's unix socket path, when it has one."""
+        return self._url.removeprefix("unix://") if self._url.startswith("unix://") else None
+
+    @property
     def client(self) -> aiodocker.Docker:
         """The aiodocker client, created on first use inside the event loop."""
         if self._client is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.docker import rawhttp
 from gateway.docker.engine import Engine, translated
 
 CHUNK = 65536
@@ -61,20 +62,32 @@ async def logs(
 
 async def archive(engine: Engine, container_id: str, path: str, *, last: bool) -> AsyncIterator[bytes]:
     """A tar stream of *path*; unless *last*, without its end blocks, so streams concatenate."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     held = b""
-    async with translated(container_id):
-        query = engine.client._query(
-            f"containers/{container_id}/archive", params={"path": path}, timeout=timeout
-        )
-        async with query as response:
-            async for chunk in response.content.iter_chunked(CHUNK):
-                if last:
-                    yield chunk
-                    continue
-                held += chunk
-                if len(held) > _TAR_END:
-                    yield held[:-_TAR_END]
-                    held = held[-_TAR_END:]
+    async for chunk in _archive_body(engine, container_id, path):
+        if last:
+            yield chunk
+            continue
+        held += chunk
+        if len(held) > _TAR_END:
+            yield held[:-_TAR_END]
+            held = held[-_TAR_END:]
     if held.strip(b"\0"):
         yield held  # not the end blocks we expected: keep every byte
+
+
+async def _archive_body(engine: Engine, container_id: str, path: str) -> AsyncIterator[bytes]:
+    socket_path = engine.unix_socket
+    if socket_path is None:  # a TCP engine: aiohttp's client is fine there
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with translated(container_id):
+            query = engine.client._query(
+                f"containers/{container_id}/archive", params={"path": path}, timeout=timeout
+            )
+            async with query as response:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    yield chunk
+        return
+    async for chunk in rawhttp.get(
+        socket_path, f"/containers/{container_id}/archive", {"path": path}, container_id
+    ):
+        yield chunk

@@ -75,6 +75,7 @@ class AsciicastRecorder:
         record_input: bool,
         title: str,
         name: str | None = None,
+        binary_as_size: bool = False,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -87,6 +88,12 @@ class AsciicastRecorder:
         self._start = time.monotonic()
         self._record_input = record_input
         self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Without a PTY a stream may be binary (tar, images): JSON-escaping it
+        # inflates it fourfold and costs most of the CPU, and the replay would
+        # be lossy anyway. Such output is recorded by size; text still as text.
+        self._binary_as_size = binary_as_size
+        self._strict = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self._binary_run = 0
         self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
         header = {
             "version": 2,
@@ -111,8 +118,23 @@ class AsciicastRecorder:
             self._write(json.dumps([stamp, code, text], ensure_ascii=False))
 
     def output(self, data: bytes) -> None:
-        """Record output as an ``o`` event."""
-        self._event("o", self._out.decode(data))
+        """Record output as an ``o`` event (binary output without a PTY: by size)."""
+        if not self._binary_as_size:
+            self._event("o", self._out.decode(data))
+            return
+        try:
+            text = self._strict.decode(data)
+        except UnicodeDecodeError:
+            self._strict.reset()
+            self._binary_run += len(data)
+            return
+        self._flush_binary()
+        self._event("o", text)
+
+    def _flush_binary(self) -> None:
+        if self._binary_run:
+            self._event("m", f"binary output: {self._binary_run} bytes (not recorded as text)")
+            self._binary_run = 0
 
     def input(self, data: bytes) -> None:
         """Record input as an ``i`` event, when this action records input."""
@@ -137,6 +159,7 @@ class AsciicastRecorder:
     def close(self) -> dict[str, Any]:
         """Flush the decoders, fsync, close; return path, size and SHA-256."""
         if not self._file.closed:
+            self._flush_binary()
             self._event("o", self._out.decode(b"", final=True))
             self._file.flush()
             os.fsync(self._file.fileno())

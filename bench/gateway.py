@@ -1,0 +1,61 @@
+"""Start a real `gateway serve` for a benchmark, with one client key as principal `bench`."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POLICY = """\
+version: 1
+actions:
+  memory: {type: host, command: [free, -m]}
+  cat: {type: host, command: [cat, "{blob}"]}
+  debug: {type: shell, allow_args: true}
+  backup: {type: backup, paths: ["/data"]}
+  sh: {type: host, command: [sh]}
+grants:
+  - principals: [bench]
+    actions: [memory, cat, sh]
+  - principals: [bench]
+    actions: [debug, backup]
+    targets: ["bench-*"]
+"""
+
+
+@contextmanager
+def running_gateway(
+    base: Path, key: Path, *, blob: Path | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[int]:
+    """`gateway serve` on 127.0.0.1:0; yields its port; SIGTERM at the end."""
+    (base / "policies").mkdir(parents=True, exist_ok=True)
+    (base / "keys").mkdir(exist_ok=True)
+    (base / "policies" / "bench.yaml").write_text(POLICY.replace("{blob}", str(blob or "/dev/null")))
+    (base / "keys" / "bench.pub").write_text(key.with_suffix(".pub").read_text())
+    argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies", str(base / "policies"),
+            "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    match = re.search(r":(\d+)$", proc.stdout.readline().strip())
+    if not match:
+        proc.kill()
+        raise RuntimeError("the gateway did not start")
+    try:
+        yield int(match.group(1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def gateway_pids(port: int) -> list[int]:
+    """The gateway processes serving *port* (for RSS)."""
+    out = subprocess.run(
+        ["pgrep", "-f", "gateway serve --listen 127.0.0.1:0"], capture_output=True, text=True
+    ).stdout
+    return [int(p) for p in out.split()]
