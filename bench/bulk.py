@@ -25,7 +25,7 @@ def _throughput(argv: list[str], runs: int = 2) -> float:
     best = 0.0
     for _ in range(runs):
         start = time.perf_counter()
-        with open(os.devnull, "wb") as sink:
+        with Path(os.devnull).open("wb") as sink:
             done = subprocess.run(argv, stdout=sink, stderr=subprocess.DEVNULL, check=True)
         assert done.returncode == 0
         elapsed = time.perf_counter() - start

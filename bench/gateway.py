@@ -51,11 +51,3 @@ def running_gateway(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
-
-
-def gateway_pids(port: int) -> list[int]:
-    """The gateway processes serving *port* (for RSS)."""
-    out = subprocess.run(
-        ["pgrep", "-f", "gateway serve --listen 127.0.0.1:0"], capture_output=True, text=True
-    ).stdout
-    return [int(p) for p in out.split()]

@@ -218,7 +218,7 @@ def test_kill_9_mid_session_then_restart(gateway: Gateway, web1: str, scratch: P
 def test_full_audit_disk_refuses_then_recovers(gateway: Gateway, web1: str, scratch: Path) -> None:
     audit_dir = scratch / "audit"
     audit_dir.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(audit_dir)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(audit_dir)], check=True)
     try:
         gw = start_gateway(scratch, gateway.policies, gateway.keydir, gateway.keys)
         filler = audit_dir / "filler"
