@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from types import MappingProxyType
@@ -79,13 +79,53 @@ class CompiledGrant(NamedTuple):
         return any(m.matches(target) for m in self.targets)
 
 
+class GrantSet(NamedTuple):
+    """The grants of one (principal, action) pair, with their name globs in one regex.
+
+    One C-level match replaces a Python loop over hundreds of globs; when no
+    grant here has labels, ``expires`` or ``from``, the first alternative that
+    matches is the first grant that covers the target, which decides.
+    """
+
+    grants: tuple[CompiledGrant, ...]
+    names: re.Pattern[str] | None
+    owners: tuple[int, ...]
+    plain: bool
+
+    @classmethod
+    def build(cls, grants: list[CompiledGrant]) -> GrantSet:
+        """Compile the alternation of every name glob, remembering each one's grant."""
+        owners: list[int] = []
+        alternatives: list[str] = []
+        for position, grant in enumerate(grants):
+            for matcher in grant.targets:
+                if matcher.regex is not None:
+                    owners.append(position)
+                    alternatives.append(f"({matcher.regex.pattern})")
+        plain = all(
+            g.expires is None and g.sources is None and all(m.label is None for m in g.targets)
+            for g in grants
+        )
+        names = re.compile("|".join(alternatives)) if alternatives else None
+        return cls(tuple(grants), names, tuple(owners), plain)
+
+    def covering(self, target: Target | None) -> Iterator[CompiledGrant]:
+        """The grants that cover *target*, in policy order."""
+        if target is not None and self.plain:
+            found = self.names.match(target.name) if self.names is not None else None
+            if found is not None and found.lastindex is not None:
+                yield self.grants[self.owners[found.lastindex - 1]]
+            return
+        yield from (g for g in self.grants if g.covers(target))
+
+
 class Policy(NamedTuple):
     """Every action and grant, merged across files, indexed by (principal, action)."""
 
     actions: Mapping[str, Action]
     grants: tuple[CompiledGrant, ...]
     digest: str
-    lookup: Mapping[tuple[str, str], tuple[CompiledGrant, ...]] = MappingProxyType({})
+    lookup: Mapping[tuple[str, str], GrantSet] = MappingProxyType({})
     groups: Mapping[str, tuple[str, ...]] = MappingProxyType({})
     #: not errors: grants that expire soon or have expired (``policy check`` prints them)
     warnings: tuple[Problem, ...] = ()
@@ -106,7 +146,7 @@ class Policy(NamedTuple):
             for principal in grant.principals:
                 for action in grant.actions:
                     index.setdefault((principal, action), []).append(grant)
-        frozen = {k: tuple(v) for k, v in index.items()}
+        frozen = {k: GrantSet.build(v) for k, v in index.items()}
         return cls(
             actions=dict(actions),
             grants=grants,

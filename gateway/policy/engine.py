@@ -69,9 +69,8 @@ def decide(policy: Policy, request: Request) -> Decision:
         return shape
     now = request.now or datetime.now(UTC)
     near_miss: Deny | None = None
-    for grant in policy.lookup.get((request.principal, request.action), ()):
-        if not grant.covers(request.target):
-            continue
+    grants = policy.lookup.get((request.principal, request.action))
+    for grant in grants.covering(request.target) if grants is not None else ():
         if grant.expired(now):
             near_miss = Deny(DenyCode.EXPIRED, f"{DenyCode.EXPIRED.value} ({grant.where}, {grant.expires})")
         elif not grant.admits(request.source):
