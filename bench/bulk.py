@@ -59,8 +59,8 @@ def run(megabytes: int = 500) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
             key = keygen(base / "client")
-            with running_gateway(base / "gw", key) as port:
-                common = ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(port)]
+            with running_gateway(base / "gw", key) as gw:
+                common = ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(gw.port)]
                 backup = [*common, "backup@127.0.0.1", name]
                 tar = base / "volume.tar"
                 with tar.open("wb") as f:

@@ -42,7 +42,13 @@ def run(grants: int = 10_000, decisions: int = 50_000) -> dict[str, Any]:
         samples.append(time.perf_counter_ns() - start)
     samples.sort()
     p50, p99 = samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000
-    return {"grants": grants, "decisions": decisions, "p50_us": round(p50, 2), "p99_us": round(p99, 2), "target_p99_us": 50}
+    return {
+        "grants": grants,
+        "decisions": decisions,
+        "p50_us": round(p50, 2),
+        "p99_us": round(p99, 2),
+        "target_p99_us": 50,
+    }
 
 
 if __name__ == "__main__":

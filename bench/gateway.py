@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,17 +17,25 @@ POLICY = """\
 version: 1
 actions:
   memory: {type: host, command: [free, -m]}
-  cat: {type: host, command: [cat, "{blob}"]}
   debug: {type: shell, allow_args: true}
   backup: {type: backup, paths: ["/data"]}
   sh: {type: host, command: [sh]}
+  cat: {type: host, command: [cat]}
+  noop: {type: host, command: ["true"]}
 grants:
   - principals: [bench]
-    actions: [memory, cat, sh]
+    actions: [memory, cat, sh, noop]
   - principals: [bench]
     actions: [debug, backup]
     targets: ["bench-*"]
 """
+
+
+class Running(NamedTuple):
+    """A running gateway: where it listens and its process id."""
+
+    port: int
+    pid: int
 
 
 @contextmanager
@@ -36,7 +45,7 @@ def running_gateway(
     """`gateway serve` on 127.0.0.1:0; yields its port; SIGTERM at the end."""
     (base / "policies").mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
-    (base / "policies" / "bench.yaml").write_text(POLICY.replace("{blob}", str(blob or "/dev/null")))
+    (base / "policies" / "bench.yaml").write_text(POLICY)
     (base / "keys" / "bench.pub").write_text(key.with_suffix(".pub").read_text())
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies", str(base / "policies"),
             "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip
@@ -47,7 +56,7 @@ def running_gateway(
         proc.kill()
         raise RuntimeError("the gateway did not start")
     try:
-        yield int(match.group(1))
+        yield Running(int(match.group(1)), proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

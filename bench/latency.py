@@ -31,9 +31,9 @@ def run(runs: int = 30) -> dict[str, Any]:
         base = Path(tmp)
         key = keygen(base / "client")
         line = f'restrict,environment="HOME=/nonexistent",command="free -m" {key.with_suffix(".pub").read_text().strip()}\n'
-        with sshd(base / "sshd", line) as sshd_port, running_gateway(base / "gw", key) as gw_port:
+        with sshd(base / "sshd", line) as sshd_port, running_gateway(base / "gw", key) as gw:
             common = ["ssh", *SSH_OPTS, "-i", str(key)]
-            gw_argv = [*common, "-p", str(gw_port), "memory@127.0.0.1"]
+            gw_argv = [*common, "-p", str(gw.port), "memory@127.0.0.1"]
             sshd_argv = [*common, "-p", str(sshd_port), "root@127.0.0.1"]
             first_byte(gw_argv)
             first_byte(sshd_argv)

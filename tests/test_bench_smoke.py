@@ -1,0 +1,25 @@
+"""The benchmark's smoke run: it must keep working (the figures are not asserted: no timed tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_bench_smoke(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {"latency", "bulk", "sessions", "decision", "door"} <= set(data)
+    assert (tmp_path / "results.png").stat().st_size > 0
+    assert "| figure |" in (tmp_path / "results.md").read_text()
