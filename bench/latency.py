@@ -37,11 +37,11 @@ def run(runs: int = 30) -> dict[str, Any]:
             sshd_argv = [*common, "-p", str(sshd_port), "root@127.0.0.1"]
             first_byte(gw_argv)
             first_byte(sshd_argv)
-            gw, ref = [], []
+            ours, ref = [], []
             for _ in range(runs):
-                gw.append(first_byte(gw_argv))
+                ours.append(first_byte(gw_argv))
                 ref.append(first_byte(sshd_argv))
-    g, s = median_ms(gw), median_ms(ref)
+    g, s = median_ms(ours), median_ms(ref)
     return {"runs": runs, "gateway_ms": g, "sshd_ms": s, "ratio": round(g / s, 3), "target_ratio": 0.15}
 
 

@@ -75,7 +75,7 @@ def session_figures(count: int, echo_sessions: int, keystrokes: int, rate_second
                 listener = listener or _listener(port)
                 if name == "sh":
 
-                    def sshd_measure() -> dict[str, int]:
+                    def sshd_measure(listener: int = listener) -> dict[str, int]:
                         pids = sessions.sshd_session_pids(listener)
                         return {
                             "rss_kb": sum(sessions._rss_kb(p) for p in pids),
