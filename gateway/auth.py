@@ -43,6 +43,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._opened = time.monotonic()
         self._sessions = 0
         self._rejected: set[str] = set()
+        self._unauthenticated = False
 
     # ----------------------------------------------------------- audit helpers
 
@@ -70,9 +71,22 @@ class GatewayServer(asyncssh.SSHServer):
         # action), but the client still gets a clear line instead of a hang-up.
         with contextlib.suppress(AuditUnavailable):
             self.audit("connection.open")
+        refused = (
+            "the gateway is shutting down"
+            if self.rt.draining
+            else self.rt.limits.admit_connection(self.peer_host)
+        )
+        if refused is not None:
+            self.refused("connection-limit", reason=refused)
+            conn.close()
+            return
+        self._unauthenticated = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Record the end of the connection."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.rt.limits.authenticated()
         if self._conn is not None:
             self.rt.connections.discard(self._conn)
         reason = str(exc) if exc else None
@@ -136,12 +150,16 @@ class GatewayServer(asyncssh.SSHServer):
         return key
 
     def refused_auth(self, fingerprint: str) -> None:
-        """Record an unknown key."""
+        """Record an unknown key; repeated failures throttle the source."""
+        self.rt.limits.failed(self.peer_host)
         with contextlib.suppress(AuditUnavailable):
             self.audit("auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key")
 
     def auth_completed(self) -> None:
         """Record which principal got in, with which key."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.rt.limits.authenticated()
         with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
             self.audit(
                 "auth.accept", fingerprint=self.fingerprint, principal=self.principal, action=self.username

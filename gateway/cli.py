@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -64,7 +64,7 @@ def main() -> None:
     type=float,
     default=60.0,
     show_default=True,
-    help="Seconds between signed checkpoints of the audit head (0: off).",
+    help="Seconds between signed checkpoints (0: off).",
 )
 @click.option(
     "--no-strict-modes", is_flag=True, help="Serve even if policy, key or state files are writable by others."
@@ -74,13 +74,40 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="OpenSSH CA public keys for user certificates.",
 )
+@click.option(
+    "--max-sessions", type=int, default=2000, show_default=True, help="Concurrent sessions in total."
+)
+@click.option("--max-sessions-per-principal", type=int, default=200, show_default=True)
+@click.option(
+    "--max-unauthenticated",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Connections still authenticating.",
+)
+@click.option(
+    "--auth-failure-limit",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Failures per source per minute before it is throttled.",
+)
+@click.option("--login-timeout", type=float, default=20.0, show_default=True, help="Seconds to authenticate.")
+@click.option(
+    "--drain-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, how long open sessions may finish.",
+)
+@click.option(
+    "--metrics", "metrics", default=None, help="HOST:PORT for /metrics and /healthz (off unless given)."
+)
+@click.option("--log-format", type=click.Choice(["json", "console"]), default="json", show_default=True)
 @_policies
 @_keys
 @_state
-def serve(
-    listen: str, checkpoint_interval: float, no_strict_modes: bool, trusted_user_ca_keys: Path | None,
-    policies: Path, keys: Path, state: Path,
-) -> None:  # fmt: skip
+def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: Any) -> None:
     """Run the SSH gateway."""
     from gateway.server import serve as run  # noqa: PLC0415 - keep `policy check` start-up light
 
@@ -92,12 +119,9 @@ def serve(
     try:
         settings = Settings(
             listen=Listen.parse(listen),
-            policies=policies,
-            keys=keys,
-            state=state,
-            checkpoint_interval=checkpoint_interval,
+            metrics=Listen.parse(metrics) if metrics else None,
             strict_modes=not no_strict_modes,
-            trusted_user_ca_keys=trusted_user_ca_keys,
+            **options,
         )
         asyncio.run(run(settings, ready))
     except LoadError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
 from gateway.keys import KeyRing, load_keys
+from gateway.limits import Limits
 from gateway.policy import Policy, load_policy
 from gateway.policy.snapshot import save
 from gateway.settings import Settings
@@ -34,7 +36,11 @@ class Runtime:
     audit: AuditLog
     engine: Engine
     trusted_cas: frozenset[str] = frozenset()
+    limits: Limits = field(default_factory=lambda: Limits(Settings()))
     connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
+    sessions: set[Any] = field(default_factory=set)  # live session.Session objects, for the drain
+    draining: bool = False
+    quiet: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last session ends
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -51,6 +57,7 @@ class Runtime:
             audit=AuditLog(settings.state / "audit"),
             engine=Engine(),
             trusted_cas=_trusted_cas(settings.trusted_user_ca_keys),
+            limits=Limits(settings),
         )
         runtime.save_snapshot()
         return runtime

@@ -97,9 +97,26 @@ async def _reap_sidekicks(runtime: Runtime) -> None:
         runtime.audit.emit("sidekick.reaped", count=count)
 
 
+async def _drain(runtime: Runtime) -> None:
+    """Tell the open sessions, and give them until the deadline to finish."""
+    seconds = runtime.settings.drain_seconds
+    if not runtime.sessions:
+        return
+    with contextlib.suppress(Exception):
+        runtime.audit.emit("server.drain", sessions=len(runtime.sessions), seconds=seconds)
+    for session in list(runtime.sessions):
+        session.notify(f"gateway: the gateway is shutting down; this session ends within {seconds:g}s")
+    runtime.quiet.clear()
+    if runtime.sessions:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.quiet.wait(), seconds)
+
+
 async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
+    runtime.draining = True
     acceptor.close()
     await acceptor.wait_closed()
+    await _drain(runtime)
     for conn in list(runtime.connections):
         conn.close()
     for conn in list(runtime.connections):

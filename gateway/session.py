@@ -6,6 +6,7 @@ An unknown target and a target that is not granted get the same line.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -47,6 +48,7 @@ class Connection(Protocol):
 
 
 REFUSED_STATUS = 1
+WATCH_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Session:
         self.process = process
         self.number = number
         self.action = conn.username
+        self.ended_by: str | None = None
         self._fields: dict[str, Any] = {
             "channel": number,
             "principal": conn.principal,
@@ -88,10 +91,13 @@ class Session:
         """Decide, then run or refuse; never raises."""
         try:
             plan = await self._authorize()
-            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest)
+            self._admit()
         except Refusal as refusal:
             self._refuse(refusal)
             return
+        principal = self.conn.principal or ""
+        try:
+            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest)
         except AuditUnavailable:
             self._refuse(
                 Refusal(
@@ -100,8 +106,48 @@ class Session:
                     kind="audit",
                 )
             )
+            self.rt.limits.release_session(principal)
             return
-        await self._execute(plan)
+        self.rt.sessions.add(self)
+        try:
+            await self._execute(plan)
+        finally:
+            self.rt.sessions.discard(self)
+            self.rt.limits.release_session(principal)
+            if not self.rt.sessions:
+                self.rt.quiet.set()
+
+    def _admit(self) -> None:
+        """Session limits (in total, per principal) and the drain; raises Refusal."""
+        if self.rt.draining:
+            raise Refusal("gateway: the gateway is shutting down", reason="draining", kind="session-limit")
+        reason = self.rt.limits.admit_session(self.conn.principal or "")
+        if reason is not None:
+            raise Refusal("gateway: too many sessions; try again later", reason=reason, kind="session-limit")
+
+    def notify(self, line: str) -> None:
+        """One line on the client's stderr (a notice, not an error)."""
+        with contextlib.suppress(Exception):
+            self.process.stderr.write((line + ("\r\n" if self._pty else "\n")).encode())
+
+    async def _watch_limits(self, ctx: ActionContext, spec: Action) -> None:
+        """End the session at the action's idle timeout or maximum duration."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            if spec.max_duration is not None and now - started >= spec.max_duration:
+                why = f"the {self.action} session reached its maximum duration ({spec.max_duration:g}s)"
+                break
+            if spec.idle_timeout is not None and now - ctx.traffic.last_activity >= spec.idle_timeout:
+                why = f"the {self.action} session was idle for {spec.idle_timeout:g}s"
+                break
+        self.ended_by = why
+        self.notify(f"gateway: {why}; it is being closed")
+        with contextlib.suppress(AuditUnavailable):
+            self.audit("session.limit", reason=why)
+        with contextlib.suppress(Exception):
+            self.process.exit(REFUSED_STATUS)
 
     # ----------------------------------------------------------- deciding
 
@@ -214,6 +260,11 @@ class Session:
         )
         started = time.monotonic()
         outcome, error = Exit(255), None
+        watchdog = None
+        if plan.spec.idle_timeout is not None or plan.spec.max_duration is not None:
+            watchdog = asyncio.get_running_loop().create_task(
+                self._watch_limits(ctx, plan.spec), name="watchdog"
+            )
         try:
             self.audit("session.start", recording=recorder.name, pty=self._pty, pid=os.getpid())
             outcome = await runner_for(plan.spec)(ctx)
@@ -222,6 +273,9 @@ class Session:
         except Exception as exc:  # a bug must end this session, not the connection or the server
             outcome, error = Exit(REFUSED_STATUS), self._failed(exc)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            error = error or self.ended_by
             with contextlib.suppress(AuditUnavailable):
                 self.audit(
                     "session.end",

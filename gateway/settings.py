@@ -43,4 +43,10 @@ class Settings(BaseModel):
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
     strict_modes: bool = True
+    max_sessions: int = 2000
+    max_sessions_per_principal: int = 200
+    max_unauthenticated: int = 200
+    auth_failure_limit: int = 20
+    metrics: Listen | None = None
+    log_format: str = "json"
     trusted_user_ca_keys: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ class Traffic:
 
     bytes_in: int = 0
     bytes_out: int = 0
+    #: monotonic time of the last byte either way, for idle timeouts
+    last_activity: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool
     """Record and send *data*, waiting for the client's window; False once the channel is gone."""
     ctx.recorder.output(data)
     ctx.traffic.bytes_out += len(data)
+    ctx.traffic.last_activity = time.monotonic()
     sink = ctx.process.stderr if stderr else ctx.process.stdout
     try:
         sink.write(data)
@@ -72,6 +74,7 @@ async def client_input(
         else:
             ctx.recorder.input(data)
         ctx.traffic.bytes_in += len(data)
+        ctx.traffic.last_activity = time.monotonic()
         yield data
 
 

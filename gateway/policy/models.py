@@ -30,6 +30,11 @@ class _ActionBase(_Model):
     #: whether every word of the command is an argument (no target word)
     takes_query: ClassVar[bool] = False
 
+    #: seconds without input or output before the session is ended (None: never)
+    idle_timeout: Annotated[float, Field(gt=0)] | None = None
+    #: seconds after which the session is ended whatever happens (None: never)
+    max_duration: Annotated[float, Field(gt=0)] | None = None
+
     @property
     def accepts_args(self) -> bool:
         """Whether the client may add words after the target."""
