@@ -15,6 +15,7 @@ from typing import Any
 import asyncssh
 from asyncssh.public_key import CERT_TYPE_USER
 
+from gateway import metrics
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.runtime import Runtime
@@ -53,6 +54,7 @@ class GatewayServer(asyncssh.SSHServer):
 
     def refused(self, kind: str, **fields: Any) -> None:
         """Record a refused protocol request; never raises."""
+        metrics.REFUSALS.labels(metrics.kind_label(kind)).inc()
         with contextlib.suppress(AuditUnavailable):  # refusing anyway: nothing runs
             self.audit("request.deny", kind=kind, principal=self.principal, action=self.username, **fields)
 
@@ -62,6 +64,7 @@ class GatewayServer(asyncssh.SSHServer):
         """Remember the connection and its peer."""
         self._conn = conn
         self.rt.connections.add(conn)
+        metrics.CONNECTIONS.inc()
         install_certificate_hook(conn, self._validate_certificate)
         install_quickack(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
@@ -152,6 +155,7 @@ class GatewayServer(asyncssh.SSHServer):
     def refused_auth(self, fingerprint: str) -> None:
         """Record an unknown key; repeated failures throttle the source."""
         self.rt.limits.failed(self.peer_host)
+        metrics.AUTH_FAILURES.inc()
         with contextlib.suppress(AuditUnavailable):
             self.audit("auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key")
 

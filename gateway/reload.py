@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from gateway import oplog
 from gateway.errors import AuditUnavailable, LoadError
 from gateway.policy.snapshot import fingerprint
 from gateway.runtime import Runtime, load_snapshot
@@ -25,9 +26,11 @@ def reload(runtime: Runtime, why: str) -> bool:
     except LoadError as exc:
         with contextlib.suppress(AuditUnavailable):
             errors = [str(p) for p in exc.problems]
+            oplog.log().warning("reload failed", why=why, errors=errors)
             runtime.audit.emit("policy.reload_failed", why=why, policy=runtime.policy.digest, errors=errors)
         return False
     previous = runtime.policy.digest
+    oplog.log().info("reloaded", why=why, policy=policy.digest[:12])
     runtime.keys, runtime.policy = keys, policy
     runtime.save_snapshot()
     with contextlib.suppress(AuditUnavailable):

@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import asyncssh
 
-from gateway import strictmodes
+from gateway import oplog, strictmodes
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
 from gateway.errors import DockerError
 from gateway.hostkey import load_or_create_host_key
+from gateway.metrics import MetricsServer
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
@@ -67,6 +68,9 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload, runtime, "SIGHUP")
     on_ready(settings.listen.host, port)
+    oplog.configure(settings.log_format)
+    oplog.log().info("started", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest[:12])
+    exporter = _metrics(runtime)
     async with Tasks("server") as tasks:
         if settings.checkpoint_interval > 0:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
@@ -75,6 +79,25 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
             await stop.wait()
         finally:
             await _shutdown(runtime, acceptor)
+            if exporter is not None:
+                exporter.stop()
+            oplog.log().info("stopped")
+
+
+def _metrics(runtime: Runtime) -> MetricsServer | None:
+    """/metrics and /healthz, when asked for."""
+    where = runtime.settings.metrics
+    if where is None:
+        return None
+
+    def health() -> dict[str, object]:
+        status = "draining" if runtime.draining else "ok"
+        return {"status": status, "sessions": len(runtime.sessions), "policy": runtime.policy.digest}
+
+    exporter = MetricsServer(where.host, where.port, health)
+    exporter.start()
+    oplog.log().info("metrics", listen=f"{where.host}:{exporter.port}")
+    return exporter
 
 
 async def _checkpoints(runtime: Runtime) -> None:
@@ -102,6 +125,7 @@ async def _drain(runtime: Runtime) -> None:
     seconds = runtime.settings.drain_seconds
     if not runtime.sessions:
         return
+    oplog.log().info("draining", sessions=len(runtime.sessions), seconds=seconds)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.drain", sessions=len(runtime.sessions), seconds=seconds)
     for session in list(runtime.sessions):
@@ -122,6 +146,9 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     for conn in list(runtime.connections):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.wait_closed(), CLOSE_GRACE)
+    if runtime.sessions:  # their children are being ended: let them write session.end
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.quiet.wait(), CLOSE_GRACE)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")
     if runtime.settings.checkpoint_interval > 0:

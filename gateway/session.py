@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
+from gateway import metrics
 from gateway.actions import ActionContext, Exit, runner_for
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.docker import ContainerInfo
@@ -109,9 +110,14 @@ class Session:
             self.rt.limits.release_session(principal)
             return
         self.rt.sessions.add(self)
+        metrics.REQUESTS.labels(self._label, "allow").inc()
+        metrics.SESSIONS.inc()
+        started = time.monotonic()
         try:
             await self._execute(plan)
         finally:
+            metrics.SESSIONS.dec()
+            metrics.SESSION_SECONDS.labels(self._label).observe(time.monotonic() - started)
             self.rt.sessions.discard(self)
             self.rt.limits.release_session(principal)
             if not self.rt.sessions:
@@ -211,7 +217,12 @@ class Session:
             return f"gateway: {self.action} {command.target}: extra arguments are not allowed"
         return _denied_line(self.action, command.target)
 
+    @property
+    def _label(self) -> str:
+        return self.action if self.action in self.rt.policy.actions else "other"
+
     def _refuse(self, refusal: Refusal) -> None:
+        metrics.REQUESTS.labels(self._label, "limit" if refusal.kind == "session-limit" else "deny").inc()
         with contextlib.suppress(AuditUnavailable):
             self.audit(
                 "request.deny",

@@ -1,0 +1,71 @@
+"""Prometheus metrics and a health check on an opt-in local port (``serve --metrics``).
+
+Labels have bounded cardinality: the action label is an action the policy
+defines (anything else is ``other``) and the outcome is one of a few words;
+no principal or target names ever become labels.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter(
+    "gateway_requests", "Session requests by action and outcome.", ["action", "outcome"], registry=REGISTRY
+)
+SESSIONS = Gauge("gateway_sessions_active", "Sessions running now.", registry=REGISTRY)
+SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
+CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
+AUTH_FAILURES = Counter("gateway_auth_failures", "Rejected keys and certificates.", registry=REGISTRY)
+REFUSALS = Counter("gateway_refusals", "Refused protocol requests by kind.", ["kind"], registry=REGISTRY)
+
+KINDS = frozenset({
+    "action", "command", "subsystem", "scp", "env", "agent-forwarding", "x11-forwarding", "direct-tcpip",
+    "tcpip-forward", "direct-streamlocal", "streamlocal-forward", "tun", "tap", "session-limit",
+    "connection-limit", "audit", "usage",
+})  # fmt: skip
+
+
+def kind_label(kind: str) -> str:
+    """A refusal kind, or ``other``."""
+    return kind if kind in KINDS else "other"
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        """No access log on stderr."""
+
+
+class MetricsServer:
+    """``/metrics`` (Prometheus) and ``/healthz`` on a thread of their own."""
+
+    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]]) -> None:
+        metrics = make_wsgi_app(REGISTRY)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                state = health()
+                status = "200 OK" if state.get("status") == "ok" else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(state).encode()]
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+
+        self._server: WSGIServer = make_server(host, port, app, handler_class=_Quiet)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
