@@ -33,7 +33,7 @@ def _has_control(text: str) -> bool:
 
 def parse_command(text: str | None) -> Command:
     """Split *text*; raise Refusal for control characters, bad quoting or size."""
-    if text is None or not text.strip():
+    if text is None or text == "":
         return Command(None)
     if len(text) > MAX_COMMAND:
         raise Refusal("gateway: the command is too long", reason="command too long", kind="command")
@@ -54,7 +54,7 @@ def parse_command(text: str | None) -> Command:
     if len(words) > MAX_ARGS:
         raise Refusal("gateway: too many arguments", reason="too many arguments", kind="command")
     if not words:
-        return Command(None)
+        return Command(None)  # only spaces
     return Command(words[0], tuple(words[1:]))
 
 

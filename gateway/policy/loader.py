@@ -42,7 +42,11 @@ def load_policy(directory: Path, keys: KeyRing) -> Policy:
     files: list[_File] = []
     digest = hashlib.sha256()
     for path in sorted(directory.glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})"))
+            continue
         digest.update(f"{path.name}\0{len(text)}\0".encode() + text.encode())
         loaded = _load_file(str(path), text, problems)
         if loaded is not None:

@@ -72,12 +72,27 @@ def parse_yaml(text: str, filename: str) -> Marked:
     if node is None:
         return Marked({})
     marked = Marked(None)
-    marked.data = _walk(node, (), marked, loader, filename)
+    try:
+        marked.data = _walk(node, (), marked, loader, filename)
+    except yaml.MarkedYAMLError as exc:  # e.g. a tag no safe constructor knows
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or exc.context
+        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {what}")])
     return marked
+
+
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 
 def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, filename: str) -> Any:
     out.values[path] = _mark(node)
+    plain = _PLAIN_TAGS.get(type(node))
+    if plain is not None and node.tag != plain:
+        mark = _mark(node)
+        message = f"invalid YAML: tag {node.tag!r} is not allowed"
+        out.problems.append(Problem(filename, mark.line, mark.column, message))
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:

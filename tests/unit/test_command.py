@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import shlex
 
-from gateway.command import Command, is_legacy_scp, parse_command
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.command import Command, _has_control, is_legacy_scp, parse_command
 from gateway.errors import Refusal
 
 
@@ -54,3 +59,15 @@ def test_too_long_and_too_many() -> None:
 )
 def test_legacy_scp(text: str, legacy: bool) -> None:
     assert is_legacy_scp(parse_command(text)) is legacy
+
+
+@settings(max_examples=int(os.environ.get("GATEWAY_HYPOTHESIS_EXAMPLES", "2000")), deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_is_refused_or_split_without_a_shell(text: str) -> None:
+    try:
+        parsed = parse_command(text)
+    except Refusal as refusal:
+        assert "\n" not in refusal.public
+        return
+    assert not any(_has_control(w) for w in parsed.words)
+    assert list(parsed.words) == shlex.split(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from gateway.keys import load_keys
 from gateway.policy import Policy, load_policy
 from gateway.policy.models import BackupAction, ShellAction, SignalAction
@@ -161,3 +163,20 @@ def test_grant_where_is_file_and_line(write: Write, load: Callable[[], Policy], 
     )
     (grant,) = load().grants
     assert grant.where == f"{policy_dir}/a.yaml:5"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"=", "invalid YAML"),
+        (b"version: 1\nactions: !!python/object:os.system {}\n", "invalid YAML"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_fuzzer_findings_are_problems_not_crashes(
+    policy_dir: Path, content: bytes, expected: str, problems: Callable[[], list[str]]
+) -> None:
+    (policy_dir / "a.yaml").write_bytes(content)
+    (problem,) = problems()
+    assert problem.startswith("a.yaml:")
+    assert expected in problem
