@@ -77,12 +77,15 @@ def parse_yaml(text: str, filename: str) -> Marked:
     except yaml.MarkedYAMLError as exc:  # e.g. a tag no safe constructor knows
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = exc.problem or exc.context
-        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {what}")])
+        detail = exc.problem or exc.context or "invalid YAML"
+        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {detail}")])
     return marked
 
 
-_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+_PLAIN_TAGS: dict[type[yaml.Node], str] = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
 
 
 def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, filename: str) -> Any:
