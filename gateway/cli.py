@@ -104,12 +104,19 @@ def main() -> None:
     "--metrics", "metrics", default=None, help="HOST:PORT for /metrics and /healthz (off unless given)."
 )
 @click.option("--log-format", type=click.Choice(["json", "console"]), default="json", show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT).",
+)
 @_policies
 @_keys
 @_state
 def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: Any) -> None:
     """Run the SSH gateway."""
-    from gateway.server import serve as run  # noqa: PLC0415 - keep `policy check` start-up light
+    from gateway.workers import run  # noqa: PLC0415 - keep `policy check` start-up light
 
     def ready(host: str, port: int) -> None:
         click.echo(f"gateway: listening on {host}:{port}", nl=True)
@@ -123,7 +130,7 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
             strict_modes=not no_strict_modes,
             **options,
         )
-        asyncio.run(run(settings, ready))
+        run(settings, ready)
     except LoadError as exc:
         _fail(str(exc))
     except (ConfigError, GatewayError) as exc:

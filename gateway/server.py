@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable
 
@@ -48,17 +49,27 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
         host_based_auth=False,
         gss_host=None,
         login_timeout=settings.login_timeout,
+        reuse_port=settings.reuse_port,
         encryption_algs=[c for c in CIPHERS if c.encode() in asyncssh.encryption.get_encryption_algs()],
     )
 
 
-async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
-    """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address."""
-    if settings.strict_modes:
+async def serve(
+    settings: Settings, on_ready: Callable[[str, int], None], children: tuple[int, ...] = ()
+) -> None:
+    """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address.
+
+    With several workers, the first (``worker == 0``) also does the once-per-host
+    jobs (crash recovery, reaping sidekicks, checkpoints, metrics) and passes
+    SIGTERM and SIGHUP on to the *children*.
+    """
+    primary = settings.worker == 0
+    if settings.strict_modes and primary:
         strictmodes.check(settings.policies, settings.keys, settings.state)
     runtime = Runtime.start(settings)
-    mark_interrupted(settings.state, runtime.audit)
-    await _reap_sidekicks(runtime)
+    if primary:
+        mark_interrupted(settings.state, runtime.audit)
+        await _reap_sidekicks(runtime)
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
@@ -66,22 +77,35 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload, runtime, "SIGHUP")
+
+    def hangup() -> None:
+        _signal_children(children, signal.SIGHUP)
+        reload(runtime, "SIGHUP")
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     on_ready(settings.listen.host, port)
     oplog.configure(settings.log_format)
-    oplog.log().info("started", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest[:12])
-    exporter = _metrics(runtime)
+    if primary:  # the "listening on" line stays the first line on stdout
+        oplog.log().info("started", listen=f"{settings.listen.host}:{port}", workers=settings.workers)
+    exporter = _metrics(runtime) if primary else None
     async with Tasks("server") as tasks:
-        if settings.checkpoint_interval > 0:
+        if settings.checkpoint_interval > 0 and primary:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
         try:
             await stop.wait()
         finally:
+            _signal_children(children, signal.SIGTERM)
             await _shutdown(runtime, acceptor)
             if exporter is not None:
                 exporter.stop()
             oplog.log().info("stopped")
+
+
+def _signal_children(children: tuple[int, ...], sig: signal.Signals) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _metrics(runtime: Runtime) -> MetricsServer | None:

@@ -49,4 +49,8 @@ class Settings(BaseModel):
     auth_failure_limit: int = 20
     metrics: Listen | None = None
     log_format: str = "json"
+    #: processes sharing the listening port (SO_REUSEPORT); this one's index
+    workers: int = 1
+    worker: int = 0
+    reuse_port: bool = False
     trusted_user_ca_keys: Path | None = None

@@ -33,6 +33,11 @@ SSH_OPTS = [
 pytestmark = pytest.mark.e2e
 
 
+def copy_opts(port: int, key: Path) -> list[str]:
+    """sftp/scp options for a test server: port (-P), key, no host-key prompts."""
+    return ["-P", str(port), "-i", str(key), *SSH_OPTS[2:10]]
+
+
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=60)
 

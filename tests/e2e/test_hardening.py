@@ -171,3 +171,14 @@ def test_container_killed_mid_session(launch: Any, containers: Containers) -> No
     assert child.exitstatus != 0 or child.signalstatus is not None
     end = next(e for e in gw.since(0, lambda e: e["event"] == "session.end") if e["event"] == "session.end")
     assert end["recording_sha256"]
+
+
+def test_two_workers_share_the_port_and_the_chain(launch: Any) -> None:
+    gw = launch("--workers", "2")
+    pids = set()
+    for _ in range(30):
+        assert gw.ssh("memory", key="dan").returncode == 0
+        pids = {e["pid"] for e in gw.events() if e["event"] == "session.start"}
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2  # both processes accepted connections

@@ -13,7 +13,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.e2e.conftest import SSH_OPTS, Gateway, gateway_cli
+from tests.e2e.conftest import SSH_OPTS, Gateway, copy_opts, gateway_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -149,20 +149,7 @@ def test_refusals_through_sshd(sshd: Sshd, gateway: Gateway, web1: str, tmp_path
 
 def test_sftp_and_scp_refused(sshd: Sshd, gateway: Gateway, tmp_path: Path) -> None:
     mark = gateway.mark()
-    common = [
-        "-P",
-        str(sshd.port),
-        "-i",
-        str(sshd.keys["betty"]),
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ]
+    common = copy_opts(sshd.port, sshd.keys["betty"])
     sftp = subprocess.run(
         ["sftp", "-b", "-", *common, "root@127.0.0.1"],
         input="ls\n",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, copy_opts
 
 pytestmark = pytest.mark.e2e
 
@@ -185,17 +185,7 @@ def test_env_requests_refused_and_recorded(gateway: Gateway, web1: str) -> None:
 
 def test_sftp_refused(gateway: Gateway, tmp_path: Path) -> None:
     mark = gateway.mark()
-    argv = ["sftp", "-b", "-", "-P", str(gateway.port), "-i", str(gateway.keys["betty"])]
-    argv += [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ]
+    argv = ["sftp", "-b", "-", *copy_opts(gateway.port, gateway.keys["betty"])]
     result = subprocess.run(
         [*argv, "debug@127.0.0.1"],
         input="ls\n",
@@ -214,24 +204,7 @@ def test_scp_refused(gateway: Gateway, tmp_path: Path, legacy: bool) -> None:
     source = tmp_path / "file.txt"
     source.write_text("data\n")
     mark = gateway.mark()
-    argv = [
-        "scp",
-        *(["-O"] if legacy else []),
-        "-P",
-        str(gateway.port),
-        "-i",
-        str(gateway.keys["betty"]),
-    ]
-    argv += [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ]
+    argv = ["scp", *(["-O"] if legacy else []), *copy_opts(gateway.port, gateway.keys["betty"])]
     result = subprocess.run(
         [*argv, str(source), "debug@127.0.0.1:/tmp/x"],
         capture_output=True,

@@ -1,0 +1,57 @@
+"""``serve --workers N``: N processes accepting on one port (SO_REUSEPORT), one audit chain.
+
+Handshakes are CPU-bound on one core (asyncio and the GIL), so more cores
+need more processes. The audit chain is shared under its lock; limits are
+per process. The first process does the once-per-host jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+
+from gateway.server import serve
+from gateway.settings import Listen, Settings
+
+
+def _reserve(listen: Listen) -> tuple[socket.socket, int]:
+    """Bind (not listen) with SO_REUSEPORT, to learn the port when 0 was asked for."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    probe.bind((listen.host, listen.port))
+    return probe, int(probe.getsockname()[1])
+
+
+def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
+    """Serve in this process, or in N processes sharing the port."""
+    if settings.workers <= 1:
+        asyncio.run(serve(settings, on_ready))
+        return
+    probe, port = _reserve(settings.listen)
+    shared = settings.model_copy(
+        update={"listen": Listen(host=settings.listen.host, port=port), "reuse_port": True}
+    )
+    children: list[int] = []
+    for index in range(1, settings.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
+            probe.close()
+            status = 0
+            try:
+                asyncio.run(serve(shared.model_copy(update={"worker": index}), lambda _h, _p: None))
+            except BaseException:
+                status = 1
+            os._exit(status)
+        children.append(pid)
+    try:
+        asyncio.run(serve(shared, on_ready, tuple(children)))
+    finally:
+        probe.close()
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
