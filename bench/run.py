@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from bench import bulk, decision, door, latency, sessions
+from bench import bulk, compliance, decision, door, latency, sessions
 from bench.common import keygen, sshd
 from bench.gateway import running_gateway
 
@@ -160,6 +160,17 @@ def markdown(results: dict[str, Any]) -> str:
             "<= 60 ms",
         ),
     ]
+    com = results["compliance"]
+    rows += [
+        (f"`sessions list`, {com['sessions']:,} sessions", f"{com['list_s']} s", "-", "-", "<= 1 s"),
+        (
+            f"`sessions replay`, {com['recording_mb']} MB recording, peak RSS",
+            f"{com['replay_peak_rss_mb']} MB",
+            "-",
+            "-",
+            "<= 50 MB",
+        ),
+    ]
     head = "| figure | gateway | sshd | ratio | target |\n| --- | --- | --- | --- | --- |\n"
     return head + "".join(f"| {' | '.join(r)} |\n" for r in rows)
 
@@ -216,6 +227,7 @@ def main() -> None:
         count=10 if small else 500, echo_sessions=5 if small else 200, keystrokes=3 if small else 20,
         rate_seconds=2 if small else 30,
     )  # fmt: skip
+    results["compliance"] = compliance.run(sessions=2000 if small else 100_000, megabytes=5 if small else 200)
     results["seconds"] = round(time.time() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

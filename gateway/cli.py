@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gateway.errors import ConfigError, GatewayError, LoadError
-from gateway.settings import Listen, Settings
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
     from gateway.sessions.index import Index
+    from gateway.settings import Settings
 
 _policies = click.option(
     "--policies",
@@ -116,6 +116,7 @@ def main() -> None:
 @_state
 def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: Any) -> None:
     """Run the SSH gateway."""
+    from gateway.settings import Listen, Settings  # noqa: PLC0415 - pydantic: only where needed
     from gateway.workers import run  # noqa: PLC0415 - keep `policy check` start-up light
 
     def ready(host: str, port: int) -> None:
@@ -144,11 +145,17 @@ def policy() -> None:
     """Validate and query the policy."""
 
 
+def _settings(**values: Any) -> Settings:
+    from gateway.settings import Settings  # noqa: PLC0415 - pydantic: only where needed
+
+    return Settings(**values)
+
+
 def _load(policies: Path, keys: Path) -> Policy:
     from gateway.runtime import load_snapshot  # noqa: PLC0415
 
     try:
-        return load_snapshot(Settings(policies=policies, keys=keys))[1]
+        return load_snapshot(_settings(policies=policies, keys=keys))[1]
     except LoadError as exc:
         _fail(str(exc), 1)
         raise
@@ -237,7 +244,7 @@ def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None
     from gateway.runtime import load_snapshot  # noqa: PLC0415
 
     try:
-        ring, loaded = load_snapshot(Settings(policies=policies, keys=keys))
+        ring, loaded = load_snapshot(_settings(policies=policies, keys=keys))
         default = f"{sys.executable} -S {Path(__file__).resolve().parent / 'door.py'}"
         click.echo(render(loaded, ring, program or default, policies, keys, state), nl=False)
     except LoadError as exc:
@@ -259,7 +266,7 @@ def dispatch(principal: str, policies: Path, keys: Path, state: Path) -> None:
     from gateway.dispatch.main import dispatch as run  # noqa: PLC0415
 
     try:
-        status = asyncio.run(run(Settings(policies=policies, keys=keys, state=state), principal))
+        status = asyncio.run(run(_settings(policies=policies, keys=keys, state=state), principal))
     except LoadError:
         _fail("gateway: the policy cannot be loaded; nothing was run", 1)
         return
@@ -349,8 +356,12 @@ def list_(
         except query.QueryError as exc:
             _fail(f"gateway: {exc}")
             return
-        rows = query.list_sessions(index, filters)
-    click.echo((query.json_lines if as_json else query.table)(rows), nl=False)
+        text = (
+            query.json_lines(query.list_sessions(index, filters))
+            if as_json
+            else query.list_table(index, filters)
+        )
+    click.echo(text, nl=False)
 
 
 @sessions.command()

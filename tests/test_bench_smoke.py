@@ -20,6 +20,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads((tmp_path / "results.json").read_text())
-    assert {"latency", "bulk", "sessions", "decision", "door"} <= set(data)
+    assert {"latency", "bulk", "sessions", "decision", "door", "compliance"} <= set(data)
     assert (tmp_path / "results.png").stat().st_size > 0
     assert "| figure |" in (tmp_path / "results.md").read_text()

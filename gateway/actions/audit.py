@@ -91,8 +91,9 @@ def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:
             action=args.action,
             target=args.target,
         )
-        rows = query.list_sessions(index, filters)
-        return (query.json_lines(rows) if args.json else query.table(rows)).encode()
+        if args.json:
+            return query.json_lines(query.list_sessions(index, filters)).encode()
+        return query.list_table(index, filters).encode()
     if args.verb == "show":
         return query.show_text(query.show(index, args.id)).encode()
     buffer = io.BytesIO()

