@@ -17,7 +17,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from gateway.command import _has_control, parse_command
+    from gateway.command import has_control, parse_command
     from gateway.errors import LoadError, Refusal
     from gateway.keys import KeyRing
     from gateway.policy.loader import load_policy
@@ -40,7 +40,7 @@ def command(data: bytes) -> None:
         parsed = parse_command(text)
     except Refusal:
         return
-    assert not any(_has_control(word) for word in parsed.words)
+    assert not any(has_control(word) for word in parsed.words)
 
 
 def main() -> None:

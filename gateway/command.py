@@ -27,7 +27,7 @@ class Command(NamedTuple):
         return ((self.target,) if self.target else ()) + self.args
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
     return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
@@ -37,7 +37,7 @@ def parse_command(text: str | None) -> Command:
         return Command(None)
     if len(text) > MAX_COMMAND:
         raise Refusal("gateway: the command is too long", reason="command too long", kind="command")
-    if _has_control(text):
+    if has_control(text):
         raise Refusal(
             "gateway: control characters are not allowed in the command",
             reason="control characters in the command",

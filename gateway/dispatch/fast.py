@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from gateway.audit import store
 from gateway.audit.writer import ChainWriter, event
-from gateway.command import MAX_COMMAND, _has_control
+from gateway.command import MAX_COMMAND, has_control
 from gateway.environment import clean_env
 from gateway.policy.compiled import Target
 from gateway.policy.engine import Allow, Request, decide
@@ -66,7 +66,7 @@ class _Request(NamedTuple):
 
 def _request(options: Options) -> _Request | None:
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
-    if not original or len(original) > MAX_COMMAND or _has_control(original) or os.isatty(0):
+    if not original or len(original) > MAX_COMMAND or has_control(original) or os.isatty(0):
         return None
     action, _, rest = original.strip().partition(" ")
     try:

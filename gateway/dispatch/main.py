@@ -10,7 +10,7 @@ import time
 from pathlib import PurePath
 from typing import Any
 
-from gateway.command import MAX_COMMAND, _has_control, printable
+from gateway.command import MAX_COMMAND, has_control, printable
 from gateway.dispatch.stdio import StdioProcess
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.runtime import Runtime
@@ -45,7 +45,7 @@ def split(original: str | None) -> tuple[str, str]:
     """SSH_ORIGINAL_COMMAND -> (action, the rest); Refusal for what is never dispatched."""
     if original is None or not original.strip():
         raise Refusal(USAGE, reason="plain login (no command)", kind="usage")
-    if len(original) > MAX_COMMAND or _has_control(original):
+    if len(original) > MAX_COMMAND or has_control(original):
         raise Refusal(
             "gateway: control characters are not allowed in the command",
             reason="control characters",

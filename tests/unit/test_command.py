@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.command import Command, _has_control, is_legacy_scp, parse_command
+from gateway.command import Command, has_control, is_legacy_scp, parse_command
 from gateway.errors import Refusal
 
 
@@ -69,5 +69,5 @@ def test_any_text_is_refused_or_split_without_a_shell(text: str) -> None:
     except Refusal as refusal:
         assert "\n" not in refusal.public
         return
-    assert not any(_has_control(w) for w in parsed.words)
+    assert not any(has_control(w) for w in parsed.words)
     assert list(parsed.words) == shlex.split(text)
