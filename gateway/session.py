@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncssh
 
 from gateway import metrics
-from gateway.actions import ActionContext, Exit, runner_for
+from gateway.actions import ActionContext, Exit, runner_for, validate
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.docker import ContainerInfo
 from gateway.errors import (
@@ -181,6 +181,7 @@ class Session:
         decision = decide(self.rt.policy, request)
         if not isinstance(decision, Allow):
             raise Refusal(self._deny_line(decision.code, command), reason=decision.reason, kind="action")
+        validate(decision.spec, command.args)
         if container is not None and not container.running:
             raise Refusal(
                 f"gateway: {container.name} is not running",

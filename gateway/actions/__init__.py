@@ -17,8 +17,9 @@ the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from gateway.actions.audit import parse as parse_audit_query
 from gateway.actions.audit import run_audit
 from gateway.actions.backup import run_backup
 from gateway.actions.base import ActionContext, Exit, Runner, Traffic
@@ -40,6 +41,19 @@ REGISTRY: Mapping[type[models._ActionBase], Runner] = {
 }
 
 
+# Checks of the client's words that can refuse before the allow record is written.
+VALIDATORS: Mapping[type[models._ActionBase], Callable[[tuple[str, ...]], object]] = {
+    models.AuditAction: parse_audit_query,
+}
+
+
+def validate(spec: models.Action, args: tuple[str, ...]) -> None:
+    """Raise Refusal if the action's own parser rejects *args* (before anything runs)."""
+    check = VALIDATORS.get(type(spec))
+    if check is not None:
+        check(args)
+
+
 def runner_for(spec: models.Action) -> Runner:
     """The runner for *spec*'s type; every model type has one (checked at import)."""
     return REGISTRY[type(spec)]
@@ -50,4 +64,4 @@ if _missing:  # pragma: no cover - a new action type without a runner is a build
     raise ImportError(f"action types without a runner: {sorted(_missing)}")
 
 
-__all__ = ["REGISTRY", "ActionContext", "Exit", "Runner", "Traffic", "runner_for"]
+__all__ = ["REGISTRY", "ActionContext", "Exit", "Runner", "Traffic", "runner_for", "validate"]
