@@ -37,19 +37,20 @@ class ChainWriter:
 
     def write(self, event: dict[str, Any], *, durable: bool = False) -> None:
         """Append *event* (it gains seq, prev and mac); fsync when *durable*."""
+        self.write_many([event], durable=durable)
+
+    def write_many(self, events: list[dict[str, Any]], *, durable: bool = False) -> None:
+        """Append several events under one lock, in one write, with one state update."""
         with store.locked(self.directory):
             state = self._state()
             path = self._file(state)
+            records = list(events)
             if path.name != state.file and state.file and store.ends_torn(self.directory / state.file):
                 torn = (self.directory / state.file).stat().st_size - state.size
-                recovered = {
-                    "event": "audit.recovered",
-                    "ts": event.get("ts"),
-                    "torn_file": state.file,
-                    "torn_bytes": torn,
-                }
-                state = self._append(path, recovered, state, durable=True)
-            self._append(path, event, state, durable=durable)
+                recovered = {"event": "audit.recovered", "ts": records[0].get("ts"), "torn_file": state.file}
+                records.insert(0, {**recovered, "torn_bytes": torn})
+                durable = True
+            self._append(path, records, state, durable=durable)
 
     def _state(self) -> ChainState:
         state = store.read_state(self.directory)
@@ -81,21 +82,20 @@ class ChainWriter:
             return store.next_file(self.directory, current)
         return current
 
-    def _append(self, path: Path, record: dict[str, Any], state: ChainState, *, durable: bool) -> ChainState:
-        line = chain.seal(record, seq=state.seq + 1, prev=state.prev, key=state.key_bytes)
+    def _append(self, path: Path, records: list[dict[str, Any]], state: ChainState, *, durable: bool) -> None:
+        seq, prev, key = state.seq, state.prev, state.key_bytes
+        lines = []
+        for record in records:
+            line = chain.seal(record, seq=seq + 1, prev=prev, key=key)
+            lines.append(line + "\n")
+            seq, prev, key = seq + 1, chain.digest(line), chain.evolve(key)
         fd = self._open(path)
-        os.write(fd, (line + "\n").encode())
+        data = memoryview("".join(lines).encode())
+        while data:
+            data = data[os.write(fd, data) :]
         if durable:
             os.fsync(fd)
-        new = ChainState(
-            state.seq + 1,
-            chain.digest(line),
-            chain.evolve(state.key_bytes).hex(),
-            path.name,
-            os.fstat(fd).st_size,
-        )
-        store.write_state(self.directory, new)
-        return new
+        store.write_state(self.directory, ChainState(seq, prev, key.hex(), path.name, os.fstat(fd).st_size))
 
     def _open(self, path: Path) -> int:
         if self._path != path or self._fd is None:

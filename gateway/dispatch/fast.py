@@ -118,13 +118,16 @@ class _Run:
         self.digest, self.grant = digest, grant
 
     def audit(self, name: str, *, durable: bool = False, **fields: Any) -> None:
-        self.writer.write(event(name, **self.base, **fields), durable=durable)
+        self.audit_many([(name, fields)], durable=durable)
+
+    def audit_many(self, events: list[tuple[str, dict[str, Any]]], *, durable: bool = False) -> None:
+        self.writer.write_many(
+            [event(name, **self.base, **fields) for name, fields in events], durable=durable
+        )
 
     def run(self) -> int:
         opened = time.monotonic()
-        self.audit("connection.open")
-        self.audit("auth.accept")
-        self.audit("request.allow", durable=True, channel=1, grant=self.grant, policy=self.digest)
+        opening: list[tuple[str, dict[str, Any]]] = [("connection.open", {}), ("auth.accept", {})]
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.options.state / "recordings" / day / f"{self.base['session_id']}-1.cast"
         title, name = (
@@ -134,14 +137,17 @@ class _Run:
         recorder = AsciicastRecorder(
             path, width=80, height=24, term=None, record_input=False, title=title, name=name
         )
-        self.audit("session.start", channel=1, recording=recorder.name, pty=False, pid=os.getpid())
+        opening += [
+            ("request.allow", {"channel": 1, "grant": self.grant, "policy": self.digest}),
+            ("session.start", {"channel": 1, "recording": recorder.name, "pty": False, "pid": os.getpid()}),
+        ]
+        self.audit_many(opening, durable=True)  # durable before anything runs
         status, traffic = _execute(list(self.command), recorder)
         signal_name = signal.Signals(-status).name[3:] if status < 0 else None
-        self.audit(
-            "session.end", channel=1, exit_status=128 - status if status < 0 else status, signal=signal_name,
-            duration=round(time.monotonic() - opened, 3), bytes_in=0, bytes_out=traffic, **recorder.close(),
-        )  # fmt: skip
-        self.audit("connection.close", duration=round(time.monotonic() - opened, 3))
+        duration = round(time.monotonic() - opened, 3)
+        end = {"channel": 1, "exit_status": 128 - status if status < 0 else status, "signal": signal_name,
+               "duration": duration, "bytes_in": 0, "bytes_out": traffic, **recorder.close()}  # fmt: skip
+        self.audit_many([("session.end", end), ("connection.close", {"duration": duration})])
         self.writer.close()
         return 128 - status if status < 0 else status
 
