@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.runtime import Runtime
+from gateway.session import Session
 from gateway.sshhooks import (
     install_certificate_hook,
     install_quickack,
@@ -173,8 +174,6 @@ class GatewayServer(asyncssh.SSHServer):
 
     def session_requested(self) -> Any:
         """A session channel with the refusal hooks in place, run by session.Session."""
-        from gateway.session import Session  # noqa: PLC0415 - session imports this module's type
-
         if self._conn is None:
             return False
         if self._sessions >= self.rt.settings.max_sessions_per_connection:

@@ -33,6 +33,40 @@ SSH_OPTS = [
 pytestmark = pytest.mark.e2e
 
 
+def ssh_command(
+    port: int, key: Path, login: str, words: tuple[str, ...], opts: tuple[str, ...] = ()
+) -> list[str]:
+    """``ssh [OPTS] LOGIN@127.0.0.1 WORDS...`` with the test client options."""
+    return ["ssh", *SSH_OPTS, "-p", str(port), "-i", str(key), *opts, f"{login}@127.0.0.1", *words]
+
+
+def spawn(
+    argv: list[str], *, size: tuple[int, int] = (24, 80), prompt: bool = True, timeout: float = 15
+) -> Any:
+    """A real ssh client on a real PTY (pexpect); waits for a shell prompt unless *prompt* is False."""
+    import pexpect  # noqa: PLC0415
+
+    env = {"TERM": "xterm", "PATH": "/usr/bin:/bin"}
+    child = pexpect.spawn(argv[0], argv[1:], dimensions=size, timeout=timeout, encoding="utf-8", env=env)
+    if prompt:
+        child.expect(r"[#$] ")
+    return child
+
+
+def resize_then_exit(child: Any, rows: int, cols: int, status: int) -> None:
+    """Resize the client's terminal, check the shell sees it, exit with *status* and check it comes back."""
+    import pexpect  # noqa: PLC0415
+
+    child.setwinsize(rows, cols)
+    time.sleep(0.3)  # SIGWINCH reaches ssh, then the window-change request the shell
+    child.sendline("stty size")
+    child.expect(f"{rows} {cols}")
+    child.sendline(f"exit {status}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == status
+
+
 def copy_opts(port: int, key: Path) -> list[str]:
     """sftp/scp options for a test server: port (-P), key, no host-key prompts."""
     return ["-P", str(port), "-i", str(key), *SSH_OPTS[2:10]]
@@ -148,17 +182,7 @@ class Gateway:
 
     def ssh_argv(self, action: str, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
         """The ssh command line for ``ssh ACTION@127.0.0.1 WORDS...``."""
-        return [
-            "ssh",
-            *SSH_OPTS,
-            "-p",
-            str(self.port),
-            "-i",
-            str(self.keys[key]),
-            *opts,
-            f"{action}@127.0.0.1",
-            *words,
-        ]
+        return ssh_command(self.port, self.keys[key], action, words, opts)
 
     def ssh(
         self,

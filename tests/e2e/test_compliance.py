@@ -14,7 +14,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.e2e.conftest import ROOT, Gateway, gateway_cli, start_gateway, stop_gateway
+from tests.e2e.conftest import ROOT, Gateway, gateway_cli, spawn, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 ASCIINEMA = str(ROOT / ".venv/bin/asciinema")
@@ -109,8 +109,7 @@ def test_every_recording_plays_in_asciinema(gateway: Gateway, activity: dict[str
 def test_echo_off_input_is_withheld(gateway: Gateway, web1: str) -> None:
     mark = gateway.mark()
     argv = gateway.ssh_argv("debug", web1, opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
-    child.expect(r"[#$] ")
+    child = spawn(argv)
     child.sendline("stty -echo; read -r secret; stty echo; echo got-${#secret}")
     time.sleep(0.5)
     child.sendline("hunter2-password")
@@ -171,11 +170,10 @@ def test_betty_cannot_use_audit(gateway: Gateway) -> None:
 def test_watch_follows_a_live_session(gateway: Gateway, web1: str) -> None:
     mark = gateway.mark()
     argv = gateway.ssh_argv("debug", web1, opts=("-tt",))
-    live = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
-    live.expect(r"[#$] ")
+    live = spawn(argv)
     start = _session_of(gateway, mark, "session.start")
     watch_argv = gateway.ssh_argv("audit", "sessions", "watch", start["session_id"], key="charlotte")
-    watcher = pexpect.spawn(watch_argv[0], watch_argv[1:], timeout=15, encoding="utf-8")
+    watcher = spawn(watch_argv, prompt=False)
     time.sleep(0.5)
     live.sendline("echo four-eyes-$((6*7))")
     watcher.expect("four-eyes-42")
@@ -193,8 +191,7 @@ def scratch(gateway: Gateway, tmp_path: Path) -> Iterator[Path]:
 def test_kill_9_mid_session_then_restart(gateway: Gateway, web1: str, scratch: Path) -> None:
     gw = start_gateway(scratch, gateway.policies, gateway.keydir, gateway.keys)
     argv = gw.ssh_argv("debug", web1, opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
-    child.expect(r"[#$] ")
+    child = spawn(argv)
     child.sendline("echo before-the-crash")
     child.expect("before-the-crash")
     start = next(e for e in gw.events() if e["event"] == "session.start")

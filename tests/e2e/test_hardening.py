@@ -16,7 +16,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.e2e.conftest import Containers, Gateway, gateway_cli, start_gateway, stop_gateway
+from tests.e2e.conftest import Containers, Gateway, gateway_cli, spawn, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -69,10 +69,7 @@ def _kinds(gw: Gateway, kind: str) -> list[dict[str, Any]]:
 
 
 def _shell(gw: Gateway, action: str, target: str) -> pexpect.spawn:
-    argv = gw.ssh_argv(action, target, opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
-    child.expect(r"[#$] ")
-    return child
+    return spawn(gw.ssh_argv(action, target, opts=("-tt",)))
 
 
 def test_per_principal_session_limit(launch: Any, web1: str) -> None:

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
-from tests.e2e.conftest import SSH_OPTS, Gateway, copy_opts, gateway_cli
+from tests.e2e.conftest import Gateway, copy_opts, gateway_cli, resize_then_exit, spawn, ssh_command
 
 pytestmark = pytest.mark.e2e
 
@@ -26,17 +25,7 @@ class Sshd:
     keys: dict[str, Path]
 
     def argv(self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
-        return [
-            "ssh",
-            *SSH_OPTS,
-            "-p",
-            str(self.port),
-            "-i",
-            str(self.keys[key]),
-            *opts,
-            "root@127.0.0.1",
-            *words,
-        ]
+        return ssh_command(self.port, self.keys[key], "root", words, opts)
 
     def run(
         self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()
@@ -114,19 +103,11 @@ def test_shell_argv_streams_and_status(sshd: Sshd, web1: str) -> None:
 def test_shell_on_a_pty(sshd: Sshd, gateway: Gateway, web1: str) -> None:
     mark = gateway.mark()
     argv = sshd.argv("debug", web1, opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], dimensions=(30, 90), timeout=20, encoding="utf-8")
-    child.expect(r"[#$] ")
+    child = spawn(argv, size=(30, 90), timeout=20)
     child.sendline("hostname; stty size")
     child.expect("web1")
     child.expect("30 90")
-    child.setwinsize(35, 100)
-    time.sleep(0.3)
-    child.sendline("stty size")
-    child.expect("35 100")
-    child.sendline("exit 5")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 5
+    resize_then_exit(child, 35, 100, 5)
     (end,) = _events(gateway, mark, "session.end")
     cast = (gateway.state / end["recording"]).read_text()
     assert "35 100" in cast

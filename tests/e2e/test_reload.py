@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.e2e.conftest import Gateway, start_gateway, stop_gateway
+from tests.e2e.conftest import Gateway, spawn, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -81,8 +81,7 @@ def test_broken_edit_keeps_the_old_policy(own: Gateway) -> None:
 
 def test_live_session_survives_a_reload(own: Gateway, web1: str) -> None:
     argv = own.ssh_argv("debug", web1, opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
-    child.expect(r"[#$] ")
+    child = spawn(argv)
     path = own.policies / "test.yaml"
     path.write_text(path.read_text().replace("actions: [debug, console]", "actions: [console]"))
     own.proc.send_signal(signal.SIGHUP)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, resize_then_exit, spawn
 
 pytestmark = pytest.mark.e2e
 
@@ -61,17 +61,7 @@ def test_child_environment_is_clean(gateway: Gateway, web1: str) -> None:
 
 
 def _spawn(gateway: Gateway, action: str, *words: str, rows: int = 24, cols: int = 80) -> pexpect.spawn:
-    argv = gateway.ssh_argv(action, *words, opts=("-tt",))
-    child = pexpect.spawn(
-        argv[0],
-        argv[1:],
-        dimensions=(rows, cols),
-        timeout=15,
-        encoding="utf-8",
-        env={"TERM": "xterm", "PATH": "/usr/bin:/bin"},
-    )
-    child.expect(r"[#$] ")
-    return child
+    return spawn(gateway.ssh_argv(action, *words, opts=("-tt",)), size=(rows, cols))
 
 
 def test_pty_shell_size_resize_and_exit_status(gateway: Gateway, web1: str) -> None:
@@ -80,13 +70,7 @@ def test_pty_shell_size_resize_and_exit_status(gateway: Gateway, web1: str) -> N
     child.sendline("hostname; stty size")
     child.expect("web1")
     child.expect("24 80")
-    child.setwinsize(40, 132)
-    child.sendline("stty size")
-    child.expect("40 132")
-    child.sendline("exit 5")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 5
+    resize_then_exit(child, 40, 132, 5)
     end = gateway.since(mark, lambda e: e["event"] == "session.end")
     ended = [e for e in end if e["event"] == "session.end"]
     assert ended and ended[-1]["exit_status"] == 5

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
-from tests.e2e.conftest import Containers, Gateway, start_gateway, stop_gateway
+from tests.e2e.conftest import Containers, Gateway, resize_then_exit, spawn, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -158,12 +157,7 @@ def test_logs_tail_keeps_streams_apart(toolbox: Gateway, containers: Containers)
 
 def test_logs_follow_until_the_client_hangs_up(toolbox: Gateway, web1: str) -> None:
     mark = toolbox.mark()
-    child = pexpect.spawn(
-        toolbox.ssh_argv("follow", web1, key="dan")[0],
-        toolbox.ssh_argv("follow", web1, key="dan")[1:],
-        timeout=15,
-        encoding="utf-8",
-    )
+    child = spawn(toolbox.ssh_argv("follow", web1, key="dan"), prompt=False)
     child.expect("foo: ")
     _docker("kill", "-s", "HUP", web1)
     child.expect("reloaded")
@@ -202,19 +196,11 @@ def test_backup_of_several_paths_is_one_archive(toolbox: Gateway, db1: tuple[str
 def test_interactive_sidekick_on_a_pty(toolbox: Gateway, web1: str) -> None:
     mark = toolbox.mark()
     argv = toolbox.ssh_argv("ish", web1, key="dan", opts=("-tt",))
-    child = pexpect.spawn(argv[0], argv[1:], dimensions=(33, 101), timeout=15, encoding="utf-8")
-    child.expect(r"[#$] ")
+    child = spawn(argv, size=(33, 101))
     child.sendline("stty size; cat /etc/foo/foo.conf")
     child.expect("33 101")
     child.expect("greeting=")
-    child.setwinsize(20, 70)
-    time.sleep(0.3)
-    child.sendline("stty size")
-    child.expect("20 70")
-    child.sendline("exit 6")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 6
+    resize_then_exit(child, 20, 70, 6)
     end = _end(toolbox, mark)
     events = [json.loads(line) for line in (toolbox.state / end["recording"]).read_text().splitlines()[1:]]
     assert "stty size" in "".join(e[2] for e in events if e[1] == "i")
@@ -224,7 +210,7 @@ def test_interactive_sidekick_on_a_pty(toolbox: Gateway, web1: str) -> None:
 def test_client_killed_mid_run_removes_the_sidekick(toolbox: Gateway, web1: str) -> None:
     mark = toolbox.mark()
     argv = toolbox.ssh_argv("sk", web1, "'echo started; sleep 300'", key="dan")
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
+    child = spawn(argv, prompt=False)
     child.expect("started")
     start = next(
         e
@@ -266,7 +252,7 @@ def test_gateway_restart_reaps_a_leftover_sidekick(toolbox: Gateway, web1: str, 
     state = tmp_path / "state"
     gw = start_gateway(state, toolbox.policies, toolbox.keydir, toolbox.keys)
     argv = gw.ssh_argv("sk", web1, "'echo started; sleep 300'", key="dan")
-    child = pexpect.spawn(argv[0], argv[1:], timeout=15, encoding="utf-8")
+    child = spawn(argv, prompt=False)
     child.expect("started")
     session = next(e for e in gw.events() if e["event"] == "session.start")["session_id"]
     gw.proc.kill()  # SIGKILL: no cleanup at all
