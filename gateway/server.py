@@ -78,9 +78,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    hangups = asyncio.Event()
+
     def hangup() -> None:
         _signal_children(children, signal.SIGHUP)
-        reload(runtime, "SIGHUP")
+        hangups.set()
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     on_ready(settings.listen.host, port)
@@ -89,6 +91,7 @@ async def serve(
         oplog.log().info("started", listen=f"{settings.listen.host}:{port}", workers=settings.workers)
     exporter = _metrics(runtime) if primary else None
     async with Tasks("server") as tasks:
+        tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
         if settings.checkpoint_interval > 0 and primary:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
@@ -100,6 +103,14 @@ async def serve(
             if exporter is not None:
                 exporter.stop()
             oplog.log().info("stopped")
+
+
+async def _reload_on_hangup(runtime: Runtime, hangups: asyncio.Event) -> None:
+    """Reload once per SIGHUP (several at once fold into one), off the signal handler."""
+    while True:
+        await hangups.wait()
+        hangups.clear()
+        await reload(runtime, "SIGHUP")
 
 
 def _signal_children(children: tuple[int, ...], sig: signal.Signals) -> None:

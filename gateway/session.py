@@ -18,6 +18,7 @@ import asyncssh
 
 from gateway import metrics
 from gateway.actions import ActionContext, Exit, runner_for, validate
+from gateway.actions.base import clamped
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.docker import ContainerInfo
 from gateway.errors import (
@@ -241,7 +242,7 @@ class Session:
     def _recorder(self, plan: Plan) -> Recorder:
         if not plan.spec.recorded:
             return NullRecorder()
-        cols, rows, _, _ = self.process.get_terminal_size()
+        cols, rows, _, _ = clamped(self.process.get_terminal_size())
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.rt.recordings / day / f"{self.conn.session_id}-{self.number}.cast"
         title = " ".join([f"{self.conn.principal}:", self.action, *plan.command.words])

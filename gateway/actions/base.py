@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from gateway.recording import Recorder
 
 
+#: the largest terminal dimension we pass on (TIOCSWINSZ and the Engine API take 16 bits)
+MAX_DIMENSION = 0xFFFF
+TerminalSize = tuple[int, int, int, int]
+
+
+def clamped(size: tuple[int, int, int, int]) -> TerminalSize:
+    """A client's (cols, rows, xpixels, ypixels), each forced into 0..65535."""
+    cols, rows, xpix, ypix = (min(max(int(v), 0), MAX_DIMENSION) for v in size)
+    return cols, rows, xpix, ypix
+
+
 @dataclass
 class Traffic:
     """Bytes that crossed the session, for the session-end record."""
@@ -67,6 +78,10 @@ class ActionContext:
     traffic: Traffic = field(default_factory=Traffic)
     #: extra fields for the session-end audit record (e.g. a stream's digest)
     summary: dict[str, Any] = field(default_factory=dict)
+
+    def terminal_size(self) -> TerminalSize:
+        """The client's terminal size, clamped to what a terminal can hold."""
+        return clamped(self.process.get_terminal_size())
 
     @property
     def term(self) -> str | None:

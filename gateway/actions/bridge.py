@@ -73,7 +73,7 @@ async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> Non
 
 
 async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
-    cols, rows, xpix, ypix = ctx.process.get_terminal_size()
+    cols, rows, xpix, ypix = ctx.terminal_size()
     master, slave = pty.openpty()
     try:
         set_winsize(master, cols, rows, xpix, ypix)

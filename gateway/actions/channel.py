@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncssh
 
-from gateway.actions.base import ActionContext
+from gateway.actions.base import ActionContext, clamped
 from gateway.tasks import Tasks
 
 CHUNK = 65536
@@ -56,8 +56,9 @@ async def client_input(
         try:
             data = await ctx.process.stdin.read(CHUNK)
         except asyncssh.TerminalSizeChanged as exc:
-            ctx.recorder.resize(exc.width, exc.height)
-            await on_resize(exc.width, exc.height, exc.pixwidth, exc.pixheight)
+            cols, rows, xpix, ypix = clamped((exc.width, exc.height, exc.pixwidth, exc.pixheight))
+            ctx.recorder.resize(cols, rows)
+            await on_resize(cols, rows, xpix, ypix)
             continue
         except asyncssh.SignalReceived as exc:
             if exc.signal in CLIENT_SIGNALS:

@@ -30,7 +30,7 @@ def sidekick_config(ctx: ActionContext, spec: SidekickAction, tty: bool) -> dict
     assert ctx.container is not None
     volumes = f"{ctx.container.id}:ro" if spec.volumes_read_only else ctx.container.id
     env = [f"{k}={v}" for k, v in ctx.clean_env().items() if k in ("TERM", "LANG")]
-    cols, rows, _, _ = ctx.process.get_terminal_size()
+    cols, rows, _, _ = ctx.terminal_size()
     return {
         "Image": spec.image or ctx.container.image_id,
         "Cmd": [*spec.command, *ctx.args],
@@ -88,7 +88,7 @@ async def _run(ctx: ActionContext, sidekick: Sidekick, tty: bool) -> Exit:
         waiter = tasks.spawn(sidekick.wait(), "wait")
         await sidekick.start()
         if tty:
-            cols, rows, _, _ = ctx.process.get_terminal_size()
+            cols, rows, _, _ = ctx.terminal_size()
             await sidekick.resize(cols, rows)
         out = tasks.spawn(_output(ctx, stream), "out")
         if spec.interactive:

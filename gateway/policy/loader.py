@@ -21,8 +21,12 @@ from gateway.errors import LoadError, Problem
 from gateway.keys import KeyRing
 from gateway.policy import models
 from gateway.policy.compiled import CompiledGrant, Policy, TargetMatcher
-from gateway.policy.marks import Marked, parse_yaml
+from gateway.policy.marks import MAX_NODES, Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
+
+#: bounds that keep a hostile policy file from taking the gateway down
+MAX_FILE_BYTES = 1 << 20
+MAX_GRANTS = 10_000
 
 _ACTION_MODELS: dict[str, type[BaseModel]] = dict(zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True))
 
@@ -41,14 +45,13 @@ def load_policy(directory: Path, keys: KeyRing) -> Policy:
     problems: list[Problem] = []
     files: list[_File] = []
     digest = hashlib.sha256()
+    budget = _Budget()
     for path in sorted(directory.glob("*.yaml")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})"))
+        text = _read(path, problems, budget)
+        if text is None:
             continue
         digest.update(f"{path.name}\0{len(text)}\0".encode() + text.encode())
-        loaded = _load_file(str(path), text, problems)
+        loaded = _load_file(str(path), text, problems, budget)
         if loaded is not None:
             files.append(loaded)
     actions: dict[str, models.Action] = _merge(files, "actions", problems)
@@ -62,14 +65,55 @@ def load_policy(directory: Path, keys: KeyRing) -> Policy:
     return Policy.build(actions, tuple(grants), digest.hexdigest(), groups=groups, warnings=tuple(warnings))
 
 
-def _load_file(name: str, text: str, problems: list[Problem]) -> _File | None:
-    marked = parse_yaml(text, name)
+@dataclass
+class _Budget:
+    """What is left of the bounds, shared by every file of one load."""
+
+    bytes: int = MAX_FILE_BYTES
+    grants: int = MAX_GRANTS
+    nodes: int = MAX_NODES
+
+
+def _read(path: Path, problems: list[Problem], budget: _Budget) -> str | None:
+    """The file's text, or None with a problem: unreadable, too large, or not UTF-8."""
+    too_large = f"too large: the policy files together may hold {MAX_FILE_BYTES >> 20} MiB"
+    try:
+        if path.stat().st_size > budget.bytes:
+            problems.append(Problem(str(path), 1, 1, too_large))
+            return None
+        with path.open("rb") as f:
+            raw = f.read(budget.bytes + 1)  # it may have grown since the stat
+    except OSError as exc:
+        problems.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror}"))
+        return None
+    if len(raw) > budget.bytes:
+        problems.append(Problem(str(path), 1, 1, too_large))
+        return None
+    budget.bytes -= len(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})"))
+        return None
+
+
+def _load_file(name: str, text: str, problems: list[Problem], budget: _Budget) -> _File | None:
+    marked = parse_yaml(text, name, budget.nodes)
+    budget.nodes -= len(marked.values)
     problems += marked.problems
     if marked.problems:
         return None
     if not isinstance(marked.data, dict):
         problems.append(Problem(name, 1, 1, "expected a mapping with version, actions and grants"))
         return None
+    grants = marked.data.get("grants")
+    if isinstance(grants, list):
+        budget.grants -= len(grants)
+        if budget.grants < 0:
+            mark = marked.locate(("grants",), key=True)
+            message = f"grants: too many grants (at most {MAX_GRANTS} across all files)"
+            problems.append(Problem(name, mark.line, mark.column, message))
+            return None
     try:
         model = models.PolicyFile.model_validate(marked.data)
     except ValidationError as exc:

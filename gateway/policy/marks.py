@@ -55,10 +55,49 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def parse_yaml(text: str, filename: str) -> Marked:
+#: deeper nesting than any policy needs is refused before the tree is built
+MAX_DEPTH = 32
+_OPEN = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+_NODES = (*_OPEN, yaml.ScalarEvent)
+#: values (scalars, lists, mappings) in all policy files together: 10,000 grants fit
+MAX_NODES = 100_000
+
+
+def _bounded(text: str, filename: str, max_nodes: int) -> Problem | None:
+    """A first pass over the events: no anchors or aliases, no deep nesting.
+
+    An alias shares a node, so a few lines can stand for billions of values
+    (billion laughs) or for a node that contains itself (``&a [*a]``). A policy
+    never needs either, so both are refused before any tree is built.
+    """
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        start = event.start_mark
+        mark = Mark(start.line + 1, start.column + 1) if start is not None else Mark(1, 1)
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            what = "anchors and aliases (& and *) are not allowed in a policy"
+            return Problem(filename, mark.line, mark.column, what)
+        if isinstance(event, _NODES):
+            nodes += 1
+            if nodes > max_nodes:
+                return Problem(filename, mark.line, mark.column, "too many values in the policy")
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return Problem(filename, mark.line, mark.column, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, _CLOSE):
+            depth -= 1
+    return None
+
+
+def parse_yaml(text: str, filename: str, max_nodes: int = MAX_NODES) -> Marked:
     """Parse one YAML document; syntax errors come back as problems, not raised."""
     loader = _Loader(text)
     try:
+        bounded = _bounded(text, filename, max_nodes)
+        if bounded is not None:
+            return Marked(None, problems=[bounded])
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

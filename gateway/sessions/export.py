@@ -18,11 +18,19 @@ from typing import BinaryIO
 
 from gateway.audit import store
 from gateway.sessions.index import Index
-from gateway.sessions.query import show
+from gateway.sessions.query import QueryError, checked_id, show
+
+
+def member_name(name: str) -> str:
+    """*name* as a tar member: relative, with no ``..`` or empty part; QueryError otherwise."""
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in name:
+        raise QueryError(f"refusing an unsafe member name: {name!r}")
+    return name
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
+    info = tarfile.TarInfo(member_name(name))
     info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
     tar.addfile(info, io.BytesIO(data))
 
@@ -37,6 +45,8 @@ def _sha256(path: Path) -> str:
 
 def export(index: Index, state: Path, sessions: list[str], out: BinaryIO) -> None:
     """Write the bundle for *sessions* to *out* (streamed, gzip)."""
+    for session in sessions:  # every id is checked before a byte is written
+        checked_id(session)
     manifest: dict[str, str] = {}
     with tarfile.open(fileobj=out, mode="w|gz") as tar:
         for session in sessions:
@@ -45,7 +55,7 @@ def export(index: Index, state: Path, sessions: list[str], out: BinaryIO) -> Non
             _add_bytes(tar, f"sessions/{session}.jsonl", data)
             manifest[f"sessions/{session}.jsonl"] = hashlib.sha256(data).hexdigest()
             for recording in sorted({str(e["recording"]) for e in events if e.get("recording")}):
-                path = state / recording
+                path = state / member_name(recording)
                 if path.is_file():
                     tar.add(path, arcname=recording)
                     manifest[recording] = _sha256(path)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.command import printable
 from gateway.sessions.index import Index
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
@@ -101,11 +102,20 @@ def json_lines(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
 
 
+SESSION_ID_RE = re.compile(r"([0-9a-f]{16})(?:\.[1-9][0-9]{0,5})?")
+
+
+def checked_id(session: str) -> str:
+    """The connection id of ``ID`` or ``ID.N``, matched exactly; QueryError for anything else."""
+    match = SESSION_ID_RE.fullmatch(session)
+    if match is None:
+        raise QueryError(f"not a session id: {printable(session)!r}")
+    return match.group(1)
+
+
 def show(index: Index, session: str) -> list[dict[str, Any]]:
     """Every record of the connection behind *session* (``ID`` or ``ID.N``), in time order."""
-    session_id = session.split(".", 1)[0]
-    if not re.fullmatch(r"[0-9a-f]{16}", session_id):
-        raise QueryError(f"not a session id: {session!r}")
+    session_id = checked_id(session)
     events = index.events(session_id)
     if not events:
         raise QueryError(f"no session {session!r}")
