@@ -46,6 +46,8 @@ class GatewayServer(asyncssh.SSHServer):
         self._sessions = 0
         self._rejected: set[str] = set()
         self._unauthenticated = False
+        self._turned_away = False
+        self._failures = 0
 
     # ----------------------------------------------------------- audit helpers
 
@@ -62,35 +64,49 @@ class GatewayServer(asyncssh.SSHServer):
     # ----------------------------------------------------------- lifecycle
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        """Remember the connection and its peer."""
+        """Admit the connection (per-source shares, penalties) and remember its peer."""
         self._conn = conn
         self.rt.connections.add(conn)
-        metrics.CONNECTIONS.inc()
         install_certificate_hook(conn, self._validate_certificate)
         install_quickack(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"
-        # Without an audit log nothing will run (the allow record gates every
-        # action), but the client still gets a clear line instead of a hang-up.
-        with contextlib.suppress(AuditUnavailable):
-            self.audit("connection.open")
         refused = (
             "the gateway is shutting down"
             if self.rt.draining
             else self.rt.limits.admit_connection(self.peer_host)
         )
         if refused is not None:
-            self.refused("connection-limit", reason=refused)
+            self._turn_away(refused)
             conn.close()
             return
+        metrics.CONNECTIONS.inc()
         self._unauthenticated = True
+        # Without an audit log nothing will run (the allow record gates every
+        # action), but the client still gets a clear line instead of a hang-up.
+        with contextlib.suppress(AuditUnavailable):
+            self.audit("connection.open")
+
+    def _turn_away(self, reason: str) -> None:
+        """Count every turned-away connection; audit the first per source and minute."""
+        self._turned_away = True
+        metrics.TURNED_AWAY.labels(metrics.turn_away_label(reason)).inc()
+        if self.rt.limits.refusals.note(self.peer_host, reason):
+            self.refused("connection-limit", reason=reason, source=self.peer_host)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Record the end of the connection."""
+        """Record the end of the connection; one that never logged in may earn a penalty."""
+        if self._turned_away:
+            if self._conn is not None:
+                self.rt.connections.discard(self._conn)
+            return  # counted and summarised by _turn_away: one record per source per minute
         if self._unauthenticated:
             self._unauthenticated = False
-            self.rt.limits.authenticated()
+            self.rt.limits.authenticated(self.peer_host)
+            stalled = isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
+            if stalled or self._failures:
+                self.rt.limits.penalise(self.peer_host, stalled=stalled)
         if self._conn is not None:
             self.rt.connections.discard(self._conn)
         reason = str(exc) if exc else None
@@ -156,6 +172,7 @@ class GatewayServer(asyncssh.SSHServer):
     def refused_auth(self, fingerprint: str) -> None:
         """Record an unknown key; repeated failures throttle the source."""
         self.rt.limits.failed(self.peer_host)
+        self._failures += 1
         metrics.AUTH_FAILURES.inc()
         with contextlib.suppress(AuditUnavailable):
             self.audit("auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key")
@@ -164,7 +181,7 @@ class GatewayServer(asyncssh.SSHServer):
         """Record which principal got in, with which key."""
         if self._unauthenticated:
             self._unauthenticated = False
-            self.rt.limits.authenticated()
+            self.rt.limits.authenticated(self.peer_host)
         with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
             self.audit(
                 "auth.accept", fingerprint=self.fingerprint, principal=self.principal, action=self.username

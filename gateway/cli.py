@@ -67,6 +67,11 @@ def main() -> None:
     help="Seconds between signed checkpoints (0: off).",
 )
 @click.option(
+    "--checkpoint-key",
+    type=click.Path(path_type=Path),
+    help="The Ed25519 checkpoint signing key (default STATE/audit/checkpoint.key; created if missing).",
+)
+@click.option(
     "--no-strict-modes", is_flag=True, help="Serve even if policy, key or state files are writable by others."
 )
 @click.option(
@@ -84,6 +89,13 @@ def main() -> None:
     default=200,
     show_default=True,
     help="Connections still authenticating.",
+)
+@click.option(
+    "--max-unauthenticated-per-source",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Connections still authenticating from one address (its share of the above).",
 )
 @click.option(
     "--auth-failure-limit",
@@ -309,11 +321,10 @@ def verify(state: Path, key: Path | None, pubkey: Path | None) -> None:
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.intact:
-        click.echo(
-            f"ok: {report.records} records in {report.files} files, chain intact (last seq {report.last_seq})"
-        )
+        click.echo(f"ok: chain intact: {report.summary()}")
         return
-    _fail(f"audit: {report.where}: {report.kind}: {report.detail}", 3 if report.kind == "truncated" else 1)
+    click.echo(f"checked: {report.summary()}")
+    _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
 
 
 @audit.command("export-key")

@@ -23,6 +23,12 @@ SESSIONS = Gauge("gateway_sessions_active", "Sessions running now.", registry=RE
 SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
 CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
 AUTH_FAILURES = Counter("gateway_auth_failures", "Rejected keys and certificates.", registry=REGISTRY)
+TURNED_AWAY = Counter(
+    "gateway_connections_turned_away",
+    "Connections refused before authentication, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 REFUSALS = Counter("gateway_refusals", "Refused protocol requests by kind.", ["kind"], registry=REGISTRY)
 
 KINDS = frozenset({
@@ -30,6 +36,20 @@ KINDS = frozenset({
     "tcpip-forward", "direct-streamlocal", "streamlocal-forward", "tun", "tap", "session-limit",
     "connection-limit", "audit", "usage",
 })  # fmt: skip
+
+
+def turn_away_label(reason: str) -> str:
+    """A turned-away connection's reason as a small, fixed label set."""
+    for word, label in (
+        ("penalised", "penalty"),
+        ("failures", "throttled"),
+        ("from", "per-source"),
+        ("unauthenticated", "unauthenticated"),
+        ("shutting", "draining"),
+    ):
+        if word in reason:
+            return label
+    return "other"
 
 
 def kind_label(kind: str) -> str:

@@ -68,6 +68,13 @@ class Runtime:
             save(self.settings.state, self.policy, self.keys, self.settings.policies, self.settings.keys)
 
     @property
+    def checkpoint_public(self) -> Path | None:
+        """Where the checkpoint public key is, when this gateway signs checkpoints."""
+        if self.settings.checkpoint_interval <= 0:
+            return None
+        return self.settings.state / "audit" / "checkpoint.pub"
+
+    @property
     def sidekick_labels(self) -> dict[str, str]:
         """Labels that mark a sidekick as started by the gateway on this state directory."""
         digest = hashlib.sha256(str(self.settings.state.resolve()).encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ import asyncssh
 from gateway import oplog, strictmodes
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
-from gateway.errors import DockerError
+from gateway.errors import AuditUnavailable, DockerError
 from gateway.hostkey import load_or_create_host_key
 from gateway.metrics import MetricsServer
 from gateway.reload import reload, watch
@@ -95,6 +95,7 @@ async def serve(
         if settings.checkpoint_interval > 0 and primary:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
+        tasks.spawn(_refusal_summaries(runtime), "refusals")
         try:
             await stop.wait()
         finally:
@@ -138,11 +139,28 @@ def _metrics(runtime: Runtime) -> MetricsServer | None:
 async def _checkpoints(runtime: Runtime) -> None:
     """Sign the audit head every interval (and once more at shutdown, by _shutdown)."""
     directory = runtime.audit.directory
-    key = checkpoint.signing_key(directory)
-    while True:
-        await asyncio.sleep(runtime.settings.checkpoint_interval)
+    key = checkpoint.signing_key(directory, runtime.settings.checkpoint_key)
+    while True:  # the first one at start-up: a verifier always finds the file
         with contextlib.suppress(OSError):
             checkpoint.write_checkpoint(directory, key)
+        await asyncio.sleep(runtime.settings.checkpoint_interval)
+
+
+SUMMARY_POLL = 5.0
+
+
+def _write_summaries(runtime: Runtime, *, everything: bool = False) -> None:
+    """One record per source and reason for the connections turned away in a minute."""
+    for source, reason, count in runtime.limits.refusals.due(everything=everything):
+        with contextlib.suppress(AuditUnavailable):
+            runtime.audit.emit("connection.refused", source=source, reason=reason, count=count)
+
+
+async def _refusal_summaries(runtime: Runtime) -> None:
+    """Flush the per-minute summaries of turned-away connections."""
+    while True:
+        await asyncio.sleep(SUMMARY_POLL)
+        _write_summaries(runtime)
 
 
 async def _reap_sidekicks(runtime: Runtime) -> None:
@@ -184,12 +202,14 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     if runtime.sessions:  # their children are being ended: let them write session.end
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.quiet.wait(), CLOSE_GRACE)
+    _write_summaries(runtime, everything=True)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")
     if runtime.settings.checkpoint_interval > 0:
         with contextlib.suppress(OSError):
+            directory = runtime.audit.directory
             checkpoint.write_checkpoint(
-                runtime.audit.directory, checkpoint.signing_key(runtime.audit.directory)
+                directory, checkpoint.signing_key(directory, runtime.settings.checkpoint_key)
             )
     await runtime.engine.close()
     runtime.audit.close()

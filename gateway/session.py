@@ -19,7 +19,9 @@ import asyncssh
 from gateway import metrics
 from gateway.actions import ActionContext, Exit, runner_for, validate
 from gateway.actions.base import clamped
+from gateway.actions.shell import pin_target
 from gateway.command import Command, is_legacy_scp, parse_command, printable
+from gateway.confine import Pinned
 from gateway.docker import ContainerInfo
 from gateway.errors import (
     AuditUnavailable,
@@ -61,6 +63,13 @@ class Plan:
     grant: str
     command: Command
     container: ContainerInfo | None
+    #: the container's process, pinned before the allow record (shell via nsenter)
+    pinned: Pinned | None = None
+
+    def close(self) -> None:
+        """Release what the plan holds (the pinned process's descriptors)."""
+        if self.pinned is not None:
+            self.pinned.close()
 
 
 def _denied_line(action: str, target: str | None) -> str:
@@ -93,6 +102,16 @@ class Session:
         """Decide, then run or refuse; never raises."""
         try:
             plan = await self._authorize()
+        except Refusal as refusal:
+            self._refuse(refusal)
+            return
+        try:
+            await self._run_plan(plan)
+        finally:
+            plan.close()
+
+    async def _run_plan(self, plan: Plan) -> None:
+        try:
             self._admit()
         except Refusal as refusal:
             self._refuse(refusal)
@@ -189,7 +208,8 @@ class Session:
                 reason="container not running",
                 kind="action",
             )
-        return Plan(decision.spec, decision.grant, command, container)
+        pinned = pin_target(decision.spec, container) if container is not None else None
+        return Plan(decision.spec, decision.grant, command, container, pinned)
 
     async def _resolve(self, principal: str, name: str) -> ContainerInfo | None:
         """Resolve the target only for a principal who holds this action at all."""
@@ -270,6 +290,8 @@ class Session:
             session_id=self.conn.session_id,
             sidekick_labels=self.rt.sidekick_labels,
             state=self.rt.settings.state,
+            pinned=plan.pinned,
+            checkpoint_public=self.rt.checkpoint_public,
         )
         started = time.monotonic()
         outcome, error = Exit(255), None

@@ -42,10 +42,12 @@ class Settings(BaseModel):
     max_sessions_per_connection: int = 10
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
+    checkpoint_key: Path | None = None
     strict_modes: bool = True
     max_sessions: int = 2000
     max_sessions_per_principal: int = 200
     max_unauthenticated: int = 200
+    max_unauthenticated_per_source: int = 50
     auth_failure_limit: int = 20
     metrics: Listen | None = None
     log_format: str = "json"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
-from gateway.audit.verify import verify
+from gateway.audit.checkpoint import load_public
+from gateway.audit.verify import Report, verify
 from gateway.errors import Refusal
 from gateway.sessions import query
 from gateway.sessions.export import export
@@ -107,12 +108,28 @@ async def _verify(ctx: ActionContext) -> Exit:
         raise Refusal(
             "gateway: audit: the initial key is not on this host", reason="no initial key", kind="command"
         )
-    report = await asyncio.to_thread(verify, ctx.state / "audit", bytes.fromhex(key_file.read_text().strip()))
+    report = await asyncio.to_thread(_run_verify, ctx.state, key_file, ctx.checkpoint_public)
     if report.intact:
-        await send(ctx, f"ok: {report.records} records, chain intact (last seq {report.last_seq})\n".encode())
+        await send(ctx, f"ok: chain intact: {report.summary()}\n".encode())
         return Exit(0)
+    await send(ctx, f"checked: {report.summary()}\n".encode())
     await send(ctx, f"audit: {report.where}: {report.kind}: {report.detail}\n".encode())
-    return Exit(3 if report.kind == "truncated" else 1)
+    return Exit(report.exit_status)
+
+
+def _run_verify(state: Path, key_file: Path, public: Path | None) -> Report:
+    """Verify with K_0 and, when this gateway signs checkpoints, with their public key."""
+    key = bytes.fromhex(key_file.read_text().strip())
+    if public is None:
+        return verify(state / "audit", key)
+    try:
+        loaded = load_public(public)
+    except (OSError, ValueError):
+        report = verify(state / "audit", key)
+        report.kind, report.where = "missing-checkpoints", public.name
+        report.detail = "the checkpoint public key is missing: the checkpoints cannot be checked"
+        return report
+    return verify(state / "audit", key, loaded)
 
 
 async def _watch(ctx: ActionContext, index: Index, session: str) -> Exit:

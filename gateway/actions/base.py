@@ -14,6 +14,7 @@ from gateway.environment import checked_term, clean_env
 if TYPE_CHECKING:
     import asyncssh
 
+    from gateway.confine import Pinned
     from gateway.docker import ContainerInfo, Engine
     from gateway.policy.models import Action
     from gateway.recording import Recorder
@@ -73,6 +74,10 @@ class ActionContext:
     session_id: str
     #: the state directory (the audit action reads it)
     state: Path = Path("state")
+    #: the container's process, pinned before the allow record (shell via nsenter)
+    pinned: Pinned | None = None
+    #: the checkpoint public key the SSH ``verify`` query checks against (None: not signing)
+    checkpoint_public: Path | None = None
     #: labels that mark a sidekick as this gateway's (reaped at start-up)
     sidekick_labels: Mapping[str, str] = field(default_factory=dict)
     traffic: Traffic = field(default_factory=Traffic)

@@ -24,11 +24,14 @@ DRAIN_SECONDS = 5.0
 KILL_GRACE = 1.0
 
 
-async def run_local(ctx: ActionContext, argv: list[str]) -> Exit:
-    """Run *argv* on this host with a clean environment, bridged to the client."""
+async def run_local(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Exit:
+    """Run *argv* on this host with a clean environment, bridged to the client.
+
+    *pass_fds* are inherited by the child (the pinned namespaces for nsenter).
+    """
     if ctx.process.get_terminal_type() is not None:
-        return await _run_pty(ctx, argv)
-    return await _run_pipes(ctx, argv)
+        return await _run_pty(ctx, argv, pass_fds)
+    return await _run_pipes(ctx, argv, pass_fds)
 
 
 def set_winsize(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> None:
@@ -72,7 +75,7 @@ async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> Non
 # ---------------------------------------------------------------- PTY
 
 
-async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
+async def _run_pty(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...]) -> Exit:
     cols, rows, xpix, ypix = ctx.terminal_size()
     master, slave = pty.openpty()
     try:
@@ -80,7 +83,14 @@ async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
         # setsid --ctty: a new session with the slave as controlling tty,
         # without preexec_fn (unsafe beside asyncio's watcher threads).
         proc = await asyncio.create_subprocess_exec(
-            "setsid", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave, env=ctx.clean_env()
+            "setsid",
+            "--ctty",
+            *argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=ctx.clean_env(),
+            pass_fds=pass_fds,
         )
     except BaseException:
         os.close(master)
@@ -159,10 +169,16 @@ async def _write_all(fd: int, data: bytes) -> bool:
 # ---------------------------------------------------------------- pipes
 
 
-async def _run_pipes(ctx: ActionContext, argv: list[str]) -> Exit:
+async def _run_pipes(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...]) -> Exit:
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=pipe, stdout=pipe, stderr=pipe, env=ctx.clean_env(), start_new_session=True
+        *argv,
+        stdin=pipe,
+        stdout=pipe,
+        stderr=pipe,
+        env=ctx.clean_env(),
+        start_new_session=True,
+        pass_fds=pass_fds,
     )
     assert proc.stdout is not None
     assert proc.stderr is not None

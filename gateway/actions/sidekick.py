@@ -90,7 +90,7 @@ async def _run(ctx: ActionContext, sidekick: Sidekick, tty: bool) -> Exit:
         if tty:
             cols, rows, _, _ = ctx.terminal_size()
             await sidekick.resize(cols, rows)
-        out = tasks.spawn(_output(ctx, stream), "out")
+        out = tasks.spawn(pump_output(ctx, stream), "out")
         if spec.interactive:
             tasks.spawn(_input(ctx, sidekick, stream, tty), "in")
         if not await until_hangup(ctx, tasks, [waiter]):
@@ -100,7 +100,8 @@ async def _run(ctx: ActionContext, sidekick: Sidekick, tty: bool) -> Exit:
         return Exit(waiter.result())
 
 
-async def _output(ctx: ActionContext, stream: Stream) -> None:
+async def pump_output(ctx: ActionContext, stream: Stream) -> None:
+    """The stream's output to the client, stdout and stderr apart."""
     while (message := await stream.read_out()) is not None:
         if not await send(ctx, message.data, stderr=message.stream == STDERR):
             return

@@ -3,7 +3,8 @@
 Each line of ``STATE/audit/checkpoints.jsonl`` is ``{"seq", "head", "ts", "sig"}``:
 the signature covers the canonical JSON of the other three. Ship the lines
 off the host as they are written; ``audit verify --pubkey`` checks that each
-one matches the record at its seq, which also catches a chain cut short.
+one matches the record at its seq; a checkpoint past the end of the chain
+means its tail was cut (``truncated-tail``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +26,29 @@ from gateway.audit import chain, store
 PRIVATE, PUBLIC, LOG = "checkpoint.key", "checkpoint.pub", "checkpoints.jsonl"
 
 
-def signing_key(directory: Path) -> Ed25519PrivateKey:
-    """The checkpoint key, created (0600, with its .pub beside it) on first use."""
-    path = directory / PRIVATE
+def signing_key(directory: Path, path: Path | None = None) -> Ed25519PrivateKey:
+    """The checkpoint key at *path* (default ``DIR/checkpoint.key``), created 0600 on first use.
+
+    The public half is (re)written to ``DIR/checkpoint.pub`` so that the SSH
+    ``verify`` query and a copy for Charlotte find it, even when the private
+    key lives outside the state directory (``serve --checkpoint-key``).
+    """
+    path = path or directory / PRIVATE
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        return key
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    store.write_new(path, pem.decode())
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+    else:
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        store.write_new(path, pem.decode())
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    (directory / PUBLIC).write_bytes(public)
+    if not (directory / PUBLIC).exists() or (directory / PUBLIC).read_bytes() != public:
+        (directory / PUBLIC).write_bytes(public)
     return key
 
 
@@ -77,18 +86,67 @@ def load_public(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def check(directory: Path, public: Ed25519PublicKey, heads: dict[int, str]) -> str | None:
-    """The first checkpoint that fails (bad signature, or a head the chain lacks), or None."""
+@dataclass
+class Anchors:
+    """What the signed checkpoints say about the chain."""
+
+    count: int = 0
+    #: the highest seq a valid checkpoint vouches for
+    last_seq: int = 0
+    #: (kind, where, detail) of the first bad checkpoint
+    problem: tuple[str, str, str] | None = None
+
+
+def read(directory: Path) -> list[tuple[int, dict[str, Any] | None]]:
+    """(line number, parsed checkpoint or None) for every line of the log."""
     path = directory / LOG
     if not path.exists():
-        return None
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        record = json.loads(line)
-        body = {k: record[k] for k in ("seq", "head", "ts")}
+        return []
+    out: list[tuple[int, dict[str, Any] | None]] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         try:
-            public.verify(base64.b64decode(record["sig"]), chain.canonical_json(body).encode())
-        except (InvalidSignature, ValueError):
-            return f"{LOG}:{number}: bad signature"
-        if heads.get(record["seq"]) != record["head"]:
-            return f"{LOG}:{number}: the chain has no record {record['seq']} with the signed head"
-    return None
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        out.append((number, record if isinstance(record, dict) else None))
+    return out
+
+
+def wanted(directory: Path) -> set[int]:
+    """The seqs the checkpoints name, so the walker keeps only those heads."""
+    return {r["seq"] for _, r in read(directory) if r is not None and isinstance(r.get("seq"), int)}
+
+
+def _signed(public: Ed25519PublicKey, record: dict[str, Any]) -> bool:
+    try:
+        body = {k: record[k] for k in ("seq", "head", "ts")}
+        public.verify(base64.b64decode(record["sig"]), chain.canonical_json(body).encode())
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(body["seq"], int)
+
+
+def check(directory: Path, public: Ed25519PublicKey, heads: dict[int, str], last_seq: int) -> Anchors:
+    """Check every checkpoint against the chain: signature, head, and a tail that is still there."""
+    lines = read(directory)
+    anchors = Anchors()
+    if not lines:
+        detail = f"{LOG} is missing or empty: nothing anchors the chain"
+        anchors.problem = ("missing-checkpoints", LOG, detail)
+        return anchors
+    for number, record in lines:
+        where = f"{LOG}:{number}"
+        if record is None or not _signed(public, record):
+            anchors.problem = ("edited", where, "a checkpoint with a bad signature")
+            return anchors
+        seq = record["seq"]
+        if seq > last_seq:
+            detail = f"a signed checkpoint names seq {seq}, but the chain ends at seq {last_seq}"
+            anchors.problem = ("truncated-tail", where, detail)
+            return anchors
+        if heads.get(seq) != record["head"]:
+            anchors.problem = ("edited", where, f"the chain's record {seq} does not match the signed head")
+            return anchors
+        anchors.count += 1
+        anchors.last_seq = max(anchors.last_seq, seq)
+    return anchors

@@ -1,7 +1,10 @@
 """``gateway audit verify``: walk the chain and name the first bad record and its kind.
 
 Kinds: ``edited``, ``deleted``, ``reordered``, ``inserted``, ``recording``
-(a recording no longer matches the digest in its session-end record) and
+(a recording no longer matches the digest in its session-end record),
+``missing-state`` (``chain.state`` is gone), ``missing-checkpoints`` (with
+a public key, no checkpoints to check), ``truncated-tail`` (a signed
+checkpoint names a seq the chain no longer has: its tail was cut) and
 ``truncated`` (a torn last line: a crash, not tampering).
 """
 
@@ -18,7 +21,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import chain, checkpoint, store
 
-TAMPERING = ("edited", "deleted", "reordered", "inserted", "recording")
+TAMPERING = (
+    "edited",
+    "deleted",
+    "reordered",
+    "inserted",
+    "recording",
+    "missing-state",
+    "missing-checkpoints",
+    "truncated-tail",
+)
 
 
 @dataclass(frozen=True)
@@ -43,11 +55,36 @@ class Report:
     where: str = ""
     detail: str = ""
     notes: list[str] = field(default_factory=list)
+    #: None when the checkpoints were not checked (no public key)
+    checkpoints: int | None = None
+    anchored_seq: int = 0
 
     @property
     def intact(self) -> bool:
         """True when nothing is wrong."""
         return self.kind is None
+
+    @property
+    def unanchored(self) -> int:
+        """Records after the last checkpoint (not a failure: the next checkpoint covers them)."""
+        return max(0, self.last_seq - self.anchored_seq)
+
+    @property
+    def exit_status(self) -> int:
+        """0 intact, 3 a torn tail from a crash, 1 anything else."""
+        if self.kind is None:
+            return 0
+        return 3 if self.kind == "truncated" else 1
+
+    def summary(self) -> str:
+        """What was checked, in one line."""
+        text = f"{self.records} records in {self.files} files (last seq {self.last_seq})"
+        if self.checkpoints is None:
+            return text + "; checkpoints not checked (pass --pubkey FILE)"
+        return (
+            f"{text}; {self.checkpoints} checkpoints, last anchored seq {self.anchored_seq}, "
+            f"{self.unanchored} records after it not yet anchored"
+        )
 
 
 def _entries(directory: Path) -> Iterator[Entry]:
@@ -71,8 +108,9 @@ def _seq(entry: Entry) -> int | None:
 
 
 class _Walker:
-    def __init__(self, directory: Path, key: bytes) -> None:
+    def __init__(self, directory: Path, key: bytes, wanted: set[int] | None = None) -> None:
         self.directory = directory
+        self.wanted = wanted
         self.key = key
         self.expected = 1
         self.prev = chain.GENESIS
@@ -144,7 +182,8 @@ class _Walker:
 
     def accept(self, entry: Entry) -> None:
         self.prev = chain.digest(entry.raw)
-        self.heads[self.expected] = self.prev
+        if self.wanted is None or self.expected in self.wanted:
+            self.heads[self.expected] = self.prev
         self.key = chain.evolve(self.key)
         self.report.records += 1
         self.report.last_seq = self.expected
@@ -166,7 +205,10 @@ class _Walker:
 
     def finish(self) -> Report:
         state = store.read_state(self.directory)
-        if state is not None and state.seq > self.report.last_seq:
+        if state is None:
+            self.report.kind, self.report.where = "missing-state", "chain.state"
+            self.report.detail = "the chain state is missing: the tail of the chain cannot be vouched for"
+        elif state.seq > self.report.last_seq:
             self.report.kind, self.report.where = "deleted", "end of the chain"
             self.report.detail = (
                 f"the chain state is at seq {state.seq}, the records end at {self.report.last_seq}"
@@ -176,10 +218,12 @@ class _Walker:
 
 def verify(directory: Path, key: bytes, public: Ed25519PublicKey | None = None) -> Report:
     """Verify every record under *directory* with K_0, and the checkpoints with *public*."""
-    walker = _Walker(directory, key)
+    walker = _Walker(directory, key, checkpoint.wanted(directory) if public is not None else None)
     report = walker.walk()
-    if report.intact and public is not None:
-        failed = checkpoint.check(directory, public, walker.heads)
-        if failed:
-            report.kind, report.where, report.detail = "deleted", failed, "a signed checkpoint does not match"
+    if public is None or report.kind not in (None, "missing-state"):
+        return report
+    anchors = checkpoint.check(directory, public, walker.heads, report.last_seq)
+    report.checkpoints, report.anchored_seq = anchors.count, anchors.last_seq
+    if anchors.problem is not None:  # a cut tail outranks a missing state: it says more
+        report.kind, report.where, report.detail = anchors.problem
     return report

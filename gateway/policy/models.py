@@ -46,13 +46,34 @@ class _ActionBase(_Model):
         return bool(getattr(self, "record_input", False))
 
 
+#: a user inside the container: a name, or uid[:gid]
+USER = r"^([A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$"
+User = Annotated[str, StringConstraints(pattern=USER)]
+
+
 class ShellAction(_ActionBase):
-    """A command (a shell by default) inside the target's namespaces, via nsenter."""
+    """A command (a shell by default) inside the target container.
+
+    ``via: nsenter`` (the default) enters its namespaces as host root with full
+    capabilities; ``via: exec`` uses the Engine API's exec, so the container's
+    user, capabilities, seccomp and AppArmor profiles and cgroup stay in force.
+    """
 
     type: Literal["shell"]
     command: Argv = ("/bin/sh",)
     allow_args: bool = False
     record_input: bool = True
+    via: Literal["nsenter", "exec"] = "nsenter"
+    user: User | None = None
+
+    @property
+    def mode(self) -> str:
+        """What a grant of this action gives, in words (for explain and show)."""
+        if self.via == "exec":
+            who = f"as {self.user}" if self.user else "as the container's user"
+            return f"exec: Engine API exec {who}, the container's profile in force"
+        who = f"as {self.user}" if self.user else "as host root"
+        return f"nsenter: the container's namespaces {who}, full capabilities"
 
 
 class HostAction(_ActionBase):

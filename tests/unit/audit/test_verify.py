@@ -151,5 +151,6 @@ def test_signed_checkpoints_catch_a_cut_chain(tmp_path: Path) -> None:
     _write(path, lines[:-3])
     (directory / "chain.state").unlink()  # the attacker also removes the local state
     report = verify(directory, key, public)
-    assert report.kind == "deleted"
-    assert "checkpoint" in report.detail
+    assert report.kind == "truncated-tail"
+    assert report.exit_status == 1
+    assert "checkpoint names seq" in report.detail
