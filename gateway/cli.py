@@ -211,6 +211,9 @@ def explain(
     decision = decide(loaded, request)
     if isinstance(decision, Allow):
         click.echo(f"allow: granted by {decision.grant}")
+        spec = loaded.actions[action]
+        if spec.consequence:
+            click.echo(f"mode: {spec.kind}: {spec.consequence}")
         return
     hint = " (pass --from ADDR)" if decision.code is DenyCode.SOURCE and source is None else ""
     _fail(f"deny: {decision.reason}{hint}", 1)

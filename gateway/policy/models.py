@@ -45,6 +45,16 @@ class _ActionBase(_Model):
         """Whether typed input goes into the recording."""
         return bool(getattr(self, "record_input", False))
 
+    @property
+    def kind(self) -> str:
+        """The type, with what distinguishes one action of it from another (shell: the mode)."""
+        return str(getattr(self, "type", ""))
+
+    @property
+    def consequence(self) -> str:
+        """What a grant of it means for privileges, where that needs saying."""
+        return ""
+
 
 #: a user inside the container: a name, or uid[:gid]
 USER = r"^([A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$"
@@ -67,13 +77,17 @@ class ShellAction(_ActionBase):
     user: User | None = None
 
     @property
-    def mode(self) -> str:
+    def kind(self) -> str:
         """What a grant of this action gives, in words (for explain and show)."""
+        who = f" as {self.user}" if self.user else ""
+        return f"shell via {self.via}{who}"
+
+    @property
+    def consequence(self) -> str:
+        """What that means for the session's privileges."""
         if self.via == "exec":
-            who = f"as {self.user}" if self.user else "as the container's user"
-            return f"exec: Engine API exec {who}, the container's profile in force"
-        who = f"as {self.user}" if self.user else "as host root"
-        return f"nsenter: the container's namespaces {who}, full capabilities"
+            return "the container's own user, capabilities, seccomp and AppArmor profiles stay in force"
+        return "host root inside the container's namespaces, with full capabilities and no seccomp"
 
 
 class HostAction(_ActionBase):

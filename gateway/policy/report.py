@@ -18,7 +18,7 @@ def _rows(policy: Policy, only: str | None) -> list[tuple[str, ...]]:
                     (
                         principal,
                         action,
-                        policy.actions[action].type,
+                        policy.actions[action].kind,
                         ", ".join(m.pattern for m in grant.targets) or "-",
                         grant.expires.isoformat() if grant.expires else "-",
                         ", ".join(str(n) for n in grant.sources) if grant.sources else "-",
