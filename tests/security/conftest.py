@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def own_gateway(gateway: Gateway, tmp_path: Path) -> Iterator[Any]:
+def own_gateway(gateway: Gateway, tmp_path: Path) -> Iterator[Any]:  # noqa: F811 - the shared fixture
     """Start a private gateway (own state, a copy of the policy) with extra options and env."""
     started: list[Gateway] = []
 

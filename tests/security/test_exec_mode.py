@@ -118,7 +118,9 @@ def test_explain_and_show_state_the_mode(gw: Gateway, web1: str) -> None:
     from tests.e2e.conftest import gateway_cli  # noqa: PLC0415
 
     policies, keys = str(gw.policies), str(gw.keydir)
-    explained = gateway_cli("policy", "explain", "betty", "xdebug", web1, "--policies", policies, "--keys", keys)
+    explained = gateway_cli(
+        "policy", "explain", "betty", "xdebug", web1, "--policies", policies, "--keys", keys
+    )
     assert "via exec" in explained.stdout + explained.stderr
     shown = gateway_cli("policy", "show", "--policies", policies, "--keys", keys)
     assert "via nsenter" in shown.stdout and "via exec" in shown.stdout

@@ -6,7 +6,7 @@ capabilities, outside the container's cgroup, untracked by the gateway.
 
 from __future__ import annotations
 
-import random
+import secrets
 import shlex
 import subprocess
 import time
@@ -35,7 +35,7 @@ def _session_end(gw: Gateway, mark: int) -> dict[str, object]:
 
 
 def test_setsid_and_daemons_end_with_the_session(gateway: Gateway, web1: str) -> None:
-    seconds = random.randint(100_000, 999_999)  # a unique argv to look for
+    seconds = 100_000 + secrets.randbelow(900_000)  # a unique argv to look for
     mark = gateway.mark()
     # daemons close their output (or the session would wait for it, as with sshd)
     quiet = ">/dev/null 2>&1 </dev/null"
@@ -54,7 +54,7 @@ def test_setsid_and_daemons_end_with_the_session(gateway: Gateway, web1: str) ->
 
 
 def test_a_pty_session_that_hangs_up_leaves_nothing(gateway: Gateway, web1: str) -> None:
-    seconds = random.randint(100_000, 999_999)
+    seconds = 100_000 + secrets.randbelow(900_000)
     mark = gateway.mark()
     child = spawn(gateway.ssh_argv("debug", web1, opts=("-tt",)))
     child.sendline(f"setsid sleep {seconds} &")
