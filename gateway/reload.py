@@ -54,7 +54,7 @@ def _fingerprint(runtime: Runtime) -> Fingerprint | None:
 
 async def watch(runtime: Runtime, interval: float = WATCH_INTERVAL) -> None:
     """Poll the policy and key directories; reload when a file changes."""
-    seen = _fingerprint(runtime)
+    seen: Fingerprint | None = runtime.loaded_from
     while True:
         await asyncio.sleep(interval)
         now = _fingerprint(runtime)

@@ -16,7 +16,7 @@ from gateway.errors import ConfigError
 from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
 from gateway.policy import Policy, load_policy
-from gateway.policy.snapshot import save
+from gateway.policy.snapshot import Fingerprint, fingerprint, save
 from gateway.settings import Settings
 
 
@@ -41,10 +41,13 @@ class Runtime:
     sessions: set[Any] = field(default_factory=set)  # live session.Session objects, for the drain
     draining: bool = False
     quiet: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last session ends
+    #: the policy and key files as they were just before the policy in force was loaded
+    loaded_from: Fingerprint = field(default_factory=list)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         """Load everything; raise LoadError or ConfigError before anything listens."""
+        loaded_from = fingerprint(settings.policies, settings.keys)  # before: no change is missed
         keys, policy = load_snapshot(settings)
         try:
             settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -58,6 +61,7 @@ class Runtime:
             engine=Engine(),
             trusted_cas=_trusted_cas(settings.trusted_user_ca_keys),
             limits=Limits(settings),
+            loaded_from=loaded_from,
         )
         runtime.save_snapshot()
         return runtime
