@@ -1,0 +1,51 @@
+"""Per-source shares, growing penalties and the per-minute refusal summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import limits
+from gateway.limits import Limits, Refusals, _Penalty
+from gateway.settings import Settings
+
+
+def test_each_source_has_its_own_share() -> None:
+    lim = Limits(Settings(max_unauthenticated=5, max_unauthenticated_per_source=2))
+    assert [lim.admit_connection("a") for _ in range(3)][-1] == "too many unauthenticated connections from a"
+    assert lim.admit_connection("b") is None
+    lim.authenticated("a")
+    assert lim.admit_connection("a") is None
+
+
+def test_a_few_failures_are_free_then_blocks_grow() -> None:
+    penalty = _Penalty(at=0.0)
+    penalty.add(limits.PENALTY_AUTHFAIL, 0.0)
+    penalty.add(limits.PENALTY_AUTHFAIL, 0.0)
+    penalty.add(limits.PENALTY_AUTHFAIL, 0.0)
+    assert penalty.blocked_until == 0.0  # 15 s: not past the free allowance
+    penalty.add(limits.PENALTY_AUTHFAIL, 0.0)
+    first = penalty.blocked_until
+    assert first == pytest.approx(20.0)
+    for _ in range(4):
+        penalty.add(limits.PENALTY_AUTHFAIL, 100.0)
+    assert penalty.blocked_until - 100.0 == pytest.approx(40.0)  # the second block lasts twice as long
+    for _ in range(40):
+        penalty.add(limits.PENALTY_STALLED, 1000.0)
+    assert penalty.blocked_until - 1000.0 <= limits.PENALTY_MAX
+
+
+def test_penalties_drain_with_time() -> None:
+    penalty = _Penalty(at=0.0)
+    penalty.add(limits.PENALTY_STALLED, 0.0)
+    penalty.add(limits.PENALTY_STALLED, 60.0)  # the first has drained away
+    assert penalty.blocked_until == 0.0
+
+
+def test_refusals_are_summarised_per_source_and_minute() -> None:
+    refusals = Refusals()
+    assert refusals.note("a", "r") is True
+    assert [refusals.note("a", "r") for _ in range(5)] == [False] * 5
+    assert refusals.note("b", "r") is True
+    assert refusals.due() == []  # the minute is not over
+    assert refusals.due(everything=True) == [("a", "r", 5)]
+    assert refusals.note("a", "r") is True  # a new minute starts with a record again
