@@ -29,7 +29,9 @@ def _a_session_id(gateway: Gateway) -> str:
 def _audit_ssh(gateway: Gateway, *words: str) -> tuple[int, bytes, bytes]:
     import subprocess  # noqa: PLC0415
 
-    result = subprocess.run(gateway.ssh_argv("audit", *words, key="charlotte"), capture_output=True, timeout=60)
+    result = subprocess.run(
+        gateway.ssh_argv("audit", *words, key="charlotte"), capture_output=True, timeout=60, check=False
+    )
     return result.returncode, result.stdout, result.stderr
 
 
@@ -37,7 +39,9 @@ def _audit_ssh(gateway: Gateway, *words: str) -> tuple[int, bytes, bytes]:
 def test_export_refuses_ids_that_are_not_exact(gateway: Gateway, tmp_path: Path, suffix: str) -> None:
     sid = _a_session_id(gateway)
     out = tmp_path / "bundle.tar.gz"
-    exported = gateway_cli("sessions", "export", sid + suffix, "--out", str(out), "--state", str(gateway.state))
+    exported = gateway_cli(
+        "sessions", "export", sid + suffix, "--out", str(out), "--state", str(gateway.state)
+    )
     assert exported.returncode == 1
     assert "not a session id" in exported.stderr
     assert not out.exists()
@@ -50,7 +54,12 @@ def test_export_refuses_ids_that_are_not_exact(gateway: Gateway, tmp_path: Path,
 def test_export_members_stay_in_their_folder(gateway: Gateway, tmp_path: Path) -> None:
     sid = _a_session_id(gateway)
     out = tmp_path / "bundle.tar.gz"
-    assert gateway_cli("sessions", "export", f"{sid}.1", "--out", str(out), "--state", str(gateway.state)).returncode == 0
+    assert (
+        gateway_cli(
+            "sessions", "export", f"{sid}.1", "--out", str(out), "--state", str(gateway.state)
+        ).returncode
+        == 0
+    )
     with tarfile.open(out) as tar:
         names = tar.getnames()
     assert names and all(not n.startswith("/") and ".." not in n.split("/") for n in names)
@@ -78,5 +87,7 @@ def test_out_of_range_window_sizes_are_clamped(gateway: Gateway, web1: str) -> N
     output = asyncio.run(_typing_after_huge_sizes(gateway, web1))
     assert "still-typing-42" in output
     assert "24 80" in output
-    end = next(e for e in gateway.since(mark, lambda e: e["event"] == "session.end") if e["event"] == "session.end")
+    end = next(
+        e for e in gateway.since(mark, lambda e: e["event"] == "session.end") if e["event"] == "session.end"
+    )
     assert end["exit_status"] == 0 and "error" not in end

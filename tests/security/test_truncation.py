@@ -47,7 +47,9 @@ def _cut_tail(state: Path, records: int) -> int:
     k0 = bytes.fromhex((directory / "initial.key").read_text().strip())
     seq = sum(len(p.read_bytes().splitlines()) for p in store.log_files(directory))
     head = chain.digest(lines[-1].rstrip(b"\n"))
-    store.write_state(directory, ChainState(seq, head, chain.evolve(k0, seq).hex(), path.name, path.stat().st_size))
+    store.write_state(
+        directory, ChainState(seq, head, chain.evolve(k0, seq).hex(), path.name, path.stat().st_size)
+    )
     return seq
 
 
