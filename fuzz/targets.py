@@ -20,7 +20,7 @@ with atheris.instrument_imports():
     from gateway.command import has_control, parse_command
     from gateway.errors import LoadError, Refusal
     from gateway.keys import KeyRing
-    from gateway.policy.loader import load_policy
+    from gateway.policy_files import load_policy
 
 KEYS = KeyRing(by_fingerprint={}, principals=frozenset({"betty", "dan"}), files={})
 SCRATCH = Path(tempfile.mkdtemp(prefix="gateway-fuzz-"))

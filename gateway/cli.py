@@ -67,6 +67,17 @@ def main() -> None:
     help="Seconds between signed checkpoints (0: off).",
 )
 @click.option(
+    "--door-socket",
+    type=click.Path(path_type=Path),
+    help="The local socket `gateway dispatch` hands sessions to (default STATE/door.sock).",
+)
+@click.option("--door-user", help="A user (name or uid) besides root that may use the door socket.")
+@click.option(
+    "--door-program",
+    help="How sshd runs the gateway, in the lines served to AuthorizedKeysCommand"
+    " (default: this Python -S gateway/door.py).",
+)
+@click.option(
     "--checkpoint-key",
     type=click.Path(path_type=Path),
     help="The Ed25519 checkpoint signing key (default STATE/audit/checkpoint.key; created if missing).",
@@ -253,19 +264,50 @@ def schema() -> None:
 @click.option(
     "--program", default=None, help="How sshd runs the gateway (default: this Python -S gateway/door.py)."
 )
-def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None) -> None:
-    """Print an authorized_keys file that forces `gateway dispatch` for every key."""
-    from gateway.authorized_keys import render  # noqa: PLC0415
+@click.option("--fingerprint", help="Only the line for this key (sshd's AuthorizedKeysCommand ... %f).")
+@click.option(
+    "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
+)
+def authorized_keys(
+    policies: Path,
+    keys: Path,
+    state: Path,
+    program: str | None,
+    fingerprint: str | None,
+    door_socket: Path | None,
+) -> None:
+    """Print authorized_keys lines that force `gateway dispatch`: every key, or one (--fingerprint)."""
+    from gateway.authorized_keys import Door, key_line, render  # noqa: PLC0415
+    from gateway.dispatch.door_server import default_program  # noqa: PLC0415
     from gateway.runtime import load_snapshot  # noqa: PLC0415
 
     try:
         ring, loaded = load_snapshot(_settings(policies=policies, keys=keys))
-        default = f"{sys.executable} -S {Path(__file__).resolve().parent / 'door.py'}"
-        click.echo(render(loaded, ring, program or default, policies, keys, state), nl=False)
+        door = Door(program or default_program(), policies, keys, state, door_socket)
+        if fingerprint is None:
+            click.echo(render(loaded, ring, door), nl=False)
+            return
+        line = key_line(loaded, ring, fingerprint, door)
     except LoadError as exc:
         _fail(str(exc), 1)
+        return
     except ConfigError as exc:
         _fail(f"gateway: {exc}", 1)
+        return
+    if line is None:
+        _audit_unknown_key(state, fingerprint)
+        return
+    click.echo(line)
+
+
+def _audit_unknown_key(state: Path, fingerprint: str) -> None:
+    """No daemon answered: record the unknown key in the chain ourselves, if we may write it."""
+    from gateway.audit import AuditLog  # noqa: PLC0415
+
+    with contextlib.suppress(GatewayError, OSError):
+        log = AuditLog(state / "audit")
+        log.emit("auth.reject", fingerprint=fingerprint[:128], reason="unknown key", door="openssh")
+        log.close()
 
 
 @main.command()
@@ -273,12 +315,13 @@ def authorized_keys(policies: Path, keys: Path, state: Path, program: str | None
 @_policies
 @_keys
 @_state
-def dispatch(principal: str, policies: Path, keys: Path, state: Path) -> None:
-    """The command= entry point: runs SSH_ORIGINAL_COMMAND as `serve` would."""
-    import os  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-
+@click.option(
+    "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
+)
+def dispatch(principal: str, policies: Path, keys: Path, state: Path, door_socket: Path | None) -> None:
+    """The command= entry point: hands SSH_ORIGINAL_COMMAND to `serve`, or runs it in-process."""
     from gateway.dispatch.main import dispatch as run  # noqa: PLC0415
+    from gateway.entry import exit_with  # noqa: PLC0415
 
     try:
         status = asyncio.run(run(_settings(policies=policies, keys=keys, state=state), principal))
@@ -288,10 +331,7 @@ def dispatch(principal: str, policies: Path, keys: Path, state: Path) -> None:
     except GatewayError as exc:
         _fail(f"gateway: {exc}", 1)
         return
-    if status > 128 and status - 128 in signal.valid_signals():
-        signal.signal(status - 128, signal.SIG_DFL)
-        os.kill(os.getpid(), status - 128)  # sshd then reports the child's signal
-    sys.exit(status)
+    exit_with(status)
 
 
 # ---------------------------------------------------------------- audit

@@ -2,8 +2,9 @@
 
 ``-S`` skips site-packages start-up (about 15 ms, paid on every connection);
 this file puts the package's own parent directory on ``sys.path`` instead.
-The fast path needs nothing else; when it cannot answer, ``site.main()``
-brings site-packages back and the full command line takes over.
+The thin client (``dispatch.client``: hand the session to ``gateway serve``
+over its door socket) needs nothing else; when no daemon answers,
+``site.main()`` brings site-packages back and the in-process door takes over.
 """
 
 import sys

@@ -1,7 +1,9 @@
 """The console script and ``python -m gateway``.
 
-``dispatch`` tries the forced-command door's fast path first, before click and
-the rest of the CLI are imported; everything else goes to ``cli.main``.
+``dispatch`` and ``authorized-keys --fingerprint`` run on every connection
+through sshd, so they first try the daemon's door socket (``dispatch.client``:
+the standard library only), before click and the rest of the CLI are
+imported; when no daemon answers, the full command line runs them in-process.
 """
 
 from __future__ import annotations
@@ -11,22 +13,40 @@ import signal
 import sys
 
 
+def exit_with(status: int) -> None:
+    """Exit as sshd expects: a signal death is re-raised, not reported as 128+N."""
+    sys.stdout.flush()
+    if status > 128 and status - 128 in signal.valid_signals():
+        signal.signal(status - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), status - 128)
+    os._exit(status)
+
+
 def main() -> None:
     """Run the gateway command line."""
-    if sys.argv[1:2] == ["dispatch"]:
-        from gateway.dispatch.fast import main as fast  # noqa: PLC0415
+    command, rest = sys.argv[1:2], sys.argv[2:]
+    if command == ["dispatch"]:
+        from gateway.dispatch.client import session  # noqa: PLC0415
 
-        status = fast(sys.argv[2:])
+        status = session(rest)
         if status is not None:
-            sys.stdout.flush()
-            if status > 128 and status - 128 in signal.valid_signals():
-                signal.signal(status - 128, signal.SIG_DFL)
-                os.kill(os.getpid(), status - 128)  # sshd reports the child's signal
-            os._exit(status)
+            exit_with(status)
+    elif command == ["authorized-keys"] and "--fingerprint" in rest:
+        from gateway.dispatch.client import key_line  # noqa: PLC0415
+
+        line = key_line(rest)
+        if line is not None:
+            if line:
+                sys.stdout.write(line + "\n")
+            exit_with(0)
     if sys.flags.no_site:
         import site  # noqa: PLC0415 - started with -S by door.py: bring site-packages back
 
         site.main()
-    from gateway.cli import main as cli  # noqa: PLC0415
-
+    try:
+        from gateway.cli import main as cli  # noqa: PLC0415
+    except ImportError:  # a Python without our dependencies (the door user's): the daemon was the way
+        sys.stderr.write("gateway: the gateway is not answering on its door socket; nothing was run\n")
+        exit_with(1)
+        return
     cli()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -27,6 +27,8 @@ class KeyRing:
     by_fingerprint: Mapping[str, str]
     principals: frozenset[str]
     files: Mapping[str, str]
+    #: fingerprint -> "TYPE BASE64", the key as an authorized_keys line needs it
+    blobs: Mapping[str, str] = field(default_factory=dict)
 
     def principal_for(self, fingerprint: str) -> str | None:
         """The principal owning this key fingerprint, or None."""
@@ -39,6 +41,7 @@ def load_keys(directory: Path) -> KeyRing:
     by_fp: dict[str, str] = {}
     where: dict[str, str] = {}
     files: dict[str, str] = {}
+    blobs: dict[str, str] = {}
     if not directory.is_dir():
         raise LoadError([Problem(str(directory), 1, 1, "keys directory not found")])
     for path in sorted(directory.glob("*.pub")):
@@ -49,13 +52,15 @@ def load_keys(directory: Path) -> KeyRing:
                 Problem(str(path), 1, 1, f"principal name {name!r} must match {PRINCIPAL_RE.pattern}")
             )
             continue
-        problems += _load_file(path, name, by_fp, where)
+        problems += _load_file(path, name, by_fp, where, blobs)
     if problems:
         raise LoadError(problems)
-    return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files)
+    return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files, blobs=blobs)
 
 
-def _load_file(path: Path, name: str, by_fp: dict[str, str], where: dict[str, str]) -> list[Problem]:
+def _load_file(
+    path: Path, name: str, by_fp: dict[str, str], where: dict[str, str], blobs: dict[str, str]
+) -> list[Problem]:
     problems: list[Problem] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
@@ -79,4 +84,5 @@ def _load_file(path: Path, name: str, by_fp: dict[str, str], where: dict[str, st
             continue
         by_fp[fingerprint] = name
         where[fingerprint] = f"{path}:{lineno}"
+        blobs[fingerprint] = " ".join(line.split()[:2])
     return problems

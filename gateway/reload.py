@@ -14,7 +14,7 @@ import contextlib
 
 from gateway import oplog
 from gateway.errors import AuditUnavailable, LoadError
-from gateway.policy.snapshot import Fingerprint, fingerprint
+from gateway.policy_files import Fingerprint, fingerprint
 from gateway.runtime import Runtime, load_snapshot
 
 WATCH_INTERVAL = 1.0
@@ -38,8 +38,6 @@ async def reload(runtime: Runtime, why: str) -> bool:
     previous = runtime.policy.digest
     oplog.log().info("reloaded", why=why, policy=policy.digest[:12])
     runtime.keys, runtime.policy = keys, policy
-    with contextlib.suppress(OSError):
-        runtime.save_snapshot()
     with contextlib.suppress(AuditUnavailable):
         runtime.audit.emit("policy.reload", why=why, policy=policy.digest, previous=previous)
     return True

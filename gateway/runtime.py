@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,8 @@ from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
 from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
-from gateway.policy import Policy, load_policy
-from gateway.policy.snapshot import Fingerprint, fingerprint, save
+from gateway.policy import Policy
+from gateway.policy_files import Fingerprint, fingerprint, load_policy
 from gateway.settings import Settings
 
 
@@ -53,7 +52,7 @@ class Runtime:
             settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create state directory {settings.state}: {exc}") from exc
-        runtime = cls(
+        return cls(
             settings=settings,
             keys=keys,
             policy=policy,
@@ -63,13 +62,6 @@ class Runtime:
             limits=Limits(settings),
             loaded_from=loaded_from,
         )
-        runtime.save_snapshot()
-        return runtime
-
-    def save_snapshot(self) -> None:
-        """Write the compiled policy for the forced-command door's fast path."""
-        with contextlib.suppress(OSError):
-            save(self.settings.state, self.policy, self.keys, self.settings.policies, self.settings.keys)
 
     @property
     def checkpoint_public(self) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 from collections.abc import Callable
 
@@ -13,7 +14,8 @@ import asyncssh
 from gateway import oplog, strictmodes
 from gateway.audit import checkpoint
 from gateway.auth import GatewayServer
-from gateway.errors import AuditUnavailable, DockerError
+from gateway.dispatch.door_server import DoorServer
+from gateway.errors import AuditUnavailable, ConfigError, DockerError
 from gateway.hostkey import load_or_create_host_key
 from gateway.metrics import MetricsServer
 from gateway.reload import reload, watch
@@ -70,6 +72,11 @@ async def serve(
     if primary:
         mark_interrupted(settings.state, runtime.audit)
         await _reap_sidekicks(runtime)
+    door = (
+        DoorServer(runtime, settings.door_socket or settings.state / "door.sock", _door_uid(settings))
+        if primary
+        else None
+    )
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
@@ -92,6 +99,8 @@ async def serve(
     exporter = _metrics(runtime) if primary else None
     async with Tasks("server") as tasks:
         tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
+        if door is not None:
+            tasks.spawn(door.run(), "door")
         if settings.checkpoint_interval > 0 and primary:
             tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
@@ -104,6 +113,19 @@ async def serve(
             if exporter is not None:
                 exporter.stop()
             oplog.log().info("stopped")
+
+
+def _door_uid(settings: Settings) -> int | None:
+    """``--door-user`` as a uid (a name is looked up)."""
+    user = settings.door_user
+    if user is None:
+        return None
+    if user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(f"--door-user: no user {user!r}") from None
 
 
 async def _reload_on_hangup(runtime: Runtime, hangups: asyncio.Event) -> None:

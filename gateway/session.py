@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncssh
-
 from gateway import metrics
 from gateway.actions import ActionContext, Exit, runner_for, validate
-from gateway.actions.base import clamped
+from gateway.actions.base import Channel, clamped
 from gateway.actions.shell import pin_target
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.confine import Pinned
@@ -81,7 +79,7 @@ def _denied_line(action: str, target: str | None) -> str:
 class Session:
     """Runs one session channel to its end."""
 
-    def __init__(self, conn: Connection, process: asyncssh.SSHServerProcess[bytes], number: int) -> None:
+    def __init__(self, conn: Connection, process: Channel, number: int) -> None:
         self.conn = conn
         self.rt = conn.rt
         self.process = process

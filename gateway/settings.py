@@ -43,6 +43,11 @@ class Settings(BaseModel):
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
     checkpoint_key: Path | None = None
+    #: the door socket for `dispatch` (None: STATE/door.sock), and who besides root may use it
+    door_socket: Path | None = None
+    door_user: str | None = None
+    #: how sshd runs the gateway in the lines `authorized-keys --fingerprint` serves (None: this Python)
+    door_program: str | None = None
     strict_modes: bool = True
     max_sessions: int = 2000
     max_sessions_per_principal: int = 200

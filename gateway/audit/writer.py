@@ -1,7 +1,7 @@
 """The chain writer: seq, prev and MAC under the lock, then append. No structlog here.
 
-The server builds events through structlog (``log.AuditLog``); the forced-command
-door's fast path hands plain dicts to the same writer, to start in milliseconds.
+The server builds events through structlog (``log.AuditLog``), which hands
+each finished event, a plain dict, to this writer.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""``gateway dispatch --principal NAME``: one forced command, decided and run like `serve` does."""
+"""One forced command, decided and run by the same Session as `serve` runs.
+
+``run_door_session`` is the door's whole request: it is what ``gateway serve``
+runs for a session handed over its door socket, and what ``gateway dispatch``
+runs in-process when no daemon answers. Either way: one decision path, one
+audit path, one recording path.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import PurePath
 from typing import Any
 
 from gateway.command import MAX_COMMAND, has_control, printable
-from gateway.dispatch.stdio import StdioProcess
+from gateway.dispatch.stdio import FdProcess, signals_attached
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.runtime import Runtime
 from gateway.session import Session
@@ -23,12 +29,12 @@ SUBSYSTEM_PROGRAMS = ("sftp-server", "internal-sftp")
 class DispatchConnection:
     """The connection sshd already authenticated: what Session needs from it."""
 
-    def __init__(self, rt: Runtime, principal: str, action: str) -> None:
+    def __init__(self, rt: Runtime, principal: str, action: str, ssh_connection: str) -> None:
         self.rt = rt
         self.session_id = secrets.token_hex(8)
         self.principal: str | None = principal
         self.username = action
-        client = os.environ.get("SSH_CONNECTION", "").split()
+        client = ssh_connection.split()
         self.peer_host = client[0] if client else ""
         self.peer = f"{client[0]}:{client[1]}" if len(client) >= 2 else ""
         self.opened = time.monotonic()
@@ -62,37 +68,46 @@ def split(original: str | None) -> tuple[str, str]:
     return printable(first), rest  # the rest is parsed (and refused if need be) by the Session
 
 
-async def dispatch(settings: Settings, principal: str) -> int:
-    """Run one forced command to its end; the exit status for sshd (128+N for a signal)."""
-    rt = Runtime.start(settings)
-    original = os.environ.get("SSH_ORIGINAL_COMMAND")
+async def run_door_session(
+    rt: Runtime, principal: str, original: str | None, ssh_connection: str, process: FdProcess
+) -> None:
+    """Decide and run one door request on *process*; its status ends up in ``process.status``."""
     try:
         action, rest = split(original)
     except Refusal as refusal:
-        action, rest = "", ""
-        conn = DispatchConnection(rt, principal, action)
-        return _refuse(conn, refusal)
-    conn = DispatchConnection(rt, principal, action)
+        _refuse(DispatchConnection(rt, principal, "", ssh_connection), process, refusal)
+        return
+    conn = DispatchConnection(rt, principal, action, ssh_connection)
     if principal not in rt.keys.principals:
-        return _refuse(
-            conn, Refusal(f"gateway: {action}: permission denied", reason="unknown principal", kind="action")
-        )
+        unknown = Refusal(f"gateway: {action}: permission denied", reason="unknown principal", kind="action")
+        _refuse(conn, process, unknown)
+        return
     with contextlib.suppress(AuditUnavailable):
         conn.audit("connection.open")
         conn.audit("auth.accept", principal=principal, action=action)
-    process = StdioProcess(rest or None)
+    process.command = rest or None
     try:
-        with process.attached():
-            await Session(conn, process, 1).run()  # type: ignore[arg-type]
+        await Session(conn, process, 1).run()
     finally:
         with contextlib.suppress(AuditUnavailable):
             conn.audit("connection.close", duration=round(time.monotonic() - conn.opened, 3))
+
+
+async def dispatch(settings: Settings, principal: str) -> int:
+    """In-process: run one forced command to its end; the exit status for sshd (128+N for a signal)."""
+    rt = Runtime.start(settings)
+    process = FdProcess(None, term=os.environ.get("TERM"))
+    original = os.environ.get("SSH_ORIGINAL_COMMAND")
+    try:
+        with process.attached(), signals_attached(process):
+            await run_door_session(rt, principal, original, os.environ.get("SSH_CONNECTION", ""), process)
+    finally:
         await rt.engine.close()
         rt.audit.close()
     return process.status
 
 
-def _refuse(conn: DispatchConnection, refusal: Refusal) -> int:
+def _refuse(conn: DispatchConnection, process: FdProcess, refusal: Refusal) -> None:
     with contextlib.suppress(AuditUnavailable):
         conn.audit(
             "request.deny",
@@ -101,6 +116,6 @@ def _refuse(conn: DispatchConnection, refusal: Refusal) -> int:
             principal=conn.principal,
             action=conn.username,
         )
-    os.write(2, (refusal.public + "\n").encode())
-    conn.rt.audit.close()
-    return 1
+    newline = "\r\n" if process.get_terminal_type() else "\n"
+    process.stderr.write((refusal.public + newline).encode())
+    process.exit(1)

@@ -1,8 +1,11 @@
-"""sshd's end of the session (our stdin, stdout, stderr) in the shape of an asyncssh process.
+"""sshd's end of a session (three descriptors) in the shape of an asyncssh process.
 
-The runners only use a small part of ``SSHServerProcess``; this provides it on
-top of the process's own file descriptors, so the forced-command door runs
-the very same code as the SSH server.
+The runners see one transport-neutral channel (``actions.base.Channel``); the
+asyncssh server process satisfies it, and so does this: sshd's stdin, stdout
+and stderr, either our own (the in-process door) or received over the door
+socket by ``gateway serve`` (``door_server``). Resizes and the hang-up are
+told to it (``resized()``, ``hang_up()``) by whoever hears of them: signal
+handlers in-process, control messages on the door socket.
 """
 
 from __future__ import annotations
@@ -28,31 +31,31 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 class _Reader:
-    def __init__(self, owner: StdioProcess) -> None:
+    def __init__(self, owner: FdProcess) -> None:
         self.owner = owner
 
     async def read(self, n: int = CHUNK) -> bytes:
-        if self.owner.resized:
-            self.owner.resized = False
-            cols, rows, xpix, ypix = self.owner.get_terminal_size()
-            raise asyncssh.TerminalSizeChanged(cols, rows, xpix, ypix)
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        self.owner.wake = ready
-        loop.add_reader(0, _wake, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(0)
-            self.owner.wake = None
-        if self.owner.resized:
-            return await self.read(n)
-        try:
-            return os.read(0, n)
-        except BlockingIOError:
-            return await self.read(n)
-        except OSError:
-            return b""
+        fd = self.owner.fds[0]
+        while True:
+            if self.owner.resize_pending:
+                self.owner.resize_pending = False
+                cols, rows, xpix, ypix = self.owner.get_terminal_size()
+                raise asyncssh.TerminalSizeChanged(cols, rows, xpix, ypix)
+            try:
+                return os.read(fd, n)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return b""
+            loop = asyncio.get_running_loop()
+            ready: asyncio.Future[None] = loop.create_future()
+            self.owner.wake = ready
+            loop.add_reader(fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+                self.owner.wake = None
 
 
 class _Writer:
@@ -69,7 +72,7 @@ class _Writer:
         while self.pending:
             try:
                 written = os.write(self.fd, self.pending)
-            except (BlockingIOError, OSError):
+            except OSError:
                 return
             del self.pending[:written]
 
@@ -103,35 +106,41 @@ class _Channel:
         await self.closed.wait()
 
 
-class StdioProcess:
-    """Our stdio as a session channel; SIGHUP (sshd's hang-up) closes it."""
+class FdProcess:
+    """Three descriptors from sshd as a session channel."""
 
-    def __init__(self, command: str | None) -> None:
+    def __init__(self, command: str | None, fds: tuple[int, int, int] = (0, 1, 2), term: str | None = None):
         self.command = command
         self.subsystem: str | None = None
+        self.fds = fds
         self.stdin = _Reader(self)
-        self.stdout = _Writer(1)
-        self.stderr = _Writer(2)
+        self.stdout = _Writer(fds[1])
+        self.stderr = _Writer(fds[2])
         self.channel = _Channel()
-        self.resized = False
+        self.resize_pending = False
         self.wake: asyncio.Future[None] | None = None
         self.status: int = 0
         self.signal: str | None = None
-        self._tty = os.isatty(0)
+        self._tty = os.isatty(fds[0])
+        self._term = (term or "xterm") if self._tty else None
 
     def get_terminal_type(self) -> str | None:
-        """TERM when sshd gave us a PTY."""
-        return os.environ.get("TERM", "xterm") if self._tty else None
+        """TERM when sshd gave the session a PTY."""
+        return self._term
 
     def get_terminal_size(self) -> tuple[int, int, int, int]:
-        """(cols, rows, xpix, ypix) of sshd's PTY."""
+        """(cols, rows, xpix, ypix) of sshd's PTY, read from the descriptor itself."""
         if not self._tty:
             return 0, 0, 0, 0
-        rows, cols, xpix, ypix = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+        try:
+            raw = fcntl.ioctl(self.fds[0], termios.TIOCGWINSZ, b"\0" * 8)
+        except OSError:
+            return 0, 0, 0, 0
+        rows, cols, xpix, ypix = struct.unpack("HHHH", raw)
         return cols, rows, xpix, ypix
 
     def exit(self, status: int) -> None:
-        """Remember the exit status for the process to return."""
+        """Remember the exit status for the caller to return."""
         self.status = status
         self.channel.closed.set()
 
@@ -140,32 +149,51 @@ class StdioProcess:
         self.signal, self.status = signal_name, 128 + signal.Signals[f"SIG{signal_name}"]
         self.channel.closed.set()
 
-    def _winch(self) -> None:
-        self.resized = True
+    def resized(self) -> None:
+        """sshd's PTY changed size (SIGWINCH reached the door)."""
+        self.resize_pending = True
         if self.wake is not None:
             _wake(self.wake)
 
+    def hang_up(self) -> None:
+        """The client went away (SIGHUP reached the door, or the door itself is gone)."""
+        self.channel.closed.set()
+
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
-        """Non-blocking fds, raw mode on a PTY, SIGWINCH and SIGHUP handlers; all undone after."""
-        loop = asyncio.get_running_loop()
-        saved = termios.tcgetattr(0) if self._tty else None
-        blocking = [os.get_blocking(fd) for fd in (0, 1, 2)]
+        """Non-blocking descriptors and raw mode on a PTY; both undone after.
+
+        Raw mode is set with TCSANOW: the default TCSAFLUSH would throw away
+        what the user typed (or piped into ``ssh -tt``) before the switch.
+        """
+        saved = termios.tcgetattr(self.fds[0]) if self._tty else None
+        blocking = [os.get_blocking(fd) for fd in self.fds]
         try:
             if saved is not None:
-                tty.setraw(0)
-            for fd in (0, 1, 2):
+                tty.setraw(self.fds[0], termios.TCSANOW)
+            for fd in self.fds:
                 os.set_blocking(fd, False)
-            loop.add_signal_handler(signal.SIGWINCH, self._winch)
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.channel.closed.set)
             yield
         finally:
-            for fd, was in zip((0, 1, 2), blocking, strict=True):
+            for fd, was in zip(self.fds, blocking, strict=True):
                 with contextlib.suppress(OSError):
                     os.set_blocking(fd, was)
             for writer in (self.stdout, self.stderr):
                 writer.flush_now()  # blocking again: whatever is left goes out
             if saved is not None:
                 with contextlib.suppress(termios.error):
-                    termios.tcsetattr(0, termios.TCSADRAIN, saved)
+                    termios.tcsetattr(self.fds[0], termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def signals_attached(process: FdProcess) -> Iterator[None]:
+    """In-process: SIGWINCH resizes, SIGHUP and SIGTERM hang up; undone after."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGWINCH, process.resized)
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        loop.add_signal_handler(sig, process.hang_up)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGWINCH, signal.SIGHUP, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,8 +1,8 @@
-"""Policy as code: pure, no I/O past the loader.
+"""Policy as code: pure, no I/O (``gateway.policy_files`` reads the files).
 
 ::
 
-    policies/*.yaml ─► marks.parse_yaml ─► (data, marks)
+    policy texts ─► marks.parse_yaml ─► (data, marks)
                              │
                              ▼
                       models.PolicyFile (pydantic, extra="forbid")
@@ -21,10 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gateway.policy.compiled import Policy, Target
     from gateway.policy.engine import Allow, Deny, DenyCode, Request, decide
-    from gateway.policy.loader import load_policy
 
-# Imported on first use: the forced-command door decides without loading
-# pydantic or YAML (see gateway.policy.snapshot).
+# Imported on first use: commands that need no decision do not load pydantic or YAML.
 _EXPORTS = {
     "Policy": "compiled",
     "Target": "compiled",
@@ -33,7 +31,6 @@ _EXPORTS = {
     "DenyCode": "engine",
     "Request": "engine",
     "decide": "engine",
-    "load_policy": "loader",
 }
 
 
@@ -43,4 +40,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"gateway.policy.{_EXPORTS[name]}"), name)
 
 
-__all__ = ["Allow", "Deny", "DenyCode", "Policy", "Request", "Target", "decide", "load_policy"]
+__all__ = ["Allow", "Deny", "DenyCode", "Policy", "Request", "Target", "decide"]

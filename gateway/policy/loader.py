@@ -11,8 +11,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from pathlib import PurePath
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -24,8 +24,7 @@ from gateway.policy.compiled import CompiledGrant, Policy, TargetMatcher
 from gateway.policy.marks import MAX_NODES, Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
 
-#: bounds that keep a hostile policy file from taking the gateway down
-MAX_FILE_BYTES = 1 << 20
+#: bounds that keep a hostile policy from taking the gateway down (bytes: policy_files)
 MAX_GRANTS = 10_000
 
 _ACTION_MODELS: dict[str, type[BaseModel]] = dict(zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True))
@@ -38,20 +37,25 @@ class _File:
     model: models.PolicyFile
 
 
-def load_policy(directory: Path, keys: KeyRing) -> Policy:
-    """Load, merge and check every ``*.yaml`` in *directory* against *keys*."""
-    if not directory.is_dir():
-        raise LoadError([Problem(str(directory), 1, 1, "policies directory not found")])
-    problems: list[Problem] = []
+class PolicyText(NamedTuple):
+    """One policy file as read from disk (by ``gateway.policy_files``): its name and text."""
+
+    name: str
+    text: str
+
+
+def load_texts(texts: list[PolicyText], keys: KeyRing, problems: list[Problem] | None = None) -> Policy:
+    """Merge and check the policy *texts* against *keys*; raise LoadError with every problem.
+
+    *problems* may already hold the reader's (a file too large, not UTF-8).
+    """
+    problems = list(problems or [])
     files: list[_File] = []
     digest = hashlib.sha256()
     budget = _Budget()
-    for path in sorted(directory.glob("*.yaml")):
-        text = _read(path, problems, budget)
-        if text is None:
-            continue
-        digest.update(f"{path.name}\0{len(text)}\0".encode() + text.encode())
-        loaded = _load_file(str(path), text, problems, budget)
+    for name, text in texts:
+        digest.update(f"{PurePath(name).name}\0{len(text)}\0".encode() + text.encode())
+        loaded = _load_file(name, text, problems, budget)
         if loaded is not None:
             files.append(loaded)
     actions: dict[str, models.Action] = _merge(files, "actions", problems)
@@ -69,32 +73,8 @@ def load_policy(directory: Path, keys: KeyRing) -> Policy:
 class _Budget:
     """What is left of the bounds, shared by every file of one load."""
 
-    bytes: int = MAX_FILE_BYTES
     grants: int = MAX_GRANTS
     nodes: int = MAX_NODES
-
-
-def _read(path: Path, problems: list[Problem], budget: _Budget) -> str | None:
-    """The file's text, or None with a problem: unreadable, too large, or not UTF-8."""
-    too_large = f"too large: the policy files together may hold {MAX_FILE_BYTES >> 20} MiB"
-    try:
-        if path.stat().st_size > budget.bytes:
-            problems.append(Problem(str(path), 1, 1, too_large))
-            return None
-        with path.open("rb") as f:
-            raw = f.read(budget.bytes + 1)  # it may have grown since the stat
-    except OSError as exc:
-        problems.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror}"))
-        return None
-    if len(raw) > budget.bytes:
-        problems.append(Problem(str(path), 1, 1, too_large))
-        return None
-    budget.bytes -= len(raw)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})"))
-        return None
 
 
 def _load_file(name: str, text: str, problems: list[Problem], budget: _Budget) -> _File | None:

@@ -1,9 +1,18 @@
-"""The command= front door: Debian's real sshd forcing `gateway dispatch`, beside `gateway serve`."""
+"""The command= front door, deployed as deploy/OPENSSH.md says: Debian's real sshd with the
+shipped snippet included (only the port and the paths substituted), the `gw` account,
+AuthorizedKeysCommand answered live by the running gateway, and `dispatch` handing each
+session to it over the door socket.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,26 +21,46 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Gateway, copy_opts, gateway_cli, resize_then_exit, spawn, ssh_command
+from tests.e2e.conftest import (
+    ROOT,
+    Gateway,
+    copy_opts,
+    gateway_cli,
+    resize_then_exit,
+    spawn,
+    ssh_command,
+    start_gateway,
+    stop_gateway,
+)
 
 pytestmark = pytest.mark.e2e
+
+SNIPPET = ROOT / "deploy" / "sshd_config.d" / "gateway.conf"
+DOOR_USER = "gw"
 
 
 @dataclass
 class Sshd:
-    """A running sshd on loopback and how to reach it."""
+    """A running sshd on loopback, the gateway behind it, and how to reach them."""
 
     port: int
     keys: dict[str, Path]
+    gateway: Gateway
+    config: Path
 
     def argv(self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
-        return ssh_command(self.port, self.keys[key], "root", words, opts)
+        return ssh_command(self.port, self.keys[key], DOOR_USER, words, opts)
 
     def run(
-        self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()
+        self, *words: str, key: str = "betty", opts: tuple[str, ...] = (), stdin: str = ""
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*words, key=key, opts=opts), capture_output=True, text=True, timeout=60, check=False
+            self.argv(*words, key=key, opts=opts),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
 
@@ -41,117 +70,204 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _ensure_door_user() -> None:
+    """Step 2 of deploy/OPENSSH.md."""
+    if subprocess.run(["id", DOOR_USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--shell",
+                "/bin/sh",
+                "--home-dir",
+                "/nonexistent",
+                "--no-create-home",
+                DOOR_USER,
+            ],
+            check=True,
+        )
+    subprocess.run(["usermod", "-p", "*", "-d", "/", DOOR_USER], check=True)  # not locked: sshd without PAM refuses those
+
+
 @pytest.fixture(scope="module")
 def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    """sshd with `gateway authorized-keys` output, writing into the serve gateway's state directory."""
-    base = tmp_path_factory.mktemp("sshd")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True)
-    rendered = gateway_cli(
-        "authorized-keys", "--policies", str(gateway.policies), "--keys", str(gateway.keydir), "--state", str(gateway.state),
+    """deploy/OPENSSH.md, step by step, on loopback with private paths."""
+    base = tmp_path_factory.mktemp("door")
+    run_dir = Path(f"/run/gwtest-{secrets.token_hex(4)}")
+    run_dir.mkdir(mode=0o755)
+    door_socket = run_dir / "door.sock"
+    program = f"/usr/bin/python3 -S {ROOT}/gateway/door.py"
+    policies = base / "policies"
+    shutil.copytree(gateway.policies, policies)
+    # 1. the gateway, with its door socket where `gw` can reach it
+    _ensure_door_user()  # 2. the account
+    gw = start_gateway(
+        base / "state", policies, gateway.keydir, gateway.keys,
+        extra=("--door-socket", str(door_socket), "--door-user", DOOR_USER, "--door-program", program),
     )  # fmt: skip
-    assert " -S " in rendered.stdout and "door.py dispatch --principal" in rendered.stdout
-    assert rendered.returncode == 0, rendered.stderr
-    (base / "authorized_keys").write_text(rendered.stdout)
+    # 3. the shipped snippet, only the port and paths substituted; `sshd -t` must pass
+    snippet = SNIPPET.read_text().replace("/opt/gateway", str(ROOT)).replace("/run/gateway", str(run_dir))
+    (base / "gateway.conf").write_text(snippet)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True)
     port = _free_port()
-    (base / "sshd_config").write_text(
+    config = base / "sshd_config"
+    config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {base}/host_key\nPidFile {base}/sshd.pid\n"
-        f"AuthorizedKeysFile {base}/authorized_keys\nStrictModes no\nUsePAM no\nPermitRootLogin forced-commands-only\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitUserEnvironment no\n"
-        "Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\nSetEnv HOME=/nonexistent\n"
+        "UsePAM no\nLogLevel ERROR\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+        f"Include {base}/gateway.conf\n"
     )
+    checked = subprocess.run(
+        ["/usr/sbin/sshd", "-t", "-f", str(config)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
     Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")]
-    )
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(base / "sshd.log")])
     for _ in range(100):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    yield Sshd(port, gateway.keys)
+    yield Sshd(port, gateway.keys, gw, config)
     proc.terminate()
     proc.wait(timeout=10)
+    assert stop_gateway(gw) == 0
+    verified = gateway_cli("audit", "verify", "--state", str(gw.state))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _events(gateway: Gateway, mark: int, event: str) -> list[dict[str, Any]]:
     return [e for e in gateway.since(mark, lambda e: e["event"] == event) if e["event"] == event]
 
 
-def test_host_action_through_sshd(sshd: Sshd, gateway: Gateway) -> None:
-    mark = gateway.mark()
+def test_the_shipped_snippet_passes_sshd_t(tmp_path: Path) -> None:
+    """As shipped, unmodified, included from a minimal main config."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hk")], check=True)
+    (tmp_path / "sshd_config").write_text(f"Port 22\nHostKey {tmp_path}/hk\nInclude {SNIPPET}\n")
+    result = subprocess.run(
+        ["/usr/sbin/sshd", "-t", "-f", str(tmp_path / "sshd_config")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_host_action_through_sshd(sshd: Sshd) -> None:
+    mark = sshd.gateway.mark()
     result = sshd.run("memory", key="dan")
     assert result.returncode == 0, result.stderr
     assert "Mem:" in result.stdout
-    (end,) = _events(gateway, mark, "session.end")
+    (end,) = _events(sshd.gateway, mark, "session.end")
     assert (end["door"], end["principal"], end["action"], end["exit_status"]) == (
         "openssh",
         "dan",
         "memory",
         0,
     )
-    allow = _events(gateway, mark, "request.allow")[0]
+    allow = _events(sshd.gateway, mark, "request.allow")[0]
     assert allow["peer"].startswith("127.0.0.1:")
-    assert allow["policy"]
+    start = _events(sshd.gateway, mark, "session.start")[0]
+    assert start["pid"] == sshd.gateway.proc.pid  # run by the daemon, not in the door's process
 
 
 def test_shell_argv_streams_and_status(sshd: Sshd, web1: str) -> None:
     result = sshd.run("debug", web1, "sh", "-c", "'echo out; echo err >&2; exit 7'")
     assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
     assert sshd.run("debug", web1, "hostname").stdout == "web1\n"
+    assert sshd.run("debug", web1, "cat", stdin="piped\n").stdout == "piped\n"  # stdin EOF reaches it
 
 
-def test_shell_on_a_pty(sshd: Sshd, gateway: Gateway, web1: str) -> None:
-    mark = gateway.mark()
-    argv = sshd.argv("debug", web1, opts=("-tt",))
-    child = spawn(argv, size=(30, 90), timeout=20)
+def test_shell_on_a_pty(sshd: Sshd, web1: str) -> None:
+    mark = sshd.gateway.mark()
+    child = spawn(sshd.argv("debug", web1, opts=("-tt",)), size=(30, 90), timeout=20)
     child.sendline("hostname; stty size")
     child.expect("web1")
     child.expect("30 90")
+    child.sendline("sleep 30")
+    time.sleep(0.5)
+    child.sendcontrol("c")  # Ctrl-C reaches the foreground job, not the session
+    child.sendline("echo after-''interrupt")
+    child.expect("after-interrupt")
     resize_then_exit(child, 35, 100, 5)
-    (end,) = _events(gateway, mark, "session.end")
-    cast = (gateway.state / end["recording"]).read_text()
+    (end,) = _events(sshd.gateway, mark, "session.end")
+    cast = (sshd.gateway.state / end["recording"]).read_text()
     assert "35 100" in cast
 
 
-def test_refusals_through_sshd(sshd: Sshd, gateway: Gateway, web1: str, tmp_path: Path) -> None:
-    mark = gateway.mark()
+def test_typed_ahead_input_is_kept(sshd: Sshd, web1: str) -> None:
+    """printf 'hostname\\nexit 5\\n' | ssh -tt gw@HOST debug web1 (it hung and lost the input)."""
+    result = sshd.run("debug", web1, opts=("-tt",), stdin="hostname\nexit 5\n")
+    assert result.returncode == 5
+    assert "web1" in result.stdout
+
+
+def test_a_client_that_hangs_up_ends_the_action(sshd: Sshd, web1: str) -> None:
+    mark = sshd.gateway.mark()
+    child = spawn(sshd.argv("debug", web1, "sleep", "778", opts=("-tt",)), prompt=False)
+    time.sleep(1.5)
+    child.terminate(force=True)
+    ends = _events(sshd.gateway, mark, "session.end")
+    assert ends
+    left = subprocess.run(["pgrep", "-f", "sleep 778"], capture_output=True, text=True, check=False)
+    assert not left.stdout.strip()
+
+
+def test_refusals_through_sshd(sshd: Sshd, web1: str) -> None:
+    mark = sshd.gateway.mark()
     denied = sshd.run("debug", web1, key="dan")
     assert (denied.returncode, denied.stderr) == (1, f"gateway: debug {web1}: permission denied\n")
-    nobody = sshd.run("memory", key="eve")  # a principal with no grants gets no authorized_keys line
-    assert nobody.returncode == 255
+    nobody = sshd.run("memory", key="eve")  # no grants: still a line, refused and audited by the gateway
+    assert (nobody.returncode, nobody.stderr) == (1, "gateway: memory: permission denied\n")
+    unknown = sshd.run("memory", key="mallory")  # not in keys/: no line, sshd refuses
+    assert unknown.returncode == 255
     missing = sshd.run("debug", "nosuch")
     assert missing.stderr == "gateway: debug nosuch: permission denied\n"
     login = sshd.run()
     assert login.returncode == 1
     assert login.stderr.startswith("gateway: usage:")
-    kinds = {e.get("kind") for e in _events(gateway, mark, "request.deny")}
-    assert {"action", "usage"} <= kinds
+    denies = _events(sshd.gateway, mark, "request.deny")
+    assert {"action", "usage"} <= {e.get("kind") for e in denies}
+    assert any(e.get("principal") == "eve" for e in denies)
+    rejected = _events(sshd.gateway, mark, "auth.reject")
+    assert any(e.get("door") == "openssh" and e["fingerprint"].startswith("SHA256:") for e in rejected)
 
 
-def test_sftp_and_scp_refused(sshd: Sshd, gateway: Gateway, tmp_path: Path) -> None:
-    mark = gateway.mark()
+def test_a_new_grant_works_at_the_next_login(sshd: Sshd) -> None:
+    assert sshd.run("memory", key="eve").returncode == 1
+    policies = sshd.gateway.policies
+    mark = sshd.gateway.mark()
+    (policies / "later.yaml").write_text(
+        "version: 1\nactions:\n  uptime: {type: host, command: [uptime]}\n"
+        "grants:\n  - {principals: [eve], actions: [uptime]}\n"
+    )
+    try:
+        sshd.gateway.since(mark, lambda e: e["event"] == "policy.reload", wait=10)
+        result = sshd.run("uptime", key="eve")
+        assert result.returncode == 0, result.stderr
+        assert "load average" in result.stdout
+    finally:
+        (policies / "later.yaml").unlink()
+        sshd.gateway.since(sshd.gateway.mark(), lambda e: e["event"] == "policy.reload", wait=10)
+
+
+def test_sftp_and_scp_refused(sshd: Sshd, tmp_path: Path) -> None:
+    mark = sshd.gateway.mark()
     common = copy_opts(sshd.port, sshd.keys["betty"])
     sftp = subprocess.run(
-        ["sftp", "-b", "-", *common, "root@127.0.0.1"],
-        input="ls\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+        ["sftp", "-b", "-", *common, f"{DOOR_USER}@127.0.0.1"],
+        input="ls\n", capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
     assert sftp.returncode != 0
     source = tmp_path / "f"
     source.write_text("x")
     scp = subprocess.run(
-        ["scp", "-O", *common, str(source), "root@127.0.0.1:/tmp/gw-scp-test"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+        ["scp", "-O", *common, str(source), f"{DOOR_USER}@127.0.0.1:/tmp/gw-scp-test"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
     assert scp.returncode != 0
     assert not Path("/tmp/gw-scp-test").exists()
-    kinds = {e.get("kind") for e in _events(gateway, mark, "request.deny")}
+    kinds = {e.get("kind") for e in _events(sshd.gateway, mark, "request.deny")}
     assert {"subsystem", "scp"} <= kinds
 
 
@@ -161,11 +277,57 @@ def test_forwarding_refused_by_restrict(sshd: Sshd) -> None:
     assert "forwarding failed" in result.stderr
 
 
-def test_both_doors_one_chain(sshd: Sshd, gateway: Gateway) -> None:
+def test_both_doors_one_chain(sshd: Sshd) -> None:
     for _ in range(3):
         assert sshd.run("memory", key="dan").returncode == 0
-        assert gateway.ssh("memory", key="dan").returncode == 0
-    verified = gateway_cli("audit", "verify", "--state", str(gateway.state))
+        assert sshd.gateway.ssh("memory", key="dan").returncode == 0
+    verified = gateway_cli("audit", "verify", "--state", str(sshd.gateway.state))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    doors = {e.get("door", "gateway") for e in gateway.events() if e["event"] == "session.end"}
+    doors = {e.get("door", "gateway") for e in sshd.gateway.events() if e["event"] == "session.end"}
     assert doors == {"openssh", "gateway"}
+
+
+def test_the_static_file_has_every_key(sshd: Sshd) -> None:
+    rendered = gateway_cli(
+        "authorized-keys", "--policies", str(sshd.gateway.policies), "--keys", str(sshd.gateway.keydir),
+        "--state", str(sshd.gateway.state),
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    principals = [line.rsplit(" ", 1)[1] for line in rendered.stdout.splitlines() if not line.startswith("#")]
+    assert sorted(principals) == ["betty", "charlotte", "dan", "eve"]
+    eve = next(line for line in rendered.stdout.splitlines() if line.endswith(" eve"))
+    assert eve.startswith('restrict,command="') and ",pty" not in eve
+
+
+def test_in_process_when_no_daemon_answers(gateway: Gateway, tmp_path: Path) -> None:
+    """The fallback runs the same Session (as root here), with the same audit records."""
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        "SSH_ORIGINAL_COMMAND": "memory",
+        "SSH_CONNECTION": "127.0.0.9 4242 127.0.0.1 22",
+    }
+    argv = [
+        sys.executable, "-S", str(ROOT / "gateway" / "door.py"), "dispatch", "--principal", "dan",
+        "--policies", str(gateway.policies), "--keys", str(gateway.keydir), "--state", str(state),
+    ]  # fmt: skip
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Mem:" in result.stdout
+    verified = gateway_cli("audit", "verify", "--state", str(state))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    records = (state / "audit").glob("audit-*.jsonl")
+    assert any(
+        '"door":"openssh"' in p.read_text() and '"peer":"127.0.0.9:4242"' in p.read_text() for p in records
+    )
+
+
+def test_a_signal_death_is_reraised_for_sshd(gateway: Gateway, web1: str, tmp_path: Path) -> None:
+    """dispatch exits the way the child did: killed by TERM, not 143."""
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": f"debug {web1} sh -c 'kill -TERM $$'"}
+    argv = [
+        sys.executable, "-m", "gateway", "dispatch", "--principal", "betty",
+        "--policies", str(gateway.policies), "--keys", str(gateway.keydir), "--state", str(gateway.state),
+    ]  # fmt: skip
+    result = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False, cwd=ROOT)
+    assert result.returncode == -signal.SIGTERM

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.keys import load_keys
-from gateway.policy import Allow, Request, Target, decide, load_policy
+from gateway.policy import Allow, Request, Target, decide
+from gateway.policy_files import load_policy
 from tests.e2e.conftest import Gateway
 
 pytestmark = pytest.mark.e2e

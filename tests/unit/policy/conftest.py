@@ -10,7 +10,8 @@ import pytest
 
 from gateway.errors import LoadError
 from gateway.keys import KeyRing
-from gateway.policy import Policy, load_policy
+from gateway.policy import Policy
+from gateway.policy_files import load_policy
 
 Write = Callable[..., Path]
 

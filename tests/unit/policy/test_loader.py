@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.keys import load_keys
-from gateway.policy import Policy, load_policy
+from gateway.policy import Policy
 from gateway.policy.models import BackupAction, ShellAction, SignalAction
+from gateway.policy_files import load_policy
 from tests.unit.policy.conftest import Write
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,0 +1,211 @@
+"""The daemon's side of the door: ``gateway serve --door-socket PATH``.
+
+A unix socket (mode 0600, owned by ``--door-user`` when given), whose peers
+must be root or that user (SO_PEERCRED). Two requests:
+
+- ``session``: the first line comes with three descriptors (SCM_RIGHTS):
+  sshd's stdin, stdout and stderr. The daemon answers ``{"accepted": true}``,
+  runs the very same Session as for its own SSH clients on them
+  (``run_door_session``), hears ``winch`` and ``hangup`` lines meanwhile, and
+  ends with ``{"status": N, "signal": S}``. A door that goes away is a hang-up.
+- ``keyline``: the authorized_keys line for one fingerprint, from the policy
+  in force (sshd's ``AuthorizedKeysCommand``); an unknown key gets ``null``
+  and an ``auth.reject`` audit record, as `serve` records an unknown key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import oplog
+from gateway.authorized_keys import Door, key_line
+from gateway.dispatch.main import run_door_session
+from gateway.dispatch.stdio import FdProcess
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.runtime import Runtime
+from gateway.tasks import Tasks
+
+LINE_LIMIT = 65536
+_UCRED = struct.Struct("3i")
+
+
+def default_program() -> str:
+    """How sshd runs the gateway unless told otherwise: this Python, -S, the door launcher."""
+    return f"{sys.executable} -S {Path(__file__).resolve().parents[1] / 'door.py'}"
+
+
+def bind(path: Path, owner: int | None) -> socket.socket:
+    """The listening socket: a stale socket file is replaced, anything else is refused."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ConfigError(f"{path} exists and is not a socket")
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        path.chmod(0o600)
+        if owner is not None:
+            os.chown(path, owner, -1)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on the door socket {path}: {exc.strerror}") from exc
+    return sock
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The connecting process's uid (SO_PEERCRED)."""
+    _pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return int(uid)
+
+
+async def _readable(conn: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(conn.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(conn.fileno())
+
+
+async def _first_line(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The request line and any descriptors that came with it."""
+    data, fds = bytearray(), []
+    while b"\n" not in data:
+        await _readable(conn)
+        try:
+            chunk, got, _flags, _addr = socket.recv_fds(conn, 4096, 3)
+        except BlockingIOError:
+            continue
+        fds += got
+        if not chunk or len(data) > LINE_LIMIT:
+            break
+        data += chunk
+    return bytes(data), fds
+
+
+class DoorServer:
+    """Accepts door connections and serves each one."""
+
+    def __init__(self, runtime: Runtime, path: Path, door_uid: int | None) -> None:
+        self.rt = runtime
+        self.path = path
+        self.allowed = {0} | ({door_uid} if door_uid is not None else set())
+        self.sock = bind(path, door_uid)
+        self.tasks = Tasks("door")
+
+    async def run(self) -> None:
+        """Accept until cancelled."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                conn, _ = await loop.sock_accept(self.sock)
+                self.tasks.spawn(self._serve(conn), "conn")
+        finally:
+            self.sock.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            await self.tasks.cancel_all()
+
+    async def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.setblocking(False)
+            uid = peer_uid(conn)
+            if uid not in self.allowed:
+                with contextlib.suppress(AuditUnavailable):
+                    self.rt.audit.emit("door.refused", uid=uid, reason="peer not allowed")
+                return
+            line, fds = await _first_line(conn)
+            try:
+                request = json.loads(line.partition(b"\n")[0] or b"null")
+                if isinstance(request, dict) and request.get("op") == "session" and len(fds) == 3:
+                    await self._session(conn, request, (fds[0], fds[1], fds[2]), line.partition(b"\n")[2])
+                elif isinstance(request, dict) and request.get("op") == "keyline" and not fds:
+                    await self._keyline(conn, request)
+            except (ValueError, OSError) as exc:
+                oplog.log().warning("door request failed", error=str(exc))
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    async def _keyline(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        fingerprint = str(request.get("fingerprint", ""))[:128]
+        settings = self.rt.settings
+        program = str(request.get("program") or settings.door_program or default_program())
+        door = Door(program, settings.policies, settings.keys, settings.state, settings.door_socket)
+        try:
+            line = key_line(self.rt.policy, self.rt.keys, fingerprint, door)
+        except ConfigError:
+            line = None
+        if line is None:
+            with contextlib.suppress(AuditUnavailable):
+                self.rt.audit.emit(
+                    "auth.reject", fingerprint=fingerprint, reason="unknown key", door="openssh"
+                )
+        await _send(conn, {"line": line})
+
+    async def _session(
+        self, conn: socket.socket, request: dict[str, Any], fds: tuple[int, int, int], rest: bytes
+    ) -> None:
+        command = request.get("command")
+        process = FdProcess(None, fds, term=str(request.get("term") or "") or None)
+        await _send(conn, {"accepted": True})
+        async with Tasks("door-session") as tasks:
+            tasks.spawn(_control(conn, process, rest), "control")
+            with process.attached():
+                await run_door_session(
+                    self.rt,
+                    str(request.get("principal", "")),
+                    command if isinstance(command, str) else None,
+                    str(request.get("connection", "")),
+                    process,
+                )
+        await _send(conn, {"status": process.status, "signal": process.signal})
+
+
+async def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        await asyncio.get_running_loop().sock_sendall(conn, json.dumps(message).encode() + b"\n")
+
+
+async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> None:
+    """``winch`` and ``hangup`` lines from the door; its going away is a hang-up."""
+    loop = asyncio.get_running_loop()
+    buffer = bytearray(pending)
+    while True:
+        while b"\n" in buffer:
+            line, _, rest = bytes(buffer).partition(b"\n")
+            buffer[:] = rest
+            if line == b"winch":
+                process.resized()
+            elif line == b"hangup":
+                process.hang_up()
+        try:
+            chunk = await loop.sock_recv(conn, 1024)
+        except OSError:
+            chunk = b""
+        if not chunk or len(buffer) > LINE_LIMIT:
+            process.hang_up()
+            return
+        buffer += chunk
