@@ -79,3 +79,13 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - start)
     return out
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    """Median, min and max of seconds, in milliseconds: a figure with its spread."""
+    return {
+        "median_ms": median_ms(samples),
+        "min_ms": round(min(samples) * 1000, 2),
+        "max_ms": round(max(samples) * 1000, 2),
+        "n": len(samples),
+    }

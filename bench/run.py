@@ -152,14 +152,22 @@ def markdown(results: dict[str, Any]) -> str:
             "-",
         ),
         ("7. decision, 10,000 grants, p99", f"{dec['p99_us']} us", "-", "-", "<= 50 us"),
-        (
-            "8. what `dispatch` adds to sshd (median)",
-            f"+{dr['added_ms']} ms",
-            f"{dr['sshd_direct_ms']} ms",
-            "-",
-            "<= 60 ms",
-        ),
     ]
+    for work, what in (
+        ("host", "`memory`"),
+        ("container", "`debug web1 hostname`"),
+        ("pty", "first PTY prompt"),
+    ):
+        rows.append(
+            (
+                f"8. door adds to sshd: {what} (daemon / console script / in-process)",
+                f"+{dr[f'added_daemon_{work}_ms']} / +{dr[f'added_daemon_console_script_{work}_ms']}"
+                f" / +{dr[f'added_in_process_{work}_ms']} ms",
+                f"{dr[f'direct_{work}']['median_ms']} ms",
+                "-",
+                f"<= {dr['target_added_ms']} ms",
+            )
+        )
     com = results["compliance"]
     rows += [
         (f"`sessions list`, {com['sessions']:,} sessions", f"{com['list_s']} s", "-", "-", "<= 1 s"),
@@ -187,14 +195,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
         "memory/session",
         "backup MB/s",
         "decision p99 / 50us",
-        "dispatch added / 60ms",
+        "door added (container) / 40ms",
     ]
     values = [
         results["latency"]["ratio"],
         results["sessions"]["memory_ratio"],
         results["bulk"]["backup_ratio"],
         results["decision"]["p99_us"] / 50,
-        results["door"]["added_ms"] / 60,
+        results["door"]["added_daemon_container_ms"] / results["door"]["target_added_ms"],
     ]
     targets = [0.15, 0.02, 0.9, 1.0, 1.0]
     fig, ax = plt.subplots(figsize=(8, 4))

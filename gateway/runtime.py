@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
 from gateway.policy import Policy
 from gateway.policy_files import Fingerprint, fingerprint, load_policy
+from gateway.session.registry import LiveSessions
 from gateway.settings import Settings
 
 
@@ -37,9 +37,8 @@ class Runtime:
     trusted_cas: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=lambda: Limits(Settings()))
     connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
-    sessions: set[Any] = field(default_factory=set)  # live session.Session objects, for the drain
+    sessions: LiveSessions = field(default_factory=LiveSessions)  # for the drain and /healthz
     draining: bool = False
-    quiet: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last session ends
     #: the policy and key files as they were just before the policy in force was loaded
     loaded_from: Fingerprint = field(default_factory=list)
 

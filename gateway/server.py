@@ -203,12 +203,9 @@ async def _drain(runtime: Runtime) -> None:
     oplog.log().info("draining", sessions=len(runtime.sessions), seconds=seconds)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.drain", sessions=len(runtime.sessions), seconds=seconds)
-    for session in list(runtime.sessions):
+    for session in runtime.sessions:
         session.notify(f"gateway: the gateway is shutting down; this session ends within {seconds:g}s")
-    runtime.quiet.clear()
-    if runtime.sessions:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.quiet.wait(), seconds)
+    await runtime.sessions.wait_quiet(seconds)
 
 
 async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
@@ -221,9 +218,9 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     for conn in list(runtime.connections):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.wait_closed(), CLOSE_GRACE)
-    if runtime.sessions:  # their children are being ended: let them write session.end
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.quiet.wait(), CLOSE_GRACE)
+    await runtime.sessions.wait_quiet(
+        CLOSE_GRACE
+    )  # their children are being ended: let them write session.end
     _write_summaries(runtime, everything=True)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")

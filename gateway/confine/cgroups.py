@@ -111,7 +111,8 @@ class SessionCgroup:
         if self.own is None:
             return 0
         ended: set[int] = set()
-        await self._freeze(True)
+        if self.pids():  # an empty cgroup stays empty: only a member can add one (by forking)
+            await self._freeze(True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_SECONDS
         while (left := self.pids()) and loop.time() < deadline:

@@ -86,7 +86,9 @@ def _ensure_door_user() -> None:
             ],
             check=True,
         )
-    subprocess.run(["usermod", "-p", "*", "-d", "/", DOOR_USER], check=True)  # not locked: sshd without PAM refuses those
+    subprocess.run(
+        ["usermod", "-p", "*", "-d", "/", DOOR_USER], check=True
+    )  # not locked: sshd without PAM refuses those
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,120 @@
+"""One session channel, start to end: decide, admit, write the allow record, run, deliver.
+
+Refusals are one line on stderr, exit status 1, and a ``request.deny`` event.
+The same Session runs for `gateway serve`'s own SSH clients and for the
+OpenSSH door (through the daemon's door socket, or in-process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway import metrics
+from gateway.actions import Exit
+from gateway.actions.base import Channel
+from gateway.errors import AuditUnavailable, Refusal
+from gateway.session import messages
+from gateway.session.decide import Connection, Plan, authorize
+from gateway.session.run import execute
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+
+class Session:
+    """Runs one session channel to its end."""
+
+    def __init__(self, conn: Connection, process: Channel, number: int) -> None:
+        self.conn = conn
+        self.rt: Runtime = conn.rt
+        self.process = process
+        self.number = number
+        self.action = conn.username
+        self.ended_by: str | None = None
+        self._fields: dict[str, Any] = {"channel": number, "principal": conn.principal, "action": self.action}
+
+    @property
+    def pty(self) -> bool:
+        """Whether the client asked for a terminal."""
+        return self.process.get_terminal_type() is not None
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event for this session."""
+        self.conn.audit(event, durable=durable, **self._fields, **fields)
+
+    def notify(self, line: str) -> None:
+        """One line on the client's stderr (a notice, not an error)."""
+        with contextlib.suppress(Exception):
+            self.process.stderr.write((line + messages.newline(self.pty)).encode())
+
+    def failed(self, exc: Exception) -> str:
+        """Tell the client in one line; return the detail for the audit log."""
+        public, detail = messages.failure(exc, self.action)
+        self.notify(public)
+        return detail
+
+    async def run(self) -> None:
+        """Decide, then run or refuse; never raises."""
+        try:
+            plan = await authorize(self.conn, self.process, self._fields)
+        except Refusal as refusal:
+            self._refuse(refusal)
+            return
+        try:
+            await self._run_plan(plan)
+        finally:
+            plan.close()
+
+    async def _run_plan(self, plan: Plan) -> None:
+        principal = self.conn.principal or ""
+        try:
+            self._admit()
+        except Refusal as refusal:
+            self._refuse(refusal)
+            return
+        try:
+            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest)
+        except AuditUnavailable:
+            self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind="audit"))
+            self.rt.limits.release_session(principal)
+            return
+        self.rt.sessions.add(self)
+        metrics.REQUESTS.labels(self._label, "allow").inc()
+        metrics.SESSIONS.inc()
+        started = time.monotonic()
+        try:
+            self._deliver(await execute(self, plan))
+        finally:
+            metrics.SESSIONS.dec()
+            metrics.SESSION_SECONDS.labels(self._label).observe(time.monotonic() - started)
+            self.rt.sessions.discard(self)
+            self.rt.limits.release_session(principal)
+
+    def _admit(self) -> None:
+        """Session limits (in total, per principal) and the drain; raises Refusal."""
+        if self.rt.draining:
+            raise Refusal("gateway: the gateway is shutting down", reason="draining", kind="session-limit")
+        reason = self.rt.limits.admit_session(self.conn.principal or "")
+        if reason is not None:
+            raise Refusal("gateway: too many sessions; try again later", reason=reason, kind="session-limit")
+
+    @property
+    def _label(self) -> str:
+        return self.action if self.action in self.rt.policy.actions else "other"
+
+    def _refuse(self, refusal: Refusal) -> None:
+        metrics.REQUESTS.labels(self._label, "limit" if refusal.kind == "session-limit" else "deny").inc()
+        with contextlib.suppress(AuditUnavailable):
+            self.audit("request.deny", kind=refusal.kind, reason=refusal.reason, policy=self.rt.policy.digest)
+        self.notify(refusal.public)
+        with contextlib.suppress(Exception):
+            self.process.exit(messages.REFUSED_STATUS)
+
+    def _deliver(self, outcome: Exit) -> None:
+        with contextlib.suppress(Exception):
+            if outcome.signal is not None:
+                self.process.exit_with_signal(outcome.signal)
+            else:
+                self.process.exit(outcome.status)

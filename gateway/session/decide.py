@@ -1,0 +1,108 @@
+"""Deciding a session request: parse, resolve the target, ask the policy, pin the container.
+
+Everything here happens before the allow record; a Refusal raised here means
+nothing ran. The result is a Plan: what runs, under which grant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.actions import validate
+from gateway.actions.base import Channel
+from gateway.actions.shell import pin_target
+from gateway.command import Command, is_legacy_scp, parse_command, printable
+from gateway.confine import Pinned
+from gateway.docker import ContainerInfo
+from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
+from gateway.policy import Allow, Request, Target, decide
+from gateway.policy.models import Action
+from gateway.session import messages
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+
+class Connection(Protocol):
+    """What a session needs from its connection: the SSH server's, or the command= door's."""
+
+    rt: Runtime
+    session_id: str
+    username: str
+    principal: str | None
+    peer_host: str
+
+    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event tied to the connection."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An allowed request, about to run."""
+
+    spec: Action
+    grant: str
+    command: Command
+    container: ContainerInfo | None
+    #: the container's process, pinned before the allow record (shell via nsenter)
+    pinned: Pinned | None = None
+
+    def close(self) -> None:
+        """Release what the plan holds (the pinned process's descriptors)."""
+        if self.pinned is not None:
+            self.pinned.close()
+
+
+async def authorize(conn: Connection, process: Channel, fields: dict[str, Any]) -> Plan:
+    """Decide the request on *process*; raise Refusal. *fields* collects what the audit records name."""
+    rt, action = conn.rt, conn.username
+    if process.subsystem is not None:
+        name = printable(process.subsystem)
+        raise Refusal(
+            f"gateway: subsystem {name} is not available", reason=f"subsystem {name}", kind="subsystem"
+        )
+    command = parse_command(process.command)
+    spec = rt.policy.actions.get(action)
+    if spec is not None and spec.takes_query:
+        command = Command(None, command.words)  # every word is the query
+    fields.update(target=command.target, args=list(command.args) or None)
+    if is_legacy_scp(command):
+        raise Refusal("gateway: scp is not available", reason="legacy scp", kind="scp")
+    principal = conn.principal or ""
+    container = None
+    if spec is not None and spec.needs_target and command.target is not None:
+        container = await _resolve(rt, principal, action, command.target, fields)
+    target = Target(container.name, container.labels) if container else _typed_target(command)
+    decision = decide(rt.policy, Request(principal, action, target, command.args, source=conn.peer_host))
+    if not isinstance(decision, Allow):
+        raise Refusal(
+            messages.deny_line(decision.code, action, command), reason=decision.reason, kind="action"
+        )
+    validate(decision.spec, command.args)
+    if container is not None and not container.running:
+        raise Refusal(
+            f"gateway: {container.name} is not running", reason="container not running", kind="action"
+        )
+    pinned = pin_target(decision.spec, container) if container is not None else None
+    return Plan(decision.spec, decision.grant, command, container, pinned)
+
+
+async def _resolve(
+    rt: Runtime, principal: str, action: str, name: str, fields: dict[str, Any]
+) -> ContainerInfo | None:
+    """Resolve the target only for a principal who holds this action at all."""
+    if (principal, action) not in rt.policy.lookup:
+        return None
+    try:
+        info = await rt.engine.inspect(name)
+    except ContainerNotFound:
+        raise Refusal(messages.denied(action, name), reason="no such container", kind="action") from None
+    except DockerUnavailable as exc:
+        raise Refusal(messages.ENGINE_DOWN, reason=f"docker unavailable: {exc}", kind="action") from None
+    fields.update(container=info.id, image=info.image)
+    return info
+
+
+def _typed_target(command: Command) -> Target | None:
+    return Target(command.target) if command.target is not None else None
