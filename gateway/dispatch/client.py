@@ -1,33 +1,33 @@
 """The door's thin client: hand sshd's session to `gateway serve`, then wait for its status.
 
 ``gateway dispatch`` (and ``gateway authorized-keys --fingerprint``) start here,
-before anything heavy is imported: only the standard library, so that the
-process sshd starts on every connection costs little more than Python itself.
+before anything heavy is imported. It runs on every connection through sshd,
+so it imports only C modules (``_socket``, ``_signal``, ``_struct``,
+``termios``) besides ``os``: about 1 ms on top of Python's own start-up,
+where ``socket``, ``signal``, ``json`` and ``pathlib`` cost 15 to 20 ms.
 
-The session op passes our stdin, stdout and stderr (SCM_RIGHTS) with the
+The session request passes our stdin, stdout and stderr (SCM_RIGHTS) with the
 principal, ``SSH_ORIGINAL_COMMAND``, ``SSH_CONNECTION`` and ``TERM``; the
 daemon reads the terminal size from the descriptor itself. SIGWINCH becomes
-a ``winch`` line, SIGHUP and SIGTERM a ``hangup`` line, and the daemon's last
-line is the session's exit status (or the signal it died of). When no daemon
-answers (or it refuses before accepting), the caller runs the same Session
-in-process instead.
+a ``winch`` message, SIGHUP and SIGTERM a ``hangup``, and the daemon's last
+message is the session's exit status (or the signal it died of). When no
+daemon answers (or it refuses before accepting), the caller runs the same
+Session in-process instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import _signal  # type: ignore[import-not-found,unused-ignore]  # no stubs; C module
+import _socket
+import _struct
 import os
-import signal
-import socket
 import termios
-import tty
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-LINE_LIMIT = 65536
-HANGUP_GRACE = 10.0
+from gateway.dispatch import wire
+
+HANGUP_GRACE = 10
+# termios indexes and flags for raw mode (what tty.setraw does, without importing tty)
+_IFLAG, _OFLAG, _CFLAG, _LFLAG, _CC = 0, 1, 2, 3, 6
 
 
 def parse(argv: list[str], names: dict[str, str]) -> dict[str, str] | None:
@@ -44,12 +44,12 @@ def parse(argv: list[str], names: dict[str, str]) -> dict[str, str] | None:
 
 def socket_path(values: dict[str, str]) -> str:
     """``--door-socket``, or ``STATE/door.sock``."""
-    return values.get("door_socket") or str(Path(values.get("state", "state")) / "door.sock")
+    return values.get("door_socket") or values.get("state", "state").rstrip("/") + "/door.sock"
 
 
-def connect(path: str) -> socket.socket | None:
+def connect(path: str) -> _socket.socket | None:
     """A connection to the daemon's door socket, or None when nothing answers."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError:
@@ -58,49 +58,72 @@ def connect(path: str) -> socket.socket | None:
     return sock
 
 
-def read_line(sock: socket.socket, pending: bytearray) -> dict[str, Any] | None:
-    """The next JSON line from the daemon; None at EOF."""
-    while b"\n" not in pending:
+def receive(sock: _socket.socket, pending: bytearray) -> list[str] | None:
+    """The next message from the daemon; None at EOF or on garbage."""
+    while True:
+        try:
+            found = wire.decode(bytes(pending))
+        except ValueError:
+            return None
+        if found is not None:
+            fields, rest = found
+            pending[:] = rest
+            return fields
         try:
             chunk = sock.recv(4096)
         except OSError:
             return None
-        if not chunk or len(pending) > LINE_LIMIT:
+        if not chunk or len(pending) > wire.LIMIT:
             return None
         pending += chunk
-    line, _, rest = bytes(pending).partition(b"\n")
-    pending[:] = rest
-    value = json.loads(line)
-    return value if isinstance(value, dict) else None
 
 
-@contextlib.contextmanager
-def _raw_terminal() -> Iterator[None]:
-    """Raw mode on sshd's PTY, set with TCSANOW: typed-ahead input is kept."""
-    saved = termios.tcgetattr(0) if os.isatty(0) else None
-    if saved is not None:
-        tty.setraw(0, termios.TCSANOW)
+def _raw(fd: int) -> list[int | list[bytes | int]] | None:
+    """Raw mode on sshd's PTY, set with TCSANOW (typed-ahead input is kept); the saved modes."""
     try:
-        yield
-    finally:
-        if saved is not None:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        return None
+    mode = list(saved)
+    mode[_IFLAG] &= ~(termios.BRKINT | termios.ICRNL | termios.INPCK | termios.ISTRIP | termios.IXON)
+    mode[_OFLAG] &= ~termios.OPOST
+    mode[_CFLAG] = (mode[_CFLAG] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
+    mode[_LFLAG] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
+    cc = list(mode[_CC])
+    cc[termios.VMIN], cc[termios.VTIME] = 1, 0
+    mode[_CC] = cc
+    termios.tcsetattr(fd, termios.TCSANOW, mode)
+    return saved
 
 
-def _forward_signals(sock: socket.socket) -> None:
-    def send(line: bytes) -> None:
-        with contextlib.suppress(OSError):
-            sock.send(line)
+def _restore(fd: int, saved: list[int | list[bytes | int]] | None) -> None:
+    if saved is not None:
+        try:  # noqa: SIM105 - contextlib would cost milliseconds to import here
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except termios.error:
+            pass
+
+
+def _forward_signals(sock: _socket.socket) -> None:
+    def send(message: bytes) -> None:
+        try:  # noqa: SIM105 - contextlib would cost milliseconds to import here
+            sock.send(message)
+        except OSError:
+            pass
 
     def hangup(*_: object) -> None:
-        send(b"hangup\n")
-        signal.alarm(int(HANGUP_GRACE))  # the daemon answers at once; never hang on a dead one
+        send(wire.encode("hangup"))
+        _signal.alarm(HANGUP_GRACE)  # the daemon answers at once; never hang on a dead one
 
-    signal.signal(signal.SIGWINCH, lambda *_: send(b"winch\n"))
-    signal.signal(signal.SIGHUP, hangup)
-    signal.signal(signal.SIGTERM, hangup)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    _signal.signal(_signal.SIGWINCH, lambda *_: send(wire.encode("winch")))
+    _signal.signal(_signal.SIGHUP, hangup)
+    _signal.signal(_signal.SIGTERM, hangup)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+
+
+def _send_with_fds(sock: _socket.socket, message: bytes, fds: tuple[int, ...]) -> None:
+    rights = _struct.pack(f"{len(fds)}i", *fds)
+    sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
 
 
 def session(argv: list[str]) -> int | None:
@@ -112,31 +135,36 @@ def session(argv: list[str]) -> int | None:
     sock = connect(socket_path(values))
     if sock is None:
         return None
-    header = {
-        "op": "session",
-        "principal": values["principal"],
-        "command": os.environ.get("SSH_ORIGINAL_COMMAND"),
-        "connection": os.environ.get("SSH_CONNECTION", ""),
-        "term": os.environ.get("TERM"),
-    }
+    env = os.environ
+    message = wire.encode(
+        "session",
+        values["principal"],
+        env.get("SSH_ORIGINAL_COMMAND", ""),
+        env.get("SSH_CONNECTION", ""),
+        env.get("TERM", ""),
+    )
     pending = bytearray()
-    with sock, _raw_terminal():
+    saved = _raw(0) if os.isatty(0) else None
+    try:
         try:
-            socket.send_fds(sock, [json.dumps(header).encode() + b"\n"], [0, 1, 2])
+            _send_with_fds(sock, message, (0, 1, 2))
         except OSError:
             return None
-        if read_line(sock, pending) != {"accepted": True}:
+        if receive(sock, pending) != ["accepted"]:
             return None  # refused before anything ran: the in-process door takes over
         _forward_signals(sock)
-        result = read_line(sock, pending)
-    if result is None:
+        result = receive(sock, pending)
+    finally:
+        _restore(0, saved)
+        sock.close()
+    if result is None or len(result) < 2 or result[0] != "status" or not result[1].isdigit():
         os.write(2, b"gateway: the gateway went away during the session\n")
         return 255
-    return int(result.get("status", 255))
+    return int(result[1])
 
 
 def key_line(argv: list[str]) -> str | None:
-    """``authorized-keys --fingerprint FP``: the daemon's answer ("" for no key), or None."""
+    """``authorized-keys --fingerprint FP``: the daemon's answer ("" for no such key), or None."""
     names = {"--policies": "policies", "--keys": "keys", "--state": "state", "--program": "program"}
     values = parse(argv, {**names, "--fingerprint": "fingerprint", "--door-socket": "door_socket"})
     if values is None or "fingerprint" not in values:
@@ -144,17 +172,13 @@ def key_line(argv: list[str]) -> str | None:
     sock = connect(socket_path(values))
     if sock is None:
         return None
-    with sock:
-        try:
-            request = {
-                "op": "keyline",
-                "fingerprint": values["fingerprint"],
-                "program": values.get("program"),
-            }
-            sock.sendall(json.dumps(request).encode() + b"\n")
-        except OSError:
-            return None
-        answer = read_line(sock, bytearray())
-    if answer is None or "line" not in answer:
+    try:
+        sock.sendall(wire.encode("keyline", values["fingerprint"], values.get("program", "")))
+        answer = receive(sock, bytearray())
+    except OSError:
+        answer = None
+    finally:
+        sock.close()
+    if answer is None or not answer or answer[0] != "line":
         return None
-    return str(answer["line"] or "")
+    return answer[1] if len(answer) > 1 else ""

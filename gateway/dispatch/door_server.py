@@ -1,40 +1,38 @@
 """The daemon's side of the door: ``gateway serve --door-socket PATH``.
 
 A unix socket (mode 0600, owned by ``--door-user`` when given), whose peers
-must be root or that user (SO_PEERCRED). Two requests:
+must be root or that user (SO_PEERCRED). Two requests (``wire`` has the format):
 
-- ``session``: the first line comes with three descriptors (SCM_RIGHTS):
-  sshd's stdin, stdout and stderr. The daemon answers ``{"accepted": true}``,
-  runs the very same Session as for its own SSH clients on them
-  (``run_door_session``), hears ``winch`` and ``hangup`` lines meanwhile, and
-  ends with ``{"status": N, "signal": S}``. A door that goes away is a hang-up.
+- ``session``: the first message comes with three descriptors (SCM_RIGHTS):
+  sshd's stdin, stdout and stderr. The daemon answers ``accepted``, runs the
+  very same Session as for its own SSH clients on them
+  (``run_door_session``), hears ``winch`` and ``hangup`` meanwhile, and ends
+  with ``status N SIGNAL``. A door that goes away is a hang-up.
 - ``keyline``: the authorized_keys line for one fingerprint, from the policy
-  in force (sshd's ``AuthorizedKeysCommand``); an unknown key gets ``null``
-  and an ``auth.reject`` audit record, as `serve` records an unknown key.
+  in force (sshd's ``AuthorizedKeysCommand``); an unknown key gets an empty
+  ``line`` and an ``auth.reject`` audit record, as `serve` records one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import stat
 import struct
 import sys
 from pathlib import Path
-from typing import Any
 
 from gateway import oplog
 from gateway.authorized_keys import Door, key_line
+from gateway.dispatch import wire
 from gateway.dispatch.main import run_door_session
 from gateway.dispatch.stdio import FdProcess
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.runtime import Runtime
 from gateway.tasks import Tasks
 
-LINE_LIMIT = 65536
 _UCRED = struct.Struct("3i")
 
 
@@ -88,20 +86,22 @@ async def _readable(conn: socket.socket) -> None:
         loop.remove_reader(conn.fileno())
 
 
-async def _first_line(conn: socket.socket) -> tuple[bytes, list[int]]:
-    """The request line and any descriptors that came with it."""
-    data, fds = bytearray(), []
-    while b"\n" not in data:
+async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, list[int]]:
+    """The request, what came after it, and any descriptors that came with it."""
+    data, fds = b"", list[int]()
+    while True:
+        found = wire.decode(data)  # ValueError for garbage: the caller drops the connection
+        if found is not None:
+            return found[0], found[1], fds
         await _readable(conn)
         try:
             chunk, got, _flags, _addr = socket.recv_fds(conn, 4096, 3)
         except BlockingIOError:
             continue
         fds += got
-        if not chunk or len(data) > LINE_LIMIT:
-            break
+        if not chunk or len(data) > wire.LIMIT:
+            return None, b"", fds
         data += chunk
-    return bytes(data), fds
 
 
 class DoorServer:
@@ -135,13 +135,13 @@ class DoorServer:
                 with contextlib.suppress(AuditUnavailable):
                     self.rt.audit.emit("door.refused", uid=uid, reason="peer not allowed")
                 return
-            line, fds = await _first_line(conn)
+            fds: list[int] = []
             try:
-                request = json.loads(line.partition(b"\n")[0] or b"null")
-                if isinstance(request, dict) and request.get("op") == "session" and len(fds) == 3:
-                    await self._session(conn, request, (fds[0], fds[1], fds[2]), line.partition(b"\n")[2])
-                elif isinstance(request, dict) and request.get("op") == "keyline" and not fds:
-                    await self._keyline(conn, request)
+                request, rest, fds = await _first_message(conn)
+                if request is not None and request[:1] == ["session"] and len(request) == 5 and len(fds) == 3:
+                    await self._session(conn, request[1:], (fds[0], fds[1], fds[2]), rest)
+                elif request is not None and request[:1] == ["keyline"] and len(request) == 3 and not fds:
+                    await self._keyline(conn, request[1], request[2])
             except (ValueError, OSError) as exc:
                 oplog.log().warning("door request failed", error=str(exc))
             finally:
@@ -149,10 +149,10 @@ class DoorServer:
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    async def _keyline(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        fingerprint = str(request.get("fingerprint", ""))[:128]
+    async def _keyline(self, conn: socket.socket, fingerprint: str, program: str) -> None:
+        fingerprint = fingerprint[:128]
         settings = self.rt.settings
-        program = str(request.get("program") or settings.door_program or default_program())
+        program = program or settings.door_program or default_program()
         door = Door(program, settings.policies, settings.keys, settings.state, settings.door_socket)
         try:
             line = key_line(self.rt.policy, self.rt.keys, fingerprint, door)
@@ -163,49 +163,47 @@ class DoorServer:
                 self.rt.audit.emit(
                     "auth.reject", fingerprint=fingerprint, reason="unknown key", door="openssh"
                 )
-        await _send(conn, {"line": line})
+        await _send(conn, "line", line or "")
 
     async def _session(
-        self, conn: socket.socket, request: dict[str, Any], fds: tuple[int, int, int], rest: bytes
+        self, conn: socket.socket, fields: list[str], fds: tuple[int, int, int], rest: bytes
     ) -> None:
-        command = request.get("command")
-        process = FdProcess(None, fds, term=str(request.get("term") or "") or None)
-        await _send(conn, {"accepted": True})
+        principal, command, connection, term = fields
+        process = FdProcess(None, fds, term=term or None)
+        await _send(conn, "accepted")
         async with Tasks("door-session") as tasks:
             tasks.spawn(_control(conn, process, rest), "control")
             with process.attached():
-                await run_door_session(
-                    self.rt,
-                    str(request.get("principal", "")),
-                    command if isinstance(command, str) else None,
-                    str(request.get("connection", "")),
-                    process,
-                )
-        await _send(conn, {"status": process.status, "signal": process.signal})
+                await run_door_session(self.rt, principal, command or None, connection, process)
+        await _send(conn, "status", str(process.status), process.signal or "")
 
 
-async def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+async def _send(conn: socket.socket, *fields: str) -> None:
     with contextlib.suppress(OSError):
-        await asyncio.get_running_loop().sock_sendall(conn, json.dumps(message).encode() + b"\n")
+        await asyncio.get_running_loop().sock_sendall(conn, wire.encode(*fields))
 
 
 async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> None:
-    """``winch`` and ``hangup`` lines from the door; its going away is a hang-up."""
+    """``winch`` and ``hangup`` from the door; its going away (or garbage) is a hang-up."""
     loop = asyncio.get_running_loop()
-    buffer = bytearray(pending)
+    buffer = pending
     while True:
-        while b"\n" in buffer:
-            line, _, rest = bytes(buffer).partition(b"\n")
-            buffer[:] = rest
-            if line == b"winch":
+        try:
+            found = wire.decode(buffer)
+        except ValueError:
+            found, buffer = None, b"\0" * (wire.LIMIT + 1)
+        if found is not None:
+            message, buffer = found
+            if message == ["winch"]:
                 process.resized()
-            elif line == b"hangup":
+            elif message == ["hangup"]:
                 process.hang_up()
+            continue
         try:
             chunk = await loop.sock_recv(conn, 1024)
         except OSError:
             chunk = b""
-        if not chunk or len(buffer) > LINE_LIMIT:
+        if not chunk or len(buffer) > wire.LIMIT:
             process.hang_up()
             return
         buffer += chunk
