@@ -22,6 +22,7 @@ from gateway.runtime import Runtime
 from gateway.session import Session
 from gateway.sshhooks import (
     install_certificate_hook,
+    install_kex_hooks,
     install_quickack,
     install_refusal_hooks,
     set_certificate_options,
@@ -39,6 +40,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.peer = ""
         self.peer_host = ""
         self.username = ""
+        self.login_target: str | None = None
         self.principal: str | None = None
         self.fingerprint: str | None = None
         self._conn: asyncssh.SSHServerConnection | None = None
@@ -68,6 +70,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn = conn
         self.rt.connections.add(conn)
         install_certificate_hook(conn, self._validate_certificate)
+        install_kex_hooks(conn, self.rt.algorithms.offer)
         install_quickack(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
@@ -116,8 +119,15 @@ class GatewayServer(asyncssh.SSHServer):
     # ----------------------------------------------------------- authentication
 
     def begin_auth(self, username: str) -> bool:
-        """Authentication is always required (False would let anyone in)."""
-        self.username = printable(username)
+        """Authentication is always required (False would let anyone in).
+
+        The login name is the action; ``ACTION+TARGET`` also names the target,
+        for clients that cannot send a command (PuTTY sessions, paramiko's
+        ``invoke_shell``, editors' terminals).
+        """
+        action, plus, target = printable(username).partition("+")
+        self.username = action
+        self.login_target = target if plus and target else None
         return True
 
     def public_key_auth_supported(self) -> bool:
@@ -184,7 +194,11 @@ class GatewayServer(asyncssh.SSHServer):
             self.rt.limits.authenticated(self.peer_host)
         with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
             self.audit(
-                "auth.accept", fingerprint=self.fingerprint, principal=self.principal, action=self.username
+                "auth.accept",
+                fingerprint=self.fingerprint,
+                principal=self.principal,
+                action=self.username,
+                target=self.login_target,
             )
 
     # ----------------------------------------------------------- channels
@@ -195,7 +209,7 @@ class GatewayServer(asyncssh.SSHServer):
             return False
         if self._sessions >= self.rt.settings.max_sessions_per_connection:
             self.refused("session-limit", limit=self.rt.settings.max_sessions_per_connection)
-            return False
+            raise _prohibited("gateway: too many sessions on this connection")
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
@@ -207,19 +221,19 @@ class GatewayServer(asyncssh.SSHServer):
         return chan, asyncssh.SSHServerProcess(start, None, SFTP_VERSION, False)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        """``ssh -L`` / ``-D``: refused."""
+        """``ssh -L`` / ``-D``: refused, administratively prohibited."""
         self.refused("direct-tcpip", destination=f"{printable(dest_host)}:{dest_port}")
-        return False
+        raise _prohibited(FORWARDING)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        """``ssh -R``: refused."""
+        """``ssh -R``: refused (a global request carries no reason)."""
         self.refused("tcpip-forward", listen=f"{printable(listen_host)}:{listen_port}")
         return False
 
     def unix_connection_requested(self, dest_path: str) -> bool:
-        """Unix socket forwarding: refused."""
+        """Unix socket forwarding: refused, administratively prohibited."""
         self.refused("direct-streamlocal", destination=printable(dest_path))
-        return False
+        raise _prohibited(FORWARDING)
 
     def unix_server_requested(self, listen_path: str) -> bool:
         """Remote unix socket forwarding: refused."""
@@ -227,14 +241,22 @@ class GatewayServer(asyncssh.SSHServer):
         return False
 
     def tun_requested(self, unit: int | None) -> bool:
-        """Layer 3 tunnels: refused."""
+        """Layer 3 tunnels: refused, administratively prohibited."""
         self.refused("tun", unit=unit)
-        return False
+        raise _prohibited("gateway: tunnels are not available")
 
     def tap_requested(self, unit: int | None) -> bool:
-        """Layer 2 tunnels: refused."""
+        """Layer 2 tunnels: refused, administratively prohibited."""
         self.refused("tap", unit=unit)
-        return False
+        raise _prohibited("gateway: tunnels are not available")
+
+
+FORWARDING = "gateway: port forwarding is not available"
+
+
+def _prohibited(text: str) -> asyncssh.ChannelOpenError:
+    """A refused channel open that clients show as "administratively prohibited: TEXT"."""
+    return asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, text)
 
 
 def _source_allowed(networks: Any, peer: str) -> bool:

@@ -66,6 +66,9 @@ def main() -> None:
     show_default=True,
     help="Seconds between signed checkpoints (0: off).",
 )
+@click.option("--ciphers", help="Ciphers as sshd's Ciphers: LIST, +LIST, -LIST or ^LIST.")
+@click.option("--macs", help="MACs as sshd's MACs: LIST, +LIST, -LIST or ^LIST.")
+@click.option("--kex-algs", help="Key exchange as sshd's KexAlgorithms: LIST, +LIST, -LIST or ^LIST.")
 @click.option(
     "--door-socket",
     type=click.Path(path_type=Path),

@@ -1,10 +1,31 @@
-"""A child's whole environment: nothing from the client but a checked TERM."""
+"""A child's whole environment: nothing from the client but a checked TERM and locale.
+
+``LANG`` and ``LC_*`` are accepted as Debian's sshd accepts them (``AcceptEnv
+LANG LC_*``), with their values checked like TERM; every other variable a
+client sends is refused (and recorded by name).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 TERM_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
+LOCALE_NAME_RE = re.compile(r"^(LANG|LANGUAGE|LC_[A-Z]{1,20})$")
+LOCALE_VALUE_RE = re.compile(r"^[A-Za-z0-9._@:+-]{0,64}$")
+
+
+def locale_var(name: bytes, value: bytes) -> tuple[str, str] | None:
+    """(name, value) when the client's variable is a locale setting with a sane value, else None."""
+    try:
+        key, text = name.decode("ascii"), value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if LOCALE_NAME_RE.match(key) and LOCALE_VALUE_RE.match(text):
+        return key, text
+    return None
+
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -15,9 +36,12 @@ def checked_term(term: str | None) -> str | None:
     return term if TERM_RE.match(term) else "xterm"
 
 
-def clean_env(term: str | None) -> dict[str, str]:
-    """PATH, LANG, HOME, and TERM when there is a terminal."""
+def clean_env(term: str | None, locale: Mapping[str, str] | None = None) -> dict[str, str]:
+    """PATH, LANG, HOME, TERM when there is a terminal, and the client's checked locale."""
     env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
+    for name, value in (locale or {}).items():
+        if LOCALE_NAME_RE.match(name) and LOCALE_VALUE_RE.match(value):
+            env[name] = value
     if term:
         env["TERM"] = term
     return env

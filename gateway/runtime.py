@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.algorithms import Algorithms
 from gateway.audit import AuditLog
 from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
@@ -39,6 +40,7 @@ class Runtime:
     connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
     sessions: LiveSessions = field(default_factory=LiveSessions)  # for the drain and /healthz
     draining: bool = False
+    algorithms: Algorithms = field(default_factory=lambda: Algorithms.from_options(None, None, None))
     #: the policy and key files as they were just before the policy in force was loaded
     loaded_from: Fingerprint = field(default_factory=list)
 
@@ -60,6 +62,7 @@ class Runtime:
             trusted_cas=_trusted_cas(settings.trusted_user_ca_keys),
             limits=Limits(settings),
             loaded_from=loaded_from,
+            algorithms=Algorithms.from_options(settings.ciphers, settings.macs, settings.kex_algs),
         )
 
     @property

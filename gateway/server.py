@@ -24,10 +24,6 @@ from gateway.sessions.recover import mark_interrupted
 from gateway.settings import Settings
 from gateway.tasks import Tasks
 
-# Bulk speed through asyncssh: AES-GCM and AES-CTR run 2-3x chacha20-poly1305,
-# and the client's first choice that the server offers wins, so chacha20 is not
-# offered at all.
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 CLOSE_GRACE = 5.0
 REAP_TIMEOUT = 15.0
 
@@ -52,7 +48,10 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
         gss_host=None,
         login_timeout=settings.login_timeout,
         reuse_port=settings.reuse_port,
-        encryption_algs=[c for c in CIPHERS if c.encode() in asyncssh.encryption.get_encryption_algs()],
+        # The offer is narrowed per client to the fast ciphers it has (sshhooks.install_kex_hooks).
+        encryption_algs=list(runtime.algorithms.ciphers),
+        mac_algs=list(runtime.algorithms.macs),
+        kex_algs=list(runtime.algorithms.kex),
     )
 
 

@@ -43,6 +43,10 @@ class Settings(BaseModel):
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
     checkpoint_key: Path | None = None
+    #: sshd-style algorithm lists (None: the defaults in gateway.algorithms)
+    ciphers: str | None = None
+    macs: str | None = None
+    kex_algs: str | None = None
     #: the door socket for `dispatch` (None: STATE/door.sock), and who besides root may use it
     door_socket: Path | None = None
     door_user: str | None = None

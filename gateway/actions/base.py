@@ -85,6 +85,10 @@ class Channel(Protocol):
     def channel(self) -> Closing:
         """The channel, for its end."""
 
+    @property
+    def env(self) -> Mapping[str, str]:
+        """What the client's accepted environment requests set (only checked locale variables)."""
+
     def get_terminal_type(self) -> str | None:
         """TERM when the client asked for a PTY."""
 
@@ -161,8 +165,8 @@ class ActionContext:
         return checked_term(self.process.get_terminal_type())
 
     def clean_env(self) -> dict[str, str]:
-        """A child's whole environment: nothing from the client but a checked TERM."""
-        return clean_env(self.term)
+        """A child's whole environment: nothing from the client but a checked TERM and locale."""
+        return clean_env(self.term, self.process.env)
 
 
 class Runner(Protocol):

@@ -34,6 +34,7 @@ class DispatchConnection:
         self.session_id = secrets.token_hex(8)
         self.principal: str | None = principal
         self.username = action
+        self.login_target: str | None = None
         client = ssh_connection.split()
         self.peer_host = client[0] if client else ""
         self.peer = f"{client[0]}:{client[1]}" if len(client) >= 2 else ""

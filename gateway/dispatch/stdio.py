@@ -124,6 +124,11 @@ class FdProcess:
         self._tty = os.isatty(fds[0])
         self._term = (term or "xterm") if self._tty else None
 
+    @property
+    def env(self) -> dict[str, str]:
+        """No client environment crosses the door."""
+        return {}
+
     def get_terminal_type(self) -> str | None:
         """TERM when sshd gave the session a PTY."""
         return self._term

@@ -102,6 +102,17 @@ class Engine:
             raise ContainerNotFound(name)  # an id prefix, not a name: never resolve by id
         return info
 
+    async def running(self) -> list[tuple[str, Mapping[str, str]]]:
+        """(name, labels) of every running container."""
+        async with translated():
+            found = await asyncio.wait_for(self.client._query_json("containers/json"), TIMEOUT)
+        out = []
+        for item in found if isinstance(found, list) else []:
+            names = [str(n).lstrip("/") for n in item.get("Names") or []]
+            if names and valid_name(names[0]):
+                out.append((names[0], dict(item.get("Labels") or {})))
+        return sorted(out)
+
     async def kill(self, container_id: str, signal: str) -> None:
         """``docker kill -s SIGNAL``."""
         async with translated(container_id):

@@ -17,6 +17,7 @@ from gateway.actions.base import Channel
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.session import messages
 from gateway.session.decide import Connection, Plan, authorize
+from gateway.session.picker import pick_target
 from gateway.session.run import execute
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class Session:
     async def run(self) -> None:
         """Decide, then run or refuse; never raises."""
         try:
-            plan = await authorize(self.conn, self.process, self._fields)
+            plan = await authorize(self.conn, self.process, self._fields, await self._target())
         except Refusal as refusal:
             self._refuse(refusal)
             return
@@ -66,6 +67,12 @@ class Session:
             await self._run_plan(plan)
         finally:
             plan.close()
+
+    async def _target(self) -> str | None:
+        """A target from the login name, or from the picker (a PTY session that named none)."""
+        if self.conn.login_target is not None:
+            return self.conn.login_target
+        return await pick_target(self)
 
     async def _run_plan(self, plan: Plan) -> None:
         principal = self.conn.principal or ""

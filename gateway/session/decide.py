@@ -19,6 +19,7 @@ from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
 from gateway.policy import Allow, Request, Target, decide
 from gateway.policy.models import Action
 from gateway.session import messages
+from gateway.sshhooks import requested_subsystem
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -32,6 +33,8 @@ class Connection(Protocol):
     username: str
     principal: str | None
     peer_host: str
+    #: the target named in the login (``ssh ACTION+TARGET@HOST``), if any
+    login_target: str | None
 
     def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to the connection."""
@@ -54,15 +57,26 @@ class Plan:
             self.pinned.close()
 
 
-async def authorize(conn: Connection, process: Channel, fields: dict[str, Any]) -> Plan:
-    """Decide the request on *process*; raise Refusal. *fields* collects what the audit records name."""
+async def authorize(
+    conn: Connection, process: Channel, fields: dict[str, Any], named: str | None = None
+) -> Plan:
+    """Decide the request on *process*; raise Refusal. *fields* collects what the audit records name.
+
+    *named* is a target from the login name (``ACTION+TARGET``) or the target picker.
+    """
     rt, action = conn.rt, conn.username
-    if process.subsystem is not None:
-        name = printable(process.subsystem)
-        raise Refusal(
-            f"gateway: subsystem {name} is not available", reason=f"subsystem {name}", kind="subsystem"
+    subsystem = requested_subsystem(process.subsystem)
+    if subsystem is not None:
+        name = printable(subsystem)
+        line = (
+            "gateway: sftp is not available"
+            if name == "sftp"
+            else f"gateway: subsystem {name} is not available"
         )
+        raise Refusal(line, reason=f"subsystem {name}", kind="subsystem")
     command = parse_command(process.command)
+    if named is not None:  # ssh ACTION+TARGET@HOST [ARGS]: the same as ssh ACTION@HOST TARGET [ARGS]
+        command = Command(named, command.words)
     spec = rt.policy.actions.get(action)
     if spec is not None and spec.takes_query:
         command = Command(None, command.words)  # every word is the query
@@ -73,8 +87,8 @@ async def authorize(conn: Connection, process: Channel, fields: dict[str, Any]) 
     container = None
     if spec is not None and spec.needs_target and command.target is not None:
         container = await _resolve(rt, principal, action, command.target, fields)
-    target = Target(container.name, container.labels) if container else _typed_target(command)
-    decision = decide(rt.policy, Request(principal, action, target, command.args, source=conn.peer_host))
+    wanted = Target(container.name, container.labels) if container else _typed_target(command)
+    decision = decide(rt.policy, Request(principal, action, wanted, command.args, source=conn.peer_host))
     if not isinstance(decision, Allow):
         raise Refusal(
             messages.deny_line(decision.code, action, command), reason=decision.reason, kind="action"
