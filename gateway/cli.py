@@ -66,6 +66,19 @@ def main() -> None:
     show_default=True,
     help="Seconds between signed checkpoints (0: off).",
 )
+@click.option(
+    "--audit-syslog",
+    multiple=True,
+    help="Ship every audit record to a syslog collector: tcp://HOST:PORT or tls://HOST:PORT (repeatable).",
+)
+@click.option(
+    "--audit-syslog-ca", type=click.Path(path_type=Path), help="CA certificates for tls:// collectors."
+)
+@click.option(
+    "--audit-syslog-cert", type=click.Path(path_type=Path), help="A client certificate, if asked for."
+)
+@click.option("--audit-syslog-key", type=click.Path(path_type=Path), help="The client certificate's key.")
+@click.option("--host-name", help="This host's name in shipped records (default: the machine's).")
 @click.option("--ciphers", help="Ciphers as sshd's Ciphers: LIST, +LIST, -LIST or ^LIST.")
 @click.option("--macs", help="MACs as sshd's MACs: LIST, +LIST, -LIST or ^LIST.")
 @click.option("--kex-algs", help="Key exchange as sshd's KexAlgorithms: LIST, +LIST, -LIST or ^LIST.")
@@ -371,6 +384,34 @@ def verify(state: Path, key: Path | None, pubkey: Path | None) -> None:
         return
     click.echo(f"checked: {report.summary()}")
     _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
+
+
+@audit.command()
+@_state
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per destination.")
+def status(state: Path, as_json: bool) -> None:
+    """What is not yet shipped to each syslog collector: the backlog and the age of its oldest record."""
+    import json  # noqa: PLC0415
+
+    from gateway.audit.ship import backlog, destinations  # noqa: PLC0415
+
+    audit_dir = state / "audit"
+    if not audit_dir.is_dir():
+        _fail(f"gateway: no audit log under {state}", 1)
+    found = [backlog(audit_dir, d) for d in destinations(audit_dir)]
+    if as_json:
+        for item in found:
+            click.echo(json.dumps(item.as_dict(), sort_keys=True))
+        return
+    if not found:
+        click.echo("no syslog destinations: nothing has been shipped from this state directory")
+        return
+    for item in found:
+        age = "-" if item.oldest_unshipped_age is None else f"{item.oldest_unshipped_age:.1f}s"
+        click.echo(
+            f"{item.destination}: last shipped seq {item.last_shipped_seq}, backlog {item.backlog},"
+            f" oldest unshipped {age}"
+        )
 
 
 @audit.command("export-key")

@@ -29,6 +29,24 @@ TURNED_AWAY = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SHIP_BACKLOG = Gauge(
+    "gateway_audit_ship_backlog",
+    "Audit records written but not yet shipped.",
+    ["destination"],
+    registry=REGISTRY,
+)
+SHIP_LAST_SEQ = Gauge(
+    "gateway_audit_ship_last_seq", "The last audit seq shipped.", ["destination"], registry=REGISTRY
+)
+SHIP_ERRORS = Counter(
+    "gateway_audit_ship_errors",
+    "Failed connects and sends to a collector.",
+    ["destination"],
+    registry=REGISTRY,
+)
+SHIPPED = Counter(
+    "gateway_audit_shipped", "Audit lines shipped (resends included).", ["destination"], registry=REGISTRY
+)
 REFUSALS = Counter("gateway_refusals", "Refused protocol requests by kind.", ["kind"], registry=REGISTRY)
 
 KINDS = frozenset({

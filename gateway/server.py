@@ -13,6 +13,8 @@ import asyncssh
 
 from gateway import oplog, strictmodes
 from gateway.audit import checkpoint
+from gateway.audit.ship import Shipper, backlog, hostname, tls_context
+from gateway.audit.syslog import Destination
 from gateway.auth import GatewayServer
 from gateway.dispatch.door_server import DoorServer
 from gateway.errors import AuditUnavailable, ConfigError, DockerError
@@ -71,6 +73,7 @@ async def serve(
     if primary:
         mark_interrupted(settings.state, runtime.audit)
         await _reap_sidekicks(runtime)
+    shippers = _shippers(runtime) if primary else []  # bad URLs fail here, before anything listens
     door = (
         DoorServer(runtime, settings.door_socket or settings.state / "door.sock", _door_uid(settings))
         if primary
@@ -104,6 +107,8 @@ async def serve(
             tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
         tasks.spawn(_refusal_summaries(runtime), "refusals")
+        for shipper in shippers:
+            tasks.spawn(shipper.run(), f"ship:{shipper.destination.label}")
         try:
             await stop.wait()
         finally:
@@ -112,6 +117,19 @@ async def serve(
             if exporter is not None:
                 exporter.stop()
             oplog.log().info("stopped")
+
+
+def _shippers(runtime: Runtime) -> list[Shipper]:
+    """One shipper per ``--audit-syslog`` destination."""
+    settings = runtime.settings
+    destinations = [Destination.parse(url) for url in settings.audit_syslog]
+    tls = None
+    if any(d.scheme == "tls" for d in destinations):
+        tls = tls_context(settings.audit_syslog_ca, settings.audit_syslog_cert, settings.audit_syslog_key)
+    name = settings.host_name or hostname()
+    return [
+        Shipper(runtime.audit.directory, d, name, tls if d.scheme == "tls" else None) for d in destinations
+    ]
 
 
 def _door_uid(settings: Settings) -> int | None:
@@ -149,7 +167,14 @@ def _metrics(runtime: Runtime) -> MetricsServer | None:
 
     def health() -> dict[str, object]:
         status = "draining" if runtime.draining else "ok"
-        return {"status": status, "sessions": len(runtime.sessions), "policy": runtime.policy.digest}
+        audit, urls = runtime.audit.directory, runtime.settings.audit_syslog
+        shipping = [backlog(audit, Destination.parse(u)).as_dict() for u in urls]
+        return {
+            "status": status,
+            "sessions": len(runtime.sessions),
+            "policy": runtime.policy.digest,
+            "audit_shipping": shipping,
+        }
 
     exporter = MetricsServer(where.host, where.port, health)
     exporter.start()

@@ -43,6 +43,12 @@ class Settings(BaseModel):
     drain_seconds: float = 30.0
     checkpoint_interval: float = 60.0
     checkpoint_key: Path | None = None
+    #: syslog collectors the audit chain is shipped to, and how to reach them
+    audit_syslog: tuple[str, ...] = ()
+    audit_syslog_ca: Path | None = None
+    audit_syslog_cert: Path | None = None
+    audit_syslog_key: Path | None = None
+    host_name: str | None = None
     #: sshd-style algorithm lists (None: the defaults in gateway.algorithms)
     ciphers: str | None = None
     macs: str | None = None
