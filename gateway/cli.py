@@ -369,21 +369,77 @@ def audit() -> None:
 
 @audit.command()
 @_state
-@click.option("--key", type=click.Path(path_type=Path), help="K_0 (default: STATE/audit/initial.key).")
-@click.option("--pubkey", type=click.Path(path_type=Path), help="Also check the signed checkpoints.")
-def verify(state: Path, key: Path | None, pubkey: Path | None) -> None:
-    """Check the chain: exit 0 when intact, 1 when tampered with, 3 when only the tail is torn."""
+@click.option(
+    "--key",
+    type=click.Path(path_type=Path),
+    help="K_0 (default: STATE/audit/initial.key; with --collected, "
+    "one file for every host or a directory of HOST.key).",
+)
+@click.option(
+    "--pubkey",
+    type=click.Path(path_type=Path),
+    help="Also check the signed checkpoints (with --collected: one file or a directory of HOST.pub).",
+)
+@click.option(
+    "--collected", type=click.Path(path_type=Path), help="Verify every host's chain from a collector's files."
+)
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path),
+    help="Compare the host's chain with the collector's copy of it.",
+)
+def verify(
+    state: Path, key: Path | None, pubkey: Path | None, collected: Path | None, against: Path | None
+) -> None:
+    """Check the chain: exit 0 when intact, 1 when tampered with (or cut), 3 when only the tail is torn."""
     from gateway.audit.checkpoint import load_public  # noqa: PLC0415
     from gateway.audit.verify import verify as run  # noqa: PLC0415
 
+    if collected is not None:
+        _verify_collected(collected, key, pubkey)
+        return
     report = run(state / "audit", _k0(state, key), load_public(pubkey) if pubkey else None)
     for note in report.notes:
         click.echo(f"note: {note}")
-    if report.intact:
-        click.echo(f"ok: chain intact: {report.summary()}")
-        return
-    click.echo(f"checked: {report.summary()}")
-    _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
+    if not report.intact:
+        click.echo(f"checked: {report.summary()}")
+        _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
+    click.echo(f"ok: chain intact: {report.summary()}")
+    if against is not None:
+        from gateway.audit.collected import against as compare  # noqa: PLC0415
+
+        result = compare(state / "audit", against)
+        if not result.ok:
+            _fail(f"audit: {result.message}", 1)
+        click.echo(f"ok: {result.message}")
+
+
+def _per_host(path: Path | None, host: str, suffix: str) -> Path | None:
+    """A key for *host*: the file itself, or DIR/HOST.suffix."""
+    if path is None or not path.is_dir():
+        return path
+    candidate = path / f"{host}{suffix}"
+    return candidate if candidate.exists() else None
+
+
+def _verify_collected(collected: Path, key: Path | None, pubkey: Path | None) -> None:
+    from gateway.audit.checkpoint import load_public  # noqa: PLC0415
+    from gateway.audit.collected import hosts, verify_host  # noqa: PLC0415
+
+    if not collected.is_dir():
+        _fail(f"gateway: {collected} is not a directory", 2)
+    found = hosts(collected)
+    if not found:
+        _fail(f"gateway: no host's audit.jsonl under {collected}", 1)
+    failed = False
+    for directory in found:
+        host_key, host_pub = _per_host(key, directory.name, ".key"), _per_host(pubkey, directory.name, ".pub")
+        k0 = bytes.fromhex(host_key.read_text().strip()) if host_key else None
+        report = verify_host(directory, k0, load_public(host_pub) if host_pub else None)
+        failed |= not report.intact or bool(report.gaps)
+        click.echo(report.summary())
+    if failed:
+        _fail("audit: the collected chains are not complete and intact (see above)", 1)
 
 
 @audit.command()
@@ -437,23 +493,36 @@ def sessions() -> None:
 @click.option("--action")
 @click.option("--target")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
+@click.option(
+    "--collected",
+    type=click.Path(path_type=Path),
+    help="The sessions of every host a syslog collector holds.",
+)
 def list_(
     state: Path, since: str | None, until: str | None, principal: str | None, action: str | None,
-    target: str | None, as_json: bool,
+    target: str | None, as_json: bool, collected: Path | None,
 ) -> None:  # fmt: skip
     """Sessions: id, start, duration, principal, action, target, container, exit, bytes."""
     from gateway.sessions import query  # noqa: PLC0415
 
+    try:
+        filters = query.Filters(
+            since=query.parse_time(since) if since else None,
+            until=query.parse_time(until) if until else None,
+            principal=principal, action=action, target=target,
+        )  # fmt: skip
+    except query.QueryError as exc:
+        _fail(f"gateway: {exc}")
+        return
+    if collected is not None:
+        from gateway.sessions.fleet import fleet_table, list_fleet  # noqa: PLC0415
+
+        if not collected.is_dir():
+            _fail(f"gateway: {collected} is not a directory", 2)
+        rows = list_fleet(collected, filters)
+        click.echo(query.json_lines(rows) if as_json else fleet_table(rows), nl=False)
+        return
     with _index(state) as index:
-        try:
-            filters = query.Filters(
-                since=query.parse_time(since) if since else None,
-                until=query.parse_time(until) if until else None,
-                principal=principal, action=action, target=target,
-            )  # fmt: skip
-        except query.QueryError as exc:
-            _fail(f"gateway: {exc}")
-            return
         text = (
             query.json_lines(query.list_sessions(index, filters))
             if as_json

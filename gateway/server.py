@@ -27,6 +27,7 @@ from gateway.settings import Settings
 from gateway.tasks import Tasks
 
 CLOSE_GRACE = 5.0
+SHIP_FLUSH_SECONDS = 5.0
 REAP_TIMEOUT = 15.0
 
 
@@ -114,6 +115,8 @@ async def serve(
         finally:
             _signal_children(children, signal.SIGTERM)
             await _shutdown(runtime, acceptor)
+            for shipper in shippers:  # server.stop and the final checkpoint go out too
+                await shipper.flush(SHIP_FLUSH_SECONDS)
             if exporter is not None:
                 exporter.stop()
             oplog.log().info("stopped")

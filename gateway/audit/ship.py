@@ -244,6 +244,20 @@ class Shipper:
         finally:
             closed.cancel()
 
+    def caught_up(self) -> bool:
+        """Whether everything written so far has been sent."""
+        return not read_chain(self.audit, self.position, 1) and not read_checkpoints(self.audit, self.position, 1)
+
+    async def flush(self, seconds: float) -> bool:
+        """At shutdown: wait (bounded) until the last records are sent; True if they were."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.caught_up():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(POLL / 2)
+        return True
+
     def _rewind(self) -> None:
         """After a failure, resend what may have been lost in flight (at least once)."""
         cutoff = time.monotonic() - RESEND_SECONDS

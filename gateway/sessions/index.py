@@ -33,10 +33,10 @@ def session_key(session_id: str, channel: int) -> str:
 class Index:
     """The index file under the state directory."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, *, in_memory: bool = False) -> None:
         self.state = state
         self.path = state / "index.sqlite"
-        self.db = sqlite3.connect(self.path)
+        self.db = sqlite3.connect(":memory:" if in_memory else self.path)
         self.db.row_factory = sqlite3.Row
         self.db.executescript(SCHEMA)
 
@@ -77,6 +77,12 @@ class Index:
         with self.db:
             for table in ("meta", "sessions", "events"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    def add_records(self, records: Iterator[dict[str, Any]]) -> None:
+        """Index *records* (a collector's copy of a host's chain, say) in one transaction."""
+        with self.db:
+            for record in records:
+                self._add(record)
 
     def _add(self, record: dict[str, Any]) -> None:
         session_id = record.get("session_id")

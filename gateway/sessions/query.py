@@ -91,6 +91,11 @@ def list_table(index: Index, filters: Filters) -> str:
     return _render([COLUMNS, *rows])
 
 
+def render(rows: list[Any]) -> str:
+    """Rows as aligned columns."""
+    return _render(rows)
+
+
 def _render(rows: list[Any]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(*rows, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)

@@ -1,0 +1,67 @@
+"""``sessions list --collected DIR``: the sessions of every host a syslog collector holds.
+
+Each host's collected chain (duplicates dropped, in seq order) is indexed in
+memory with the same code as a state directory's, and queried with the same
+filters; every row gains the host's name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.collected import AUDIT, hosts, unique_lines
+from gateway.sessions import query
+from gateway.sessions.index import Index
+
+
+def _records(directory: Path) -> Iterator[dict[str, Any]]:
+    by_seq, _, _ = unique_lines(directory / AUDIT)
+    for seq in sorted(by_seq):
+        record = json.loads(by_seq[seq])
+        if isinstance(record, dict):
+            yield record
+
+
+def list_fleet(collected: Path, filters: query.Filters) -> list[dict[str, Any]]:
+    """Every host's sessions matching *filters*, oldest first, each with its ``host``."""
+    rows: list[dict[str, Any]] = []
+    for directory in hosts(collected):
+        index = Index(directory, in_memory=True)
+        try:
+            index.add_records(_records(directory))
+            rows += [{"host": directory.name, **row} for row in query.list_sessions(index, filters)]
+        finally:
+            index.close()
+    return sorted(rows, key=lambda row: (str(row.get("start")), row["host"]))
+
+
+def fleet_table(rows: list[dict[str, Any]]) -> str:
+    """The table: the host column, then ``sessions list``'s own."""
+    header = ("host", *query.COLUMNS)
+    cells = [header]
+    for row in rows:
+        duration = "-" if row.get("duration") is None else f"{row['duration']:.1f}s"
+        if row.get("state") != "ended":
+            outcome = str(row.get("state"))
+        elif row.get("signal"):
+            outcome = f"sig {row['signal']}"
+        else:
+            outcome = str(row.get("exit_status"))
+        cells.append(
+            (
+                row["host"],
+                row["id"],
+                str(row.get("start", ""))[:19].replace("T", " "),
+                duration,
+                row.get("principal") or "-",
+                row.get("action") or "-",
+                row.get("target") or "-",
+                (row.get("container") or "-")[:12],
+                outcome,
+                f"{row.get('bytes_in') or 0}/{row.get('bytes_out') or 0}",
+            )
+        )
+    return query.render(cells)

@@ -1,0 +1,73 @@
+"""Syslog framing, and the collector-side verification on hand-made collections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import chain
+from gateway.audit.collected import verify_host
+from gateway.audit.syslog import Destination, frame
+from gateway.errors import ConfigError
+
+LINE = b'{"event":"session.start","seq":3,"ts":"2026-11-27T10:00:00.123456Z"}'
+
+
+def test_frame_is_octet_counted_rfc5424_with_the_line_verbatim() -> None:
+    framed = frame(LINE, msgid="session.start", ts="2026-11-27T10:00:00.123456Z", hostname="web host/7")
+    length, _, message = framed.partition(b" ")
+    assert int(length) == len(message)
+    assert message == b"<86>1 2026-11-27T10:00:00.123456Z web_host/7 gateway - session.start - " + LINE
+
+
+def test_checkpoint_timestamps_and_bad_fields() -> None:
+    framed = frame(b"{}", msgid="", ts=0, hostname="")
+    assert b" 1970-01-01T00:00:00Z - gateway - - - {}" in framed
+
+
+@pytest.mark.parametrize("url", ["udp://h:514", "tcp://h", "tls://:1", "tcp://h:1/x", "h:1"])
+def test_bad_destinations(url: str) -> None:
+    with pytest.raises(ConfigError):
+        Destination.parse(url)
+
+
+def _chain(key: bytes, count: int) -> list[bytes]:
+    lines, prev, k = [], chain.GENESIS, key
+    for seq in range(1, count + 1):
+        line = chain.seal({"event": "x", "ts": "t"}, seq=seq, prev=prev, key=k)
+        lines.append(line.encode())
+        prev, k = chain.digest(line), chain.evolve(k)
+    return lines
+
+
+def _collect(tmp_path: Path, lines: list[bytes]) -> Path:
+    host = tmp_path / "host-a"
+    host.mkdir()
+    (host / "audit.jsonl").write_bytes(b"".join(x + b"\n" for x in lines))
+    return host
+
+
+def test_duplicates_are_accepted_and_gaps_reported_apart(tmp_path: Path) -> None:
+    key = b"k" * 32
+    lines = _chain(key, 6)
+    report = verify_host(_collect(tmp_path, [*lines[:2], lines[1], *lines[4:]]), key, None)
+    assert report.intact and report.duplicates == 1
+    assert report.gaps == [(3, 4)]
+    assert report.last_seq == 6
+
+
+def test_two_different_records_for_one_seq_is_tampering(tmp_path: Path) -> None:
+    key = b"k" * 32
+    lines = _chain(key, 3)
+    forged = json.loads(lines[1])
+    forged["event"] = "forged"
+    report = verify_host(_collect(tmp_path, [*lines, json.dumps(forged).encode()]), key, None)
+    assert report.kind == "edited"
+
+
+def test_a_wrong_mac_is_caught_with_k0(tmp_path: Path) -> None:
+    lines = _chain(b"k" * 32, 3)
+    report = verify_host(_collect(tmp_path, lines), b"x" * 32, None)
+    assert report.kind == "edited" and "MAC" in report.detail
