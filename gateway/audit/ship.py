@@ -246,7 +246,8 @@ class Shipper:
 
     def caught_up(self) -> bool:
         """Whether everything written so far has been sent."""
-        return not read_chain(self.audit, self.position, 1) and not read_checkpoints(self.audit, self.position, 1)
+        pending = read_chain(self.audit, self.position, 1) or read_checkpoints(self.audit, self.position, 1)
+        return not pending
 
     async def flush(self, seconds: float) -> bool:
         """At shutdown: wait (bounded) until the last records are sent; True if they were."""
