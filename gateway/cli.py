@@ -552,7 +552,7 @@ def show(state: Path, session: str) -> None:
 def replay(state: Path, session: str, speed: float) -> None:
     """Play a session's recording in this terminal, in constant memory."""
     from gateway.sessions.query import QueryError  # noqa: PLC0415
-    from gateway.sessions.replay import recording_path  # noqa: PLC0415
+    from gateway.sessions.replay import quiet_terminal, recording_path  # noqa: PLC0415
     from gateway.sessions.replay import replay as play  # noqa: PLC0415
 
     with _index(state) as index:
@@ -561,23 +561,75 @@ def replay(state: Path, session: str, speed: float) -> None:
         except QueryError as exc:
             _fail(f"gateway: {exc}", 1)
             return
-    play(path, sys.stdout.buffer, speed=max(speed, 0.01))
+    with quiet_terminal(sys.stdin.fileno()):
+        play(path, sys.stdout.buffer, speed=max(speed, 0.01))
+
+
+@sessions.command("grep")
+@_state
+@click.argument("pattern")
+@click.option("--since", help="1d, 2h, 30m, or an ISO time.")
+@click.option("--until", help="1d, 2h, 30m, or an ISO time.")
+@click.option("--principal")
+@click.option("--action")
+@click.option("--target")
+@click.option("--input-only", is_flag=True, help="Only what was typed, not the output.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per match.")
+def grep_(
+    state: Path, pattern: str, since: str | None, until: str | None, principal: str | None,
+    action: str | None, target: str | None, input_only: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Search typed input and output across recordings (a regular expression); exit 1 if nothing matched."""
+    from gateway.sessions import query  # noqa: PLC0415
+    from gateway.sessions.grep import compile_pattern, grep  # noqa: PLC0415
+
+    try:
+        regex = compile_pattern(pattern)
+        filters = query.Filters(
+            since=query.parse_time(since) if since else None,
+            until=query.parse_time(until) if until else None,
+            principal=principal, action=action, target=target,
+        )  # fmt: skip
+    except query.QueryError as exc:
+        _fail(f"gateway: {exc}", 2)
+        return
+    found = 0
+    with _index(state) as index:
+        for match in grep(index, state, regex, filters, input_only=input_only):
+            click.echo(match.json() if as_json else match.text())
+            found += 1
+    if not found:
+        sys.exit(1)
 
 
 @sessions.command()
 @_state
 @click.argument("session", nargs=-1, required=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.tar.gz")
-def export(state: Path, session: tuple[str, ...], out: Path) -> None:
-    """Sessions' records, recordings and the audit chain, for an off-host verifier."""
+@click.option("--out", type=click.Path(path_type=Path), help="FILE.tar.gz: records, recordings, the chain.")
+@click.option(
+    "--html", "html_file", type=click.Path(path_type=Path), help="One self-contained HTML evidence file."
+)
+def export(state: Path, session: tuple[str, ...], out: Path | None, html_file: Path | None) -> None:
+    """Sessions' records, recordings and the audit chain: a tar bundle (--out) or an HTML file (--html)."""
     from gateway.sessions.export import export as run  # noqa: PLC0415
+    from gateway.sessions.html import chain_verdict, render  # noqa: PLC0415
     from gateway.sessions.query import QueryError  # noqa: PLC0415
 
-    with _index(state) as index, out.open("wb") as f:
+    if (out is None) == (html_file is None):
+        _fail("gateway: sessions export needs exactly one of --out FILE.tar.gz or --html FILE", 2)
+    with _index(state) as index:
         try:
-            run(index, state, list(session), f)
+            if html_file is not None:
+                page = render(index, state, list(session), chain_verdict(state))
+                html_file.write_text(page, encoding="utf-8")
+                click.echo(f"wrote {html_file}")
+                return
+            assert out is not None
+            with out.open("wb") as f:
+                run(index, state, list(session), f)
         except QueryError as exc:
-            out.unlink(missing_ok=True)
+            if out is not None:
+                out.unlink(missing_ok=True)
             _fail(f"gateway: {exc}", 1)
     click.echo(f"wrote {out}")
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.actions.base import ActionContext, Exit
@@ -24,12 +26,14 @@ from gateway.audit.verify import Report, verify
 from gateway.errors import Refusal
 from gateway.sessions import query
 from gateway.sessions.export import export
+from gateway.sessions.grep import Match, compile_pattern, grep_rows
+from gateway.sessions.html import chain_verdict, render
 from gateway.sessions.index import Index
 from gateway.sessions.replay import recording_path
 from gateway.tasks import Tasks
 
 WATCH_POLL = 0.2
-USAGE = "usage: sessions list|show ID|export ID...|watch ID, or verify"
+USAGE = "usage: sessions list|show ID|export [--html] ID...|grep PATTERN|watch ID, or verify"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,9 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     for option in ("--since", "--until", "--principal", "--action", "--target"):
         listing.add_argument(option)
     listing.add_argument("--json", action="store_true")
+    searching = sessions.add_parser("grep", add_help=False)
+    searching.add_argument("pattern")
+    for option in ("--since", "--until", "--principal", "--action", "--target"):
+        searching.add_argument(option)
+    searching.add_argument("--input-only", action="store_true")
+    searching.add_argument("--json", action="store_true")
     for verb in ("show", "watch"):
         sessions.add_parser(verb, add_help=False).add_argument("id")
-    sessions.add_parser("export", add_help=False).add_argument("ids", nargs="+")
+    exporting = sessions.add_parser("export", add_help=False)
+    exporting.add_argument("--html", action="store_true")
+    exporting.add_argument("ids", nargs="+")
     return root
 
 
@@ -74,6 +86,8 @@ async def run_audit(ctx: ActionContext) -> Exit:
         index.catch_up()
         if args.verb == "watch":
             return await _watch(ctx, index, args.id)
+        if args.verb == "grep":
+            return await _grep(ctx, index, args)
         body = _answer(index, ctx.state, args)
     except query.QueryError as exc:
         raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind="command") from None
@@ -83,20 +97,47 @@ async def run_audit(ctx: ActionContext) -> Exit:
     return Exit(0)
 
 
+def _filters(args: argparse.Namespace) -> query.Filters:
+    return query.Filters(
+        since=query.parse_time(args.since) if args.since else None,
+        until=query.parse_time(args.until) if args.until else None,
+        principal=args.principal,
+        action=args.action,
+        target=args.target,
+    )
+
+
+GREP_BATCH = 200
+
+
+def _take(matches: Iterator[Match], count: int) -> list[Match]:
+    return list(itertools.islice(matches, count))
+
+
+async def _grep(ctx: ActionContext, index: Index, args: argparse.Namespace) -> Exit:
+    """Stream the matches; the recordings are read on a worker thread, a batch at a time."""
+    pattern = compile_pattern(args.pattern)
+    rows = query.list_sessions(index, _filters(args))
+    matches = grep_rows(rows, ctx.state, pattern, input_only=args.input_only)
+    found = 0
+    while batch := await asyncio.to_thread(_take, matches, GREP_BATCH):
+        found += len(batch)
+        text = "".join((m.json() if args.json else m.text()) + "\n" for m in batch)
+        if not await send(ctx, text.encode()):
+            break
+    return Exit(0 if found else 1)
+
+
 def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:
     if args.verb == "list":
-        filters = query.Filters(
-            since=query.parse_time(args.since) if args.since else None,
-            until=query.parse_time(args.until) if args.until else None,
-            principal=args.principal,
-            action=args.action,
-            target=args.target,
-        )
+        filters = _filters(args)
         if args.json:
             return query.json_lines(query.list_sessions(index, filters)).encode()
         return query.list_table(index, filters).encode()
     if args.verb == "show":
         return query.show_text(query.show(index, args.id)).encode()
+    if args.html:
+        return render(index, state, list(args.ids), chain_verdict(state)).encode()
     buffer = io.BytesIO()
     export(index, state, list(args.ids), buffer)
     return buffer.getvalue()

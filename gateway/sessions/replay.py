@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +36,34 @@ def output_events(path: Path) -> Iterator[tuple[float, str]]:
                 return  # a torn last line: the session was cut
             if code == "o":
                 yield float(stamp), str(data)
+
+
+ANSWER_SETTLE = 0.2  # the terminal's last answers (to ESC[6n and the like) arrive within this
+
+
+@contextlib.contextmanager
+def quiet_terminal(fd: int) -> Iterator[None]:
+    """While a recording plays: no echo, no line editing; afterwards, its answers are thrown away.
+
+    A recording may hold queries (``ESC[6n`` asks the cursor position, and
+    others); the terminal answers each one as if typed. ``asciinema play``
+    keeps the terminal in raw mode and reads those answers itself; here the
+    answers are not echoed while playing and are flushed from the input
+    queue at the end, so none of them reaches the user's shell.
+    """
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)  # lflag
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        time.sleep(ANSWER_SETTLE)
+        termios.tcflush(fd, termios.TCIFLUSH)
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
 
 
 def replay(

@@ -1,0 +1,142 @@
+"""``sessions grep PATTERN``: who typed or saw ``X``, and when, across every recording in range.
+
+Each recording is read one event at a time, and each stream (typed input,
+output) is cut into lines with escape sequences removed, so memory stays
+constant whatever the size of the recordings. A match names the session, its
+start, principal, action and target, the offset in seconds into the
+recording, the stream, and the line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.sessions import query
+from gateway.sessions.index import Index
+
+MAX_PATTERN = 256
+MAX_LINE = 4096
+# CSI, OSC (ended by BEL or ST), other two-byte escapes, then any other control character but tab.
+ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One matching line."""
+
+    session: str
+    start: str
+    principal: str
+    action: str
+    target: str
+    offset: float
+    stream: str
+    line: str
+
+    def text(self) -> str:
+        """One line for the terminal."""
+        where = f"{self.principal} {self.action} {self.target}".strip()
+        start = self.start[:19].replace("T", " ")
+        return f"{self.session}  {start}  {where}  +{self.offset:.3f}s  {self.stream}: {self.line}"
+
+    def json(self) -> str:
+        """One JSON object."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The user's regular expression; QueryError if it is too long or not valid."""
+    if len(pattern) > MAX_PATTERN:
+        raise query.QueryError(f"the pattern is longer than {MAX_PATTERN} characters")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise query.QueryError(f"not a regular expression: {exc}") from None
+
+
+class _Lines:
+    """One stream's text cut into lines (escapes removed), remembering when each line began."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.began = 0.0
+
+    def feed(self, stamp: float, data: str, *, typed: bool) -> Iterator[tuple[float, str]]:
+        if not self.buffer:
+            self.began = stamp
+        for char in data:
+            if char in "\r\n":
+                if self.buffer:
+                    yield self.began, ESCAPES.sub("", self.buffer)
+                self.buffer, self.began = "", stamp
+            elif typed and char in "\x7f\b":
+                self.buffer = self.buffer[:-1]
+            else:
+                self.buffer += char
+                if len(self.buffer) >= MAX_LINE:
+                    yield self.began, ESCAPES.sub("", self.buffer)
+                    self.buffer, self.began = "", stamp
+
+    def rest(self) -> Iterator[tuple[float, str]]:
+        if self.buffer:
+            yield self.began, ESCAPES.sub("", self.buffer)
+
+
+def _events(path: Path) -> Iterator[tuple[float, str, str]]:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        f.readline()  # the header
+        for raw in f:
+            try:
+                stamp, code, data = json.loads(raw)
+            except (ValueError, TypeError):
+                continue  # a torn line, or anything else that is not an event
+            if code in ("i", "o") and isinstance(data, str):
+                yield float(stamp), str(code), data
+
+
+def grep_recording(
+    path: Path, pattern: re.Pattern[str], *, input_only: bool
+) -> Iterator[tuple[float, str, str]]:
+    """(offset, stream, line) of every matching line of one recording."""
+    streams = {"i": _Lines(), "o": _Lines()}
+    names = {"i": "input", "o": "output"}
+    for stamp, code, data in _events(path):
+        if input_only and code != "i":
+            continue
+        for began, line in streams[code].feed(stamp, data, typed=code == "i"):
+            if pattern.search(line):
+                yield began, names[code], line
+    for code, lines in streams.items():
+        for began, line in lines.rest():
+            if pattern.search(line):
+                yield began, names[code], line
+
+
+def grep(
+    index: Index, state: Path, pattern: re.Pattern[str], filters: query.Filters, *, input_only: bool = False
+) -> Iterator[Match]:
+    """Every match in the recordings of the sessions *filters* selects, oldest session first."""
+    return grep_rows(query.list_sessions(index, filters), state, pattern, input_only=input_only)
+
+
+def grep_rows(
+    rows: list[dict[str, Any]], state: Path, pattern: re.Pattern[str], *, input_only: bool = False
+) -> Iterator[Match]:
+    """Every match in the recordings of the sessions in *rows* (no database access: any thread)."""
+    for row in rows:
+        recording = row.get("recording")
+        if not recording:
+            continue
+        path = state / str(recording)
+        if not path.is_file():
+            continue
+        info: dict[str, Any] = {k: str(row.get(k) or "-") for k in ("start", "principal", "action", "target")}
+        for offset, stream, line in grep_recording(path, pattern, input_only=input_only):
+            yield Match(str(row["id"]), **info, offset=round(offset, 3), stream=stream, line=line)
