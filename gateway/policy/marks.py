@@ -156,7 +156,12 @@ def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, fil
     return _scalar(node, loader)
 
 
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
 def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return node  # a mapping or sequence used as a key: rejected by the caller
+    if node.tag == _TIMESTAMP:
+        return node.value  # a date stays text, as JSON Schema validators see it; fields parse it
     return loader.construct_object(node, deep=True)

@@ -6,13 +6,54 @@ needs a target container and whether it accepts extra words from the client.
 
 from __future__ import annotations
 
+import re
 import signal
 from datetime import UTC, datetime
+from ipaddress import ip_network
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 ACTION_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+#: a signal name as the loader accepts it: any case, with or without SIG (checked against this Python)
+SIGNAL_PATTERN = (
+    f"^({_any_case('SIG')})?("
+    + "|".join(
+        _any_case(n[3:]) for n in sorted(signal.Signals.__members__) if n.startswith("SIG") and "_" not in n
+    )
+    + ")$"
+)
+#: ``expires``: a date, or a date and time (UTC unless it says otherwise)
+EXPIRES_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)?)?$"
+)
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    rf"(({_H16}:){{7}}{_H16}|({_H16}:){{1,7}}:|({_H16}:){{1,6}}:{_H16}|({_H16}:){{1,5}}(:{_H16}){{1,2}}"
+    rf"|({_H16}:){{1,4}}(:{_H16}){{1,3}}|({_H16}:){{1,3}}(:{_H16}){{1,4}}|({_H16}:){{1,2}}(:{_H16}){{1,5}}"
+    rf"|{_H16}:(:{_H16}){{1,6}}|:((:{_H16}){{1,7}}|:))"
+)
+#: ``from``: an IPv4 or IPv6 address or network (host bits are cleared, as ip_network(strict=False))
+CIDR_PATTERN = (
+    rf"^({_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(/(3[0-2]|[12]?\d))?"
+    rf"|{_IPV6}(/(12[0-8]|1[01]\d|[1-9]?\d))?)$"
+)
 ActionName = Annotated[str, StringConstraints(pattern=ACTION_NAME)]
 Argv = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00-\x1f]*$")]
@@ -122,16 +163,15 @@ class SignalAction(_ActionBase):
 
     recorded: ClassVar[bool] = False
     type: Literal["signal"]
-    signal: str
+    signal: Annotated[str, WithJsonSchema({"type": "string", "pattern": SIGNAL_PATTERN})]
 
     @field_validator("signal")
     @classmethod
     def _known_signal(cls, value: str) -> str:
-        name = value.upper()
-        name = name if name.startswith("SIG") else f"SIG{name}"
-        if name not in signal.Signals.__members__:
+        if not re.fullmatch(SIGNAL_PATTERN, value):
             raise ValueError(f"unknown signal {value!r} (expected a name such as HUP, TERM, USR1)")
-        return name[3:]
+        name = value.upper()
+        return name[3:] if name.startswith("SIG") else name
 
 
 class LogsAction(_ActionBase):
@@ -201,10 +241,21 @@ class Grant(_Model):
     principals: Names
     actions: Names
     targets: Annotated[tuple[TargetEntry, ...], Field(min_length=1)] | None = None
-    expires: datetime | None = None
-    sources: Annotated[tuple[IPvAnyNetwork, ...], Field(min_length=1)] | None = Field(
-        default=None, alias="from"
-    )
+    expires: Annotated[datetime, WithJsonSchema({"type": "string", "pattern": EXPIRES_PATTERN})] | None = None
+    sources: (
+        Annotated[
+            tuple[Annotated[IPvAnyNetwork, WithJsonSchema({"type": "string", "pattern": CIDR_PATTERN})], ...],
+            Field(min_length=1),
+        ]
+        | None
+    ) = Field(default=None, alias="from")
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _time_text(cls, value: object) -> object:
+        if value is not None and not (isinstance(value, str) and re.fullmatch(EXPIRES_PATTERN, value)):
+            raise ValueError("expected a date (2026-12-31) or a date and time (2026-12-31T18:00:00Z)")
+        return value
 
     @field_validator("expires")
     @classmethod
@@ -212,6 +263,18 @@ class Grant(_Model):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            return value
+        out = []
+        for item in value:
+            if not (isinstance(item, str) and re.fullmatch(CIDR_PATTERN, item)):
+                raise ValueError(f"not an IPv4 or IPv6 address or network: {item!r}")
+            out.append(ip_network(item, strict=False))
+        return out
 
 
 GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
