@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
@@ -226,6 +227,16 @@ class LabelSelector(_Model):
         return key, value
 
 
+def _network(value: object) -> object:
+    """A ``from`` entry: checked against CIDR_PATTERN (as the schema does), host bits cleared."""
+    if not (isinstance(value, str) and re.fullmatch(CIDR_PATTERN, value)):
+        raise ValueError(f"not an IPv4 or IPv6 address or network: {value!r}")
+    return ip_network(value, strict=False)
+
+
+Network = Annotated[
+    IPvAnyNetwork, BeforeValidator(_network), WithJsonSchema({"type": "string", "pattern": CIDR_PATTERN})
+]
 Names = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
 TargetEntry = Annotated[str, StringConstraints(min_length=1)] | LabelSelector
 
@@ -244,7 +255,7 @@ class Grant(_Model):
     expires: Annotated[datetime, WithJsonSchema({"type": "string", "pattern": EXPIRES_PATTERN})] | None = None
     sources: (
         Annotated[
-            tuple[Annotated[IPvAnyNetwork, WithJsonSchema({"type": "string", "pattern": CIDR_PATTERN})], ...],
+            tuple[Network, ...],
             Field(min_length=1),
         ]
         | None
@@ -263,18 +274,6 @@ class Grant(_Model):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
-
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _networks(cls, value: object) -> object:
-        if not isinstance(value, list | tuple):
-            return value
-        out = []
-        for item in value:
-            if not (isinstance(item, str) and re.fullmatch(CIDR_PATTERN, item)):
-                raise ValueError(f"not an IPv4 or IPv6 address or network: {item!r}")
-            out.append(ip_network(item, strict=False))
-        return out
 
 
 GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
