@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,11 +43,19 @@ _state = click.option(
 
 
 def _fail(message: str, status: int = 2) -> None:
+    """Exit statuses everywhere: 0 success or allow, 1 deny or a failed check, 2 usage errors."""
     click.echo(message, err=True)
     sys.exit(status)
 
 
-@click.group()
+def _emit(value: Any) -> None:
+    """One JSON document on stdout (every query's --json)."""
+    import json  # noqa: PLC0415
+
+    click.echo(json.dumps(value, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gateway")
 def main() -> None:
     """A restricted SSH gateway for Docker hosts."""
@@ -172,11 +181,13 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
         )
         run(settings, ready)
     except LoadError as exc:
-        _fail(str(exc))
-    except (ConfigError, GatewayError) as exc:
-        _fail(f"gateway: {exc}")
+        _fail(str(exc), 1)
+    except ConfigError as exc:
+        _fail(f"gateway: {exc}", 2)
+    except GatewayError as exc:
+        _fail(f"gateway: {exc}", 1)
     except OSError as exc:
-        _fail(f"gateway: cannot listen on {listen}: {exc.strerror}")
+        _fail(f"gateway: cannot listen on {listen}: {exc.strerror}", 1)
 
 
 @main.group()
@@ -200,12 +211,34 @@ def _load(policies: Path, keys: Path) -> Policy:
         raise
 
 
+def _problem_json(problem: Any) -> dict[str, Any]:
+    return {"file": problem.file, "line": problem.line, "column": problem.column, "message": problem.message}
+
+
 @policy.command()
 @_policies
 @_keys
-def check(policies: Path, keys: Path) -> None:
-    """Validate policies and keys: exit 0, or one file:line:column line per problem."""
-    loaded = _load(policies, keys)
+@click.option("--json", "as_json", is_flag=True, help="The verdict, problems and warnings as JSON.")
+def check(policies: Path, keys: Path, as_json: bool) -> None:
+    """Validate policies and keys: exit 0, or one file:line:column line per problem (exit 1)."""
+    from gateway.runtime import load_snapshot  # noqa: PLC0415
+
+    try:
+        loaded = load_snapshot(_settings(policies=policies, keys=keys))[1]
+    except LoadError as exc:
+        if as_json:
+            _emit({"ok": False, "problems": [_problem_json(p) for p in exc.problems]})
+            sys.exit(1)
+        _fail(str(exc), 1)
+        return
+    if as_json:
+        _emit(
+            {
+                "ok": True, "actions": len(loaded.actions), "grants": len(loaded.grants),
+                "policy": loaded.digest, "warnings": [_problem_json(w) for w in loaded.warnings],
+            }
+        )  # fmt: skip
+        return
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
     counts = f"{len(loaded.actions)} actions, {len(loaded.grants)} grants"
@@ -218,6 +251,7 @@ def check(policies: Path, keys: Path) -> None:
 @click.argument("target", required=False)
 @click.option("--from", "source", help="The client address, for grants with `from`.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE labels of the target, for label grants.")
+@click.option("--json", "as_json", is_flag=True, help="The decision as JSON.")
 @_policies
 @_keys
 def explain(
@@ -226,10 +260,11 @@ def explain(
     target: str | None,
     source: str | None,
     labels: tuple[str, ...],
+    as_json: bool,
     policies: Path,
     keys: Path,
 ) -> None:
-    """Allow or deny PRINCIPAL doing ACTION [to TARGET], and the grant or reason that decided."""
+    """Allow (exit 0) or deny (exit 1) PRINCIPAL doing ACTION [to TARGET], and what decided, on stdout."""
     from gateway.policy import Allow, DenyCode, Request, Target, decide  # noqa: PLC0415
 
     loaded = _load(policies, keys)
@@ -237,24 +272,44 @@ def explain(
     request = Request(principal, action, Target(target, pairs) if target else None, source=source)
     decision = decide(loaded, request)
     if isinstance(decision, Allow):
-        click.echo(f"allow: granted by {decision.grant}")
         spec = loaded.actions[action]
+        if as_json:
+            _emit(
+                {
+                    "decision": "allow",
+                    "grant": decision.grant,
+                    "mode": spec.kind,
+                    "consequence": spec.consequence,
+                }
+            )
+            return
+        click.echo(f"allow: granted by {decision.grant}")
         if spec.consequence:
             click.echo(f"mode: {spec.kind}: {spec.consequence}")
         return
     hint = " (pass --from ADDR)" if decision.code is DenyCode.SOURCE and source is None else ""
-    _fail(f"deny: {decision.reason}{hint}", 1)
+    if as_json:
+        _emit({"decision": "deny", "code": decision.code.name.lower(), "reason": decision.reason})
+    else:
+        click.echo(f"deny: {decision.reason}{hint}")
+    sys.exit(1)
 
 
 @policy.command("show")
 @click.option("--principal", help="Only this principal.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per (principal, action, grant).")
 @_policies
 @_keys
-def show_policy(principal: str | None, policies: Path, keys: Path) -> None:
+def show_policy(principal: str | None, as_json: bool, policies: Path, keys: Path) -> None:
     """What each principal may do, as a table."""
-    from gateway.policy.report import grants_table  # noqa: PLC0415
+    from gateway.policy.report import grants_rows, grants_table  # noqa: PLC0415
 
-    click.echo(grants_table(_load(policies, keys), principal), nl=False)
+    loaded = _load(policies, keys)
+    if as_json:
+        for row in grants_rows(loaded, principal):
+            _emit(row)
+        return
+    click.echo(grants_table(loaded, principal), nl=False)
 
 
 @policy.command()
@@ -385,17 +440,32 @@ def audit() -> None:
     type=click.Path(path_type=Path),
     help="Compare the host's chain with the collector's copy of it.",
 )
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 def verify(
-    state: Path, key: Path | None, pubkey: Path | None, collected: Path | None, against: Path | None
+    state: Path,
+    key: Path | None,
+    pubkey: Path | None,
+    collected: Path | None,
+    against: Path | None,
+    as_json: bool,
 ) -> None:
     """Check the chain: exit 0 when intact, 1 when tampered with (or cut), 3 when only the tail is torn."""
     from gateway.audit.checkpoint import load_public  # noqa: PLC0415
     from gateway.audit.verify import verify as run  # noqa: PLC0415
 
     if collected is not None:
-        _verify_collected(collected, key, pubkey)
+        _verify_collected(collected, key, pubkey, as_json)
         return
     report = run(state / "audit", _k0(state, key), load_public(pubkey) if pubkey else None)
+    if as_json:
+        comparison = _against(state, against) if against is not None and report.intact else None
+        _emit(
+            {
+                **report.as_dict(),
+                "against": comparison and {"ok": comparison.ok, "message": comparison.message},
+            }
+        )
+        sys.exit(report.exit_status or (0 if comparison is None or comparison.ok else 1))
     for note in report.notes:
         click.echo(f"note: {note}")
     if not report.intact:
@@ -403,12 +473,16 @@ def verify(
         _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
     click.echo(f"ok: chain intact: {report.summary()}")
     if against is not None:
-        from gateway.audit.collected import against as compare  # noqa: PLC0415
-
-        result = compare(state / "audit", against)
+        result = _against(state, against)
         if not result.ok:
             _fail(f"audit: {result.message}", 1)
         click.echo(f"ok: {result.message}")
+
+
+def _against(state: Path, collected_file: Path) -> Any:
+    from gateway.audit.collected import against  # noqa: PLC0415
+
+    return against(state / "audit", collected_file)
 
 
 def _per_host(path: Path | None, host: str, suffix: str) -> Path | None:
@@ -419,7 +493,7 @@ def _per_host(path: Path | None, host: str, suffix: str) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def _verify_collected(collected: Path, key: Path | None, pubkey: Path | None) -> None:
+def _verify_collected(collected: Path, key: Path | None, pubkey: Path | None, as_json: bool = False) -> None:
     from gateway.audit.checkpoint import load_public  # noqa: PLC0415
     from gateway.audit.collected import hosts, verify_host  # noqa: PLC0415
 
@@ -434,7 +508,10 @@ def _verify_collected(collected: Path, key: Path | None, pubkey: Path | None) ->
         k0 = bytes.fromhex(host_key.read_text().strip()) if host_key else None
         report = verify_host(directory, k0, load_public(host_pub) if host_pub else None)
         failed |= not report.intact or bool(report.gaps)
-        click.echo(report.summary())
+        if as_json:
+            _emit(dataclasses.asdict(report))
+        else:
+            click.echo(report.summary())
     if failed:
         _fail("audit: the collected chains are not complete and intact (see above)", 1)
 
@@ -531,15 +608,18 @@ def list_(
 @sessions.command()
 @_state
 @click.argument("session")
-def show(state: Path, session: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+def show(state: Path, session: str, as_json: bool) -> None:
     """A session's records in time order."""
     from gateway.sessions import query  # noqa: PLC0415
 
     with _index(state) as index:
         try:
-            click.echo(query.show_text(query.show(index, session)), nl=False)
+            events = query.show(index, session)
         except query.QueryError as exc:
             _fail(f"gateway: {exc}", 1)
+            return
+    click.echo(query.json_lines(events) if as_json else query.show_text(events), nl=False)
 
 
 @sessions.command()

@@ -38,6 +38,8 @@ class Problem(NamedTuple):
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:  # about a whole directory: there is no position to give
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.message}"
 
 

@@ -43,7 +43,7 @@ def load_keys(directory: Path) -> KeyRing:
     files: dict[str, str] = {}
     blobs: dict[str, str] = {}
     if not directory.is_dir():
-        raise LoadError([Problem(str(directory), 1, 1, "keys directory not found")])
+        raise LoadError([Problem(str(directory), 0, 0, "keys directory not found")])
     for path in sorted(directory.glob("*.pub")):
         name = path.name[: -len(".pub")]
         files[name] = str(path)

@@ -80,19 +80,33 @@ class _Quiet(WSGIRequestHandler):
         """No access log on stderr."""
 
 
-class MetricsServer:
-    """``/metrics`` (Prometheus) and ``/healthz`` on a thread of their own."""
+Probe = Callable[[], dict[str, Any]]
 
-    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]]) -> None:
+
+def _json(start_response: Callable[..., Any], ok: bool, body: dict[str, Any]) -> Iterable[bytes]:
+    start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
+class MetricsServer:
+    """On a thread of their own: ``/metrics`` (Prometheus), ``/healthz`` (liveness: the process
+    answers) and ``/readyz`` (readiness: a session could run now; 503 when a check fails).
+    Any other path is 404."""
+
+    def __init__(self, host: str, port: int, health: Probe, ready: Probe) -> None:
         metrics = make_wsgi_app(REGISTRY)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            if environ.get("PATH_INFO") == "/healthz":
-                state = health()
-                status = "200 OK" if state.get("status") == "ok" else "503 Service Unavailable"
-                start_response(status, [("Content-Type", "application/json")])
-                return [json.dumps(state).encode()]
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
+            path = environ.get("PATH_INFO")
+            if path == "/healthz":
+                return _json(start_response, True, health())
+            if path == "/readyz":
+                state = ready()
+                return _json(start_response, bool(state.get("ready")), state)
+            if path == "/metrics":
+                return metrics(environ, start_response)  # type: ignore[no-any-return]
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: /metrics, /healthz or /readyz\n"]
 
         self._server: WSGIServer = make_server(host, port, app, handler_class=_Quiet)
         self.port = self._server.server_port

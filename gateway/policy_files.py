@@ -24,7 +24,7 @@ Fingerprint = list[list[Any]]
 def read_policies(directory: Path) -> tuple[list[PolicyText], list[Problem]]:
     """Every ``*.yaml`` in *directory*, in name order, and the problems reading them."""
     if not directory.is_dir():
-        raise LoadError([Problem(str(directory), 1, 1, "policies directory not found")])
+        raise LoadError([Problem(str(directory), 0, 0, "policies directory not found")])
     texts: list[PolicyText] = []
     problems: list[Problem] = []
     left = MAX_BYTES

@@ -5,21 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pwd
 import signal
 from collections.abc import Callable
 
 import asyncssh
 
-from gateway import oplog, strictmodes
+from gateway import notify, oplog, strictmodes
 from gateway.audit import checkpoint
-from gateway.audit.ship import Shipper, backlog, hostname, tls_context
-from gateway.audit.syslog import Destination
 from gateway.auth import GatewayServer
-from gateway.dispatch.door_server import DoorServer
-from gateway.errors import AuditUnavailable, ConfigError, DockerError
 from gateway.hostkey import load_or_create_host_key
-from gateway.metrics import MetricsServer
+from gateway.jobs import HostJobs, reap_sidekicks, write_summaries
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
@@ -27,8 +22,6 @@ from gateway.settings import Settings
 from gateway.tasks import Tasks
 
 CLOSE_GRACE = 5.0
-SHIP_FLUSH_SECONDS = 5.0
-REAP_TIMEOUT = 15.0
 
 
 async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
@@ -71,15 +64,11 @@ async def serve(
     if settings.strict_modes and primary:
         strictmodes.check(settings.policies, settings.keys, settings.state)
     runtime = Runtime.start(settings)
+    jobs = None
     if primary:
         mark_interrupted(settings.state, runtime.audit)
-        await _reap_sidekicks(runtime)
-    shippers = _shippers(runtime) if primary else []  # bad URLs fail here, before anything listens
-    door = (
-        DoorServer(runtime, settings.door_socket or settings.state / "door.sock", _door_uid(settings))
-        if primary
-        else None
-    )
+        await reap_sidekicks(runtime)
+        jobs = HostJobs.prepare(runtime)
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
@@ -99,53 +88,22 @@ async def serve(
     oplog.configure(settings.log_format)
     if primary:  # the "listening on" line stays the first line on stdout
         oplog.log().info("started", listen=f"{settings.listen.host}:{port}", workers=settings.workers)
-    exporter = _metrics(runtime) if primary else None
+        notify.ready(f"listening on {settings.listen.host}:{port}")
     async with Tasks("server") as tasks:
         tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
-        if door is not None:
-            tasks.spawn(door.run(), "door")
-        if settings.checkpoint_interval > 0 and primary:
-            tasks.spawn(_checkpoints(runtime), "checkpoints")
         tasks.spawn(watch(runtime), "watch")
-        tasks.spawn(_refusal_summaries(runtime), "refusals")
-        for shipper in shippers:
-            tasks.spawn(shipper.run(), f"ship:{shipper.destination.label}")
+        if jobs is not None:
+            jobs.start(tasks)
         try:
             await stop.wait()
         finally:
+            if primary:
+                notify.stopping()
             _signal_children(children, signal.SIGTERM)
             await _shutdown(runtime, acceptor)
-            for shipper in shippers:  # server.stop and the final checkpoint go out too
-                await shipper.flush(SHIP_FLUSH_SECONDS)
-            if exporter is not None:
-                exporter.stop()
+            if jobs is not None:
+                await jobs.finish()
             oplog.log().info("stopped")
-
-
-def _shippers(runtime: Runtime) -> list[Shipper]:
-    """One shipper per ``--audit-syslog`` destination."""
-    settings = runtime.settings
-    destinations = [Destination.parse(url) for url in settings.audit_syslog]
-    tls = None
-    if any(d.scheme == "tls" for d in destinations):
-        tls = tls_context(settings.audit_syslog_ca, settings.audit_syslog_cert, settings.audit_syslog_key)
-    name = settings.host_name or hostname()
-    return [
-        Shipper(runtime.audit.directory, d, name, tls if d.scheme == "tls" else None) for d in destinations
-    ]
-
-
-def _door_uid(settings: Settings) -> int | None:
-    """``--door-user`` as a uid (a name is looked up)."""
-    user = settings.door_user
-    if user is None:
-        return None
-    if user.isdigit():
-        return int(user)
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        raise ConfigError(f"--door-user: no user {user!r}") from None
 
 
 async def _reload_on_hangup(runtime: Runtime, hangups: asyncio.Event) -> None:
@@ -153,73 +111,17 @@ async def _reload_on_hangup(runtime: Runtime, hangups: asyncio.Event) -> None:
     while True:
         await hangups.wait()
         hangups.clear()
-        await reload(runtime, "SIGHUP")
+        notify.reloading()
+        applied = await reload(runtime, "SIGHUP")
+        notify.reloaded(
+            f"policy {runtime.policy.digest[:12]}" + ("" if applied else " (the reload was refused)")
+        )
 
 
 def _signal_children(children: tuple[int, ...], sig: signal.Signals) -> None:
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def _metrics(runtime: Runtime) -> MetricsServer | None:
-    """/metrics and /healthz, when asked for."""
-    where = runtime.settings.metrics
-    if where is None:
-        return None
-
-    def health() -> dict[str, object]:
-        status = "draining" if runtime.draining else "ok"
-        audit, urls = runtime.audit.directory, runtime.settings.audit_syslog
-        shipping = [backlog(audit, Destination.parse(u)).as_dict() for u in urls]
-        return {
-            "status": status,
-            "sessions": len(runtime.sessions),
-            "policy": runtime.policy.digest,
-            "audit_shipping": shipping,
-        }
-
-    exporter = MetricsServer(where.host, where.port, health)
-    exporter.start()
-    oplog.log().info("metrics", listen=f"{where.host}:{exporter.port}")
-    return exporter
-
-
-async def _checkpoints(runtime: Runtime) -> None:
-    """Sign the audit head every interval (and once more at shutdown, by _shutdown)."""
-    directory = runtime.audit.directory
-    key = checkpoint.signing_key(directory, runtime.settings.checkpoint_key)
-    while True:  # the first one at start-up: a verifier always finds the file
-        with contextlib.suppress(OSError):
-            checkpoint.write_checkpoint(directory, key)
-        await asyncio.sleep(runtime.settings.checkpoint_interval)
-
-
-SUMMARY_POLL = 5.0
-
-
-def _write_summaries(runtime: Runtime, *, everything: bool = False) -> None:
-    """One record per source and reason for the connections turned away in a minute."""
-    for source, reason, count in runtime.limits.refusals.due(everything=everything):
-        with contextlib.suppress(AuditUnavailable):
-            runtime.audit.emit("connection.refused", source=source, reason=reason, count=count)
-
-
-async def _refusal_summaries(runtime: Runtime) -> None:
-    """Flush the per-minute summaries of turned-away connections."""
-    while True:
-        await asyncio.sleep(SUMMARY_POLL)
-        _write_summaries(runtime)
-
-
-async def _reap_sidekicks(runtime: Runtime) -> None:
-    """Remove sidekicks a previous run left behind (it was killed mid-session)."""
-    try:
-        count = await asyncio.wait_for(runtime.engine.reap(runtime.sidekick_labels), REAP_TIMEOUT)
-    except (DockerError, TimeoutError):
-        return  # no engine yet: container actions will say so
-    if count:
-        runtime.audit.emit("sidekick.reaped", count=count)
 
 
 async def _drain(runtime: Runtime) -> None:
@@ -248,7 +150,7 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     await runtime.sessions.wait_quiet(
         CLOSE_GRACE
     )  # their children are being ended: let them write session.end
-    _write_summaries(runtime, everything=True)
+    write_summaries(runtime, everything=True)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")
     if runtime.settings.checkpoint_interval > 0:

@@ -76,6 +76,15 @@ class Report:
             return 0
         return 3 if self.kind == "truncated" else 1
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report for ``--json``."""
+        return {
+            "intact": self.intact, "kind": self.kind, "where": self.where, "detail": self.detail,
+            "records": self.records, "files": self.files, "last_seq": self.last_seq,
+            "checkpoints": self.checkpoints, "anchored_seq": self.anchored_seq, "unanchored": self.unanchored,
+            "notes": self.notes,
+        }  # fmt: skip
+
     def summary(self) -> str:
         """What was checked, in one line."""
         text = f"{self.records} records in {self.files} files (last seq {self.last_seq})"

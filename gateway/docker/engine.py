@@ -102,6 +102,11 @@ class Engine:
             raise ContainerNotFound(name)  # an id prefix, not a name: never resolve by id
         return info
 
+    async def ping(self) -> None:
+        """Whether the engine answers; DockerUnavailable otherwise."""
+        async with translated():
+            await asyncio.wait_for(self.client._query_json("version"), TIMEOUT / 5)
+
     async def running(self) -> list[tuple[str, Mapping[str, str]]]:
         """(name, labels) of every running container."""
         async with translated():

@@ -28,6 +28,11 @@ def _rows(policy: Policy, only: str | None) -> list[tuple[str, ...]]:
     return sorted(rows)
 
 
+def grants_rows(policy: Policy, only: str | None = None) -> list[dict[str, str]]:
+    """The same rows as dicts (``policy show --json``)."""
+    return [dict(zip(COLUMNS, row, strict=True)) for row in _rows(policy, only)]
+
+
 def grants_table(policy: Policy, only: str | None = None) -> str:
     """One row per (principal, action, grant)."""
     rows = [COLUMNS, *_rows(policy, only)]

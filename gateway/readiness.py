@@ -1,0 +1,71 @@
+"""Readiness: could a session run right now? Checked on the event loop, read by /readyz.
+
+- the Docker engine answers (container actions need it);
+- the audit log can be written (the allow record gates every action);
+- a policy is loaded.
+
+The checks run every INTERVAL seconds on the loop (the engine client lives
+there); /readyz, on the metrics thread, reads the last result, so a blocked
+loop shows as a stale ``checked`` time rather than a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from gateway.errors import DockerError
+from gateway.runtime import Runtime
+
+INTERVAL = 2.0
+MIN_FREE_BYTES = 1 << 20
+
+
+class Readiness:
+    """The last readiness result."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._last: dict[str, Any] = {"ready": False, "checks": {}, "checked": None}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The last result (any thread)."""
+        return dict(self._last)
+
+    async def run(self) -> None:
+        """Check every INTERVAL until cancelled."""
+        while True:
+            await self.check()
+            await asyncio.sleep(INTERVAL)
+
+    async def check(self) -> dict[str, Any]:
+        """Run every check now."""
+        checks = {
+            "docker": await self._docker(),
+            "audit_log": self._audit(),
+            "policy": {"ok": bool(self.rt.policy.digest), "digest": self.rt.policy.digest},
+        }
+        ready = all(c["ok"] for c in checks.values()) and not self.rt.draining
+        self._last = {"ready": ready, "draining": self.rt.draining, "checks": checks, "checked": time.time()}
+        return self._last
+
+    async def _docker(self) -> dict[str, Any]:
+        try:
+            await self.rt.engine.ping()
+        except (DockerError, TimeoutError) as exc:
+            return {"ok": False, "error": str(exc) or type(exc).__name__}
+        return {"ok": True}
+
+    def _audit(self) -> dict[str, Any]:
+        directory = self.rt.audit.directory
+        if not os.access(directory, os.W_OK):
+            return {"ok": False, "error": "the audit directory is not writable"}
+        try:
+            free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+        except OSError as exc:
+            return {"ok": False, "error": exc.strerror}
+        if free < MIN_FREE_BYTES:
+            return {"ok": False, "error": f"only {free} bytes free"}
+        return {"ok": True, "free_bytes": free}

@@ -1,0 +1,261 @@
+"""Operations in the ecosystem's own terms: systemd (real systemd-analyze, the notify protocol),
+health and readiness, CLI conventions, and a reproducible install."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import sshhooks
+from tests.e2e.conftest import ROOT, Gateway, gateway_cli, start_gateway, stop_gateway
+
+pytestmark = pytest.mark.e2e
+
+UNIT = ROOT / "deploy" / "gateway.service"
+
+
+# ---------------------------------------------------------------- systemd
+
+
+def _rendered_unit(tmp_path: Path) -> Path:
+    """The shipped unit with /opt/gateway pointing at this checkout (so its commands exist)."""
+    unit = tmp_path / "gateway.service"
+    unit.write_text(UNIT.read_text().replace("/opt/gateway", str(ROOT)))
+    return unit
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(_rendered_unit(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    problems = [line for line in result.stderr.splitlines() if "gateway.service" in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(_rendered_unit(tmp_path))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    match = re.search(r"Overall exposure level for gateway\.service: (\d+\.\d)", result.stdout)
+    assert match, result.stdout + result.stderr
+    print(f"\nsystemd-analyze security: exposure {match.group(1)}")
+    assert float(match.group(1)) <= 4.0
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "ExecReload=",
+        "WatchdogSec=",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+    ):
+        assert line in text
+
+
+class Notifications:
+    """Everything the gateway sent to the notify socket, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.seen = sock, list[str]()
+
+    def wait(self, wanted: str, after: int = 0, seconds: float = 10) -> int:
+        """The index of the first message at or after *after* that holds *wanted*."""
+        deadline = time.monotonic() + seconds
+        while True:
+            for i, message in enumerate(self.seen[after:], start=after):
+                if wanted in message:
+                    return i
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{wanted!r} never came: {self.seen}")
+            self.sock.settimeout(0.2)
+            try:
+                self.seen.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+
+def test_the_notify_protocol(gateway: Gateway, tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
+        gw = start_gateway(tmp_path / "state", gateway.policies, gateway.keydir, gateway.keys, env=env)
+        notes = Notifications(sock)
+        try:
+            ready = notes.wait("READY=1")
+            assert "STATUS=listening on 127.0.0.1:" in notes.seen[ready]
+            notes.wait("WATCHDOG=1")  # fed from the event loop
+            gw.proc.send_signal(signal.SIGHUP)
+            reloading = notes.wait("RELOADING=1", after=ready + 1)
+            assert "MONOTONIC_USEC=" in notes.seen[reloading]
+            notes.wait("READY=1", after=reloading + 1)
+            gw.proc.send_signal(signal.SIGTERM)
+            notes.wait("STOPPING=1", after=reloading + 1)
+        finally:
+            assert stop_gateway(gw) == 0
+
+
+# ---------------------------------------------------------------- health
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, Any] | str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            body = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+def _metrics_port(gw: Gateway) -> int:
+    assert gw.proc.stdout is not None
+    for _ in range(6):
+        line = gw.proc.stdout.readline()
+        record = json.loads(line) if line.startswith("{") else {}
+        if record.get("event") == "metrics":
+            return int(record["listen"].rsplit(":", 1)[1])
+    raise AssertionError("no metrics line")
+
+
+def _ready(port: int, wanted: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = _get(port, "/readyz")
+        assert isinstance(body, dict)
+        if body.get("checked") and body["ready"] is wanted:
+            assert status == (200 if wanted else 503)
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(body)
+        time.sleep(0.2)
+
+
+def test_liveness_readiness_and_unknown_paths(gateway: Gateway, tmp_path: Path) -> None:
+    gw = start_gateway(
+        tmp_path / "s1", gateway.policies, gateway.keydir, gateway.keys, extra=("--metrics", "127.0.0.1:0")
+    )
+    try:
+        port = _metrics_port(gw)
+        status, body = _get(port, "/healthz")
+        assert status == 200 and isinstance(body, dict) and body["status"] == "ok"
+        ready = _ready(port, True)
+        assert set(ready["checks"]) == {"docker", "audit_log", "policy"}
+        assert _get(port, "/nope")[0] == 404
+        assert _get(port, "/metrics")[0] == 200
+    finally:
+        assert stop_gateway(gw) == 0
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    down = start_gateway(
+        tmp_path / "s2",
+        gateway.policies,
+        gateway.keydir,
+        gateway.keys,
+        env=env,
+        extra=("--metrics", "127.0.0.1:0"),
+    )
+    try:
+        port = _metrics_port(down)
+        assert _get(port, "/healthz")[0] == 200  # alive
+        body = _ready(port, False)  # but not ready: no engine answers
+        assert body["checks"]["docker"]["ok"] is False
+    finally:
+        assert stop_gateway(down) == 0
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_dash_h_everywhere() -> None:
+    for args in ((), ("serve",), ("policy", "check"), ("sessions", "grep"), ("audit", "verify")):
+        result = gateway_cli(*args, "-h")
+        assert result.returncode == 0 and "Usage:" in result.stdout, args
+
+
+def test_exit_statuses_and_stdout(gateway: Gateway, tmp_path: Path) -> None:
+    common = ("--policies", str(gateway.policies), "--keys", str(gateway.keydir))
+    allow = gateway_cli("policy", "explain", "dan", "memory", *common)
+    deny = gateway_cli("policy", "explain", "eve", "memory", *common)
+    assert (allow.returncode, deny.returncode) == (0, 1)
+    assert deny.stdout.startswith("deny: ") and deny.stderr == ""  # a query answer, on stdout
+    assert gateway_cli("policy", "check", "--bogus-flag").returncode == 2
+    assert gateway_cli("policy", "explain").returncode == 2
+    missing = gateway_cli(
+        "policy", "check", "--policies", str(tmp_path / "nope"), "--keys", str(gateway.keydir)
+    )
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.strip() == f"{tmp_path / 'nope'}: policies directory not found"
+    )  # no made-up position
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "p.yaml").write_text("version: 1\nactions: {x: {type: nope}}\n")
+    serve = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--policies", str(bad), "--keys", str(gateway.keydir),
+         "--state", str(tmp_path / "st"), "--no-strict-modes"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert serve.returncode == 1  # a failed check, as `policy check` says it
+    usage = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--ciphers", "rot13", "--state", str(tmp_path / "st2")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert usage.returncode == 2
+
+
+def test_json_on_every_listing_and_query(gateway: Gateway) -> None:
+    common = ("--policies", str(gateway.policies), "--keys", str(gateway.keydir))
+    shown = gateway_cli("policy", "show", "--json", *common)
+    assert {"principal", "action", "grant"} <= set(json.loads(shown.stdout.splitlines()[0]))
+    explained = json.loads(gateway_cli("policy", "explain", "eve", "memory", "--json", *common).stdout)
+    assert explained["decision"] == "deny"
+    checked = json.loads(gateway_cli("policy", "check", "--json", *common).stdout)
+    assert checked["ok"] is True
+    assert gateway.ssh("memory", key="dan").returncode == 0
+    sid = json.loads(
+        gateway_cli("sessions", "list", "--json", "--state", str(gateway.state)).stdout.splitlines()[-1]
+    )["id"]
+    shown_session = gateway_cli("sessions", "show", sid, "--json", "--state", str(gateway.state))
+    assert all("event" in json.loads(line) for line in shown_session.stdout.splitlines())
+    verified = json.loads(gateway_cli("audit", "verify", "--json", "--state", str(gateway.state)).stdout)
+    assert verified["intact"] is True and verified["records"] > 0
+
+
+# ---------------------------------------------------------------- the install
+
+
+def test_gateway_is_on_the_path_after_setup() -> None:
+    found = shutil.which("gateway")
+    assert found is not None, "scripts/setup puts `gateway` on the PATH"
+    assert subprocess.run([found, "--version"], capture_output=True, check=False).returncode == 0
+
+
+def test_the_lock_file_pins_every_dependency_and_asyncssh_matches_the_hooks() -> None:
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = [line for line in lock if line.strip() and not line.startswith(("#", " "))]
+    assert pins and all("==" in line for line in pins), [p for p in pins if "==" not in p]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    asyncssh = next(d for d in project["dependencies"] if d.startswith("asyncssh"))
+    assert asyncssh == "asyncssh>=2.23,<2.25"  # sshhooks.py is pinned to these internals
+    assert sshhooks.TESTED == ("2.23", "2.24")
+    locked = next(line for line in pins if line.startswith("asyncssh=="))
+    assert locked.split("==")[1].startswith(sshhooks.TESTED)
