@@ -45,7 +45,7 @@ def test_explain() -> None:
     assert "policies/example.yaml:" in allowed.stdout
     denied = _gateway("policy", "explain", "dan", "debug", "web1")
     assert denied.returncode == 1
-    assert "deny" in denied.stderr
+    assert "deny" in denied.stdout
 
 
 def test_python_dash_m_and_help() -> None:

@@ -157,4 +157,4 @@ def test_show_and_explain() -> None:
         [*run, "explain", "betty", "restart", "web1"], capture_output=True, text=True, check=False, cwd=ROOT
     )
     assert denied.returncode == 1
-    assert denied.stderr.startswith("deny: no grant covers")
+    assert denied.stdout.startswith("deny: no grant covers")
