@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import sys
@@ -388,11 +387,12 @@ def _audit_unknown_key(state: Path, fingerprint: str) -> None:
 )
 def dispatch(principal: str, policies: Path, keys: Path, state: Path, door_socket: Path | None) -> None:
     """The command= entry point: hands SSH_ORIGINAL_COMMAND to `serve`, or runs it in-process."""
+    from gateway import loop  # noqa: PLC0415
     from gateway.dispatch.main import dispatch as run  # noqa: PLC0415
     from gateway.entry import exit_with  # noqa: PLC0415
 
     try:
-        status = asyncio.run(run(_settings(policies=policies, keys=keys, state=state), principal))
+        status = loop.run(run(_settings(policies=policies, keys=keys, state=state), principal))
     except LoadError:
         _fail("gateway: the policy cannot be loaded; nothing was run", 1)
         return

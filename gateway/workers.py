@@ -7,12 +7,12 @@ per process. The first process does the once-per-host jobs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 from collections.abc import Callable
 
+from gateway import loop
 from gateway.server import serve
 from gateway.settings import Listen, Settings
 
@@ -30,7 +30,7 @@ def _reserve(listen: Listen) -> tuple[socket.socket, int]:
 def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Serve in this process, or in N processes sharing the port."""
     if settings.workers <= 1:
-        asyncio.run(serve(settings, on_ready))
+        loop.run(serve(settings, on_ready))
         return
     probe, port = _reserve(settings.listen)
     shared = settings.model_copy(
@@ -43,13 +43,13 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
             probe.close()
             status = 0
             try:
-                asyncio.run(serve(shared.model_copy(update={"worker": index}), lambda _h, _p: None))
+                loop.run(serve(shared.model_copy(update={"worker": index}), lambda _h, _p: None))
             except BaseException:
                 status = 1
             os._exit(status)
         children.append(pid)
     try:
-        asyncio.run(serve(shared, on_ready, tuple(children)))
+        loop.run(serve(shared, on_ready, tuple(children)))
     finally:
         probe.close()
         for pid in children:

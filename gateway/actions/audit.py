@@ -191,7 +191,8 @@ async def _follow(ctx: ActionContext, index: Index, session: str, path: Path) ->
                 pending += chunk
                 if pending.endswith("\n"):
                     event, pending = json.loads(pending), ""
-                    if event[1] == "o" and not await send(ctx, str(event[2]).encode()):
+                    is_output = isinstance(event, list) and len(event) == 3 and event[1] == "o"
+                    if is_output and not await send(ctx, str(event[2]).encode()):
                         return
                 continue
             index.catch_up()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditLog, chain
-from gateway.audit.store import log_files
+from gateway.audit.store import log_files, read_state
 from gateway.errors import AuditUnavailable
 
 
@@ -46,9 +46,29 @@ def test_the_state_holds_only_the_current_key(tmp_path: Path) -> None:
         log.emit("e", i=i)
     log.close()
     k0 = bytes.fromhex((tmp_path / "initial.key").read_text().strip())
-    state = json.loads((tmp_path / "chain.state").read_text())
-    assert state["key"] == chain.evolve(k0, 5).hex()
-    assert k0.hex() not in (tmp_path / "chain.state").read_text()
+    state = read_state(tmp_path)
+    assert state is not None and state.key == chain.evolve(k0, 5).hex()
+    raw = (tmp_path / "chain.state").read_bytes()
+    for older in range(5):  # not K_0, nor any key before the current one (the old slot is wiped)
+        assert chain.evolve(k0, older).hex().encode() not in raw
+
+
+def test_a_torn_state_write_leaves_the_previous_state(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path)
+    log.emit("e")
+    log.close()
+    path = tmp_path / "chain.state"
+    before = read_state(tmp_path)
+    raw = bytearray(path.read_bytes())
+    free = 512 if raw.startswith(b"gateway") else 0  # the slot the next write goes to
+    raw[free : free + 100] = b"gateway-chain-state 1\n{half a state".ljust(100, b"\0")  # died mid-write
+    path.write_bytes(bytes(raw))
+    assert read_state(tmp_path) == before
+    again = AuditLog(tmp_path)
+    again.emit("e")  # and the chain goes on from it
+    again.close()
+    after = read_state(tmp_path)
+    assert before is not None and after is not None and after.seq == before.seq + 1
 
 
 def test_two_writers_share_one_chain(tmp_path: Path) -> None:
