@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,9 @@ def load_snapshot(settings: Settings) -> tuple[KeyRing, Policy]:
     return keys, load_policy(settings.policies, keys)
 
 
+STARTS = 4
+
+
 @dataclass
 class Runtime:
     """The settings, the policy in force, the audit log and the Engine client."""
@@ -39,6 +44,8 @@ class Runtime:
     limits: Limits = field(default_factory=lambda: Limits(Settings()))
     connections: set[Any] = field(default_factory=set)  # asyncssh connections, for shutdown
     sessions: LiveSessions = field(default_factory=LiveSessions)  # for the drain and /healthz
+    #: session starts in progress at once (see session.core.Session.run)
+    starting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(STARTS))
     draining: bool = False
     algorithms: Algorithms = field(default_factory=lambda: Algorithms.from_options(None, None, None))
     #: the policy and key files as they were just before the policy in force was loaded
@@ -72,7 +79,7 @@ class Runtime:
             return None
         return self.settings.state / "audit" / "checkpoint.pub"
 
-    @property
+    @functools.cached_property
     def sidekick_labels(self) -> dict[str, str]:
         """Labels that mark a sidekick as started by the gateway on this state directory."""
         digest = hashlib.sha256(str(self.settings.state.resolve()).encode()).hexdigest()[:16]

@@ -117,32 +117,45 @@ def read_state(directory: Path) -> ChainState | None:
         data = (directory / STATE).read_bytes()
     except FileNotFoundError:
         return None
+    return parse_state(data, directory / STATE)
+
+
+def parse_state(data: bytes, where: Path) -> ChainState | None:
+    """The state in *data* (both forms); None when empty."""
+    if not data:
+        return None
     if data.startswith(b"{"):  # the single-JSON form of earlier versions
         return ChainState(**json.loads(data))
     found = [s for s in _slots(data) if s is not None]
     if not found:
-        raise ValueError(f"{directory / STATE}: no valid chain state slot")
+        raise ValueError(f"{where}: no valid chain state slot")
     return max(found, key=lambda s: s.seq)
 
 
 def write_state(directory: Path, state: ChainState) -> None:
     """Write the chain state in place: the other slot first, then wipe the old one (and its key)."""
+    fd = os.open(directory / STATE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        write_state_fd(fd, state)
+    finally:
+        os.close(fd)
+
+
+def write_state_fd(fd: int, state: ChainState) -> None:
+    """write_state on an open chain.state descriptor (the chain writer keeps one)."""
     text = json.dumps(state._asdict()).encode()
     record = MAGIC + text + b"\n" + hashlib.sha256(text).hexdigest().encode()
     if len(record) > SLOT:
         raise ValueError("chain state too large for its slot")
-    fd = os.open(directory / STATE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        current = os.pread(fd, 2 * SLOT, 0)
-        slots = _slots(current) if not current.startswith(b"{") else [None, None]
-        old = (
-            slots[0] if slots[0] is not None and (slots[1] is None or slots[0].seq >= slots[1].seq) else None
-        )
-        target = 1 if old is not None else 0
-        os.pwrite(fd, record.ljust(SLOT, b"\0"), target * SLOT)
-        os.pwrite(fd, b"\0" * SLOT, (1 - target) * SLOT)
-    finally:
-        os.close(fd)
+    current = os.pread(fd, 2 * SLOT, 0)
+    legacy = current.startswith(b"{")
+    slots = [None, None] if legacy else _slots(current)
+    first_is_live = slots[0] is not None and (slots[1] is None or slots[0].seq >= slots[1].seq)
+    target = 1 if first_is_live else 0
+    os.pwrite(fd, record.ljust(SLOT, b"\0"), target * SLOT)
+    os.pwrite(fd, b"\0" * SLOT, (1 - target) * SLOT)
+    if legacy:
+        os.ftruncate(fd, 2 * SLOT)  # an earlier version's single JSON, longer than the slots
 
 
 def write_new(path: Path, data: str) -> None:

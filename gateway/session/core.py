@@ -7,6 +7,7 @@ OpenSSH door (through the daemon's door socket, or in-process).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING, Any
@@ -57,12 +58,20 @@ class Session:
         return detail
 
     async def run(self) -> None:
-        """Decide, then run or refuse; never raises."""
-        try:
-            plan = await authorize(self.conn, self.process, self._fields, await self._target())
-        except Refusal as refusal:
-            self._refuse(refusal)
-            return
+        """Decide, then run or refuse; never raises.
+
+        Session starts pass a small gate (STARTS at a time) and yield between
+        their steps, so a burst of new sessions (200 at once) does not hold
+        the loop while the open sessions' keystrokes wait behind it.
+        """
+        async with self.rt.starting:
+            await asyncio.sleep(0)
+            try:
+                plan = await authorize(self.conn, self.process, self._fields, await self._target())
+            except Refusal as refusal:
+                self._refuse(refusal)
+                return
+            await asyncio.sleep(0)
         try:
             await self._run_plan(plan)
         finally:
