@@ -81,11 +81,26 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
-def spread(samples: list[float]) -> dict[str, float]:
-    """Median, min and max of seconds, in milliseconds: a figure with its spread."""
+def figure(samples: list[float], scale: float = 1.0, digits: int = 2) -> dict[str, float]:
+    """A figure as a user would reproduce it: the median of the runs, with min and max beside it."""
+    values = [v * scale for v in samples]
     return {
-        "median_ms": median_ms(samples),
-        "min_ms": round(min(samples) * 1000, 2),
-        "max_ms": round(max(samples) * 1000, 2),
-        "n": len(samples),
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "n": len(values),
     }
+
+
+def alternate(sides: dict[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+    """Run each side once per round, *runs* rounds, so the machine's drift hits every side alike."""
+    out: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(runs):
+        for name, measure in sides.items():
+            out[name].append(measure())
+    return out
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import SSH_OPTS, keygen, spread, sshd
+from bench.common import SSH_OPTS, figure, keygen, sshd
 from bench.gateway import running_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,11 +132,11 @@ def _measure(runs: int, container: str, pid: int) -> dict[str, Any]:
                     samples.setdefault(label, []).append(measure())
     out: dict[str, Any] = {"runs": runs, "target_added_ms": TARGET_ADDED_MS}
     for label, values in samples.items():
-        out[label] = spread(values)
+        out[label] = figure(values, 1000)
     for work in _work(container):
-        base_ms = out[f"direct_{work}"]["median_ms"]
+        base_ms = out[f"direct_{work}"]["median"]
         for variant in variants:
-            out[f"added_{variant}_{work}_ms"] = round(out[f"{variant}_{work}"]["median_ms"] - base_ms, 2)
+            out[f"added_{variant}_{work}_ms"] = round(out[f"{variant}_{work}"]["median"] - base_ms, 2)
     return out
 
 

@@ -99,9 +99,14 @@ async def echo_latency(
     for conn in conns:
         conn.close()
     samples.sort()
+
+    def quantile(q: float) -> float:
+        return round(samples[min(len(samples) - 1, int(len(samples) * q))] * 1000, 2)
+
     return {
         "p50_ms": round(statistics.median(samples) * 1000, 2),
-        "p99_ms": round(samples[int(len(samples) * 0.99)] * 1000, 2),
+        "p99_ms": quantile(0.99),
+        "p999_ms": quantile(0.999),
     }
 
 

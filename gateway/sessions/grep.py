@@ -22,6 +22,7 @@ from gateway.sessions.index import Index
 MAX_PATTERN = 256
 MAX_LINE = 4096
 # CSI, OSC (ended by BEL or ST), other two-byte escapes, then any other control character but tab.
+NEWLINES = re.compile(r"[\r\n]")
 ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
 )
@@ -71,6 +72,18 @@ class _Lines:
     def feed(self, stamp: float, data: str, *, typed: bool) -> Iterator[tuple[float, str]]:
         if not self.buffer:
             self.began = stamp
+        if not typed:  # output: split on line ends at C speed
+            *complete, rest = NEWLINES.split(data)
+            for part in complete:
+                line = self.buffer + part
+                if line:
+                    yield self.began, ESCAPES.sub("", line)
+                self.buffer, self.began = "", stamp
+            self.buffer += rest
+            if len(self.buffer) >= MAX_LINE:
+                yield self.began, ESCAPES.sub("", self.buffer)
+                self.buffer, self.began = "", stamp
+            return
         for char in data:
             if char in "\r\n":
                 if self.buffer:
