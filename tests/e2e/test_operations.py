@@ -259,3 +259,38 @@ def test_the_lock_file_pins_every_dependency_and_asyncssh_matches_the_hooks() ->
     assert sshhooks.TESTED == ("2.23", "2.24")
     locked = next(line for line in pins if line.startswith("asyncssh=="))
     assert locked.split("==")[1].startswith(sshhooks.TESTED)
+
+
+def test_the_demo_prints_the_fingerprint_and_fills_db1(tmp_path: Path) -> None:
+    """`scripts/demo` as a new user runs it (on a free port): the fingerprint to compare, data to back up."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "GATEWAY_LISTEN": "127.0.0.1:0",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "demo")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "listening on" in line or not line:
+                break
+        text = "".join(seen)
+        assert re.search(r"Host key fingerprint .*: ED25519 SHA256:[A-Za-z0-9+/]{43}", text), text
+        assert any(line.startswith("setup: ") for line in seen)  # one line per step, not silence
+        listing = subprocess.run(
+            ["docker", "exec", "db1", "ls", "/data"], capture_output=True, text=True, check=False
+        )
+        assert "orders.csv" in listing.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
