@@ -67,13 +67,18 @@ def session_figures(
             ):
                 pidfile = base / "sshd-sh" / "sshd.pid"
                 listener = int(pidfile.read_text()) if pidfile.exists() else _listener(sh_port)
-                for _ in range(runs):
-                    idle = sessions._rss_kb(gw.pid)
-                    held = asyncio.run(
-                        sessions.hold_sessions(
-                            gw.port, key, "sh", "", count, lambda: {"rss_kb": sessions._rss_kb(gw.pid)}
+                for run in range(runs):
+                    # a fresh gateway each run: a warm one reuses the memory of closed sessions
+                    with running_gateway(base / f"gw-mem{run}", path) as fresh:
+                        asyncio.run(sessions.hold_sessions(fresh.port, key, "noop", "", 5, lambda: {}))
+                        idle = sessions._rss_kb(fresh.pid)
+
+                        def gw_measure(pid: int = fresh.pid) -> dict[str, int]:
+                            return {"rss_kb": sessions._rss_kb(pid)}
+
+                        held = asyncio.run(
+                            sessions.hold_sessions(fresh.port, key, "sh", "", count, gw_measure)
                         )
-                    )
                     samples["gw_kb"].append((held["rss_kb"] - idle) / count)
 
                     def sshd_measure(listener: int = listener) -> dict[str, int]:
