@@ -98,7 +98,13 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     run_dir = Path(f"/run/gwtest-{secrets.token_hex(4)}")
     run_dir.mkdir(mode=0o755)
     door_socket = run_dir / "door.sock"
-    program = f"/usr/bin/python3 -S {ROOT}/gateway/door.py"
+    # The gw account runs the thin client: give it a copy of the package it can read, wherever
+    # this checkout lives (a checkout under /root would be out of its reach).
+    install = run_dir / "opt-gateway"
+    shutil.copytree(ROOT / "gateway", install / "gateway", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [install, *install.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    program = f"/usr/bin/python3 -S {install}/gateway/door.py"
     policies = base / "policies"
     shutil.copytree(gateway.policies, policies)
     # 1. the gateway, with its door socket where `gw` can reach it
@@ -108,7 +114,7 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         extra=("--door-socket", str(door_socket), "--door-user", DOOR_USER, "--door-program", program),
     )  # fmt: skip
     # 3. the shipped snippet, only the port and paths substituted; `sshd -t` must pass
-    snippet = SNIPPET.read_text().replace("/opt/gateway", str(ROOT)).replace("/run/gateway", str(run_dir))
+    snippet = SNIPPET.read_text().replace("/opt/gateway", str(install)).replace("/run/gateway", str(run_dir))
     (base / "gateway.conf").write_text(snippet)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True)
     port = _free_port()
