@@ -252,6 +252,17 @@ def start_gateway(
     return Gateway(proc, int(match.group(1)), state, keys, policies, keydir)
 
 
+def metrics_port(gw: Gateway) -> int:
+    """The port of a gateway started with ``--metrics HOST:0`` (from its "metrics" log line)."""
+    assert gw.proc.stdout is not None
+    for _ in range(6):
+        line = gw.proc.stdout.readline()
+        record = json.loads(line) if line.startswith("{") else {}
+        if record.get("event") == "metrics":
+            return int(record["listen"].rsplit(":", 1)[1])
+    raise AssertionError("no metrics line")
+
+
 def stop_gateway(gw: Gateway) -> int:
     """SIGTERM, and the exit status."""
     gw.proc.send_signal(signal.SIGTERM)

@@ -16,7 +16,15 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.e2e.conftest import Containers, Gateway, gateway_cli, spawn, start_gateway, stop_gateway
+from tests.e2e.conftest import (
+    Containers,
+    Gateway,
+    gateway_cli,
+    metrics_port,
+    spawn,
+    start_gateway,
+    stop_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -138,15 +146,7 @@ def test_sigterm_drains_open_sessions(launch: Any, web1: str) -> None:
 
 def test_metrics_and_health(launch: Any) -> None:
     gw = launch("--metrics", "127.0.0.1:0")
-    assert gw.proc.stdout is not None
-    port = None
-    for _ in range(5):
-        line = gw.proc.stdout.readline()
-        record = json.loads(line) if line.startswith("{") else {}
-        if record.get("event") == "metrics":
-            port = int(record["listen"].rsplit(":", 1)[1])
-            break
-    assert port
+    port = metrics_port(gw)
     assert gw.ssh("memory", key="dan").returncode == 0
     gw.ssh("memory", key="eve")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from gateway import sshhooks
-from tests.e2e.conftest import ROOT, Gateway, gateway_cli, start_gateway, stop_gateway
+from tests.e2e.conftest import ROOT, Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -127,16 +127,6 @@ def _get(port: int, path: str) -> tuple[int, dict[str, Any] | str]:
         return status, body
 
 
-def _metrics_port(gw: Gateway) -> int:
-    assert gw.proc.stdout is not None
-    for _ in range(6):
-        line = gw.proc.stdout.readline()
-        record = json.loads(line) if line.startswith("{") else {}
-        if record.get("event") == "metrics":
-            return int(record["listen"].rsplit(":", 1)[1])
-    raise AssertionError("no metrics line")
-
-
 def _ready(port: int, wanted: bool) -> dict[str, Any]:
     deadline = time.monotonic() + 15
     while True:
@@ -155,7 +145,7 @@ def test_liveness_readiness_and_unknown_paths(gateway: Gateway, tmp_path: Path) 
         tmp_path / "s1", gateway.policies, gateway.keydir, gateway.keys, extra=("--metrics", "127.0.0.1:0")
     )
     try:
-        port = _metrics_port(gw)
+        port = metrics_port(gw)
         status, body = _get(port, "/healthz")
         assert status == 200 and isinstance(body, dict) and body["status"] == "ok"
         ready = _ready(port, True)
@@ -174,7 +164,7 @@ def test_liveness_readiness_and_unknown_paths(gateway: Gateway, tmp_path: Path) 
         extra=("--metrics", "127.0.0.1:0"),
     )
     try:
-        port = _metrics_port(down)
+        port = metrics_port(down)
         assert _get(port, "/healthz")[0] == 200  # alive
         body = _ready(port, False)  # but not ready: no engine answers
         assert body["checks"]["docker"]["ok"] is False

@@ -9,7 +9,6 @@ source per minute instead of one record each.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import urllib.request
@@ -18,21 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Gateway, stop_gateway
+from tests.e2e.conftest import Gateway, metrics_port, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
 OTHER = "127.0.0.2"
-
-
-def _metrics_port(gw: Gateway) -> int:
-    assert gw.proc.stdout is not None
-    for _ in range(5):
-        line = gw.proc.stdout.readline()
-        record = json.loads(line) if line.startswith("{") else {}
-        if record.get("event") == "metrics":
-            return int(record["listen"].rsplit(":", 1)[1])
-    raise AssertionError("no metrics line")
 
 
 def _hold(stack: ExitStack, port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
@@ -51,7 +40,7 @@ def test_one_source_cannot_lock_out_another(own_gateway: Any) -> None:
     gw: Gateway = own_gateway(
         "--max-unauthenticated", "30", "--max-unauthenticated-per-source", "10", "--metrics", "127.0.0.1:0"
     )
-    metrics = _metrics_port(gw)
+    metrics = metrics_port(gw)
     with ExitStack() as stack:
         held = _hold(stack, gw.port, 40)
         time.sleep(0.5)
