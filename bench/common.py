@@ -41,6 +41,18 @@ def wait_port(port: int, seconds: float = 10.0) -> None:
 
 
 @contextmanager
+def listening(argv: list[str], port: int) -> Iterator[None]:
+    """Run the daemon *argv* until the block ends, once it listens on *port*."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
 def sshd(base: Path, authorized_keys: str, *, extra: str = "") -> Iterator[int]:
     """Debian's sshd on 127.0.0.1 with the given authorized_keys; yields its port."""
     base.mkdir(parents=True, exist_ok=True)
@@ -55,15 +67,10 @@ def sshd(base: Path, authorized_keys: str, *, extra: str = "") -> Iterator[int]:
         "MaxStartups 1000:30:2000\nMaxSessions 1000\n" + extra
     )
     Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")]
-    )
-    try:
-        wait_port(port)
+    with listening(
+        ["/usr/sbin/sshd", "-D", "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")], port
+    ):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def median_ms(samples: list[float]) -> float:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import SSH_OPTS, alternate, figure, free_port, keygen, sshd, wait_port
+from bench.common import SSH_OPTS, alternate, figure, free_port, keygen, listening, sshd
 from bench.gateway import running_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,16 +41,8 @@ def rsyslog(base: Path) -> Iterator[int]:
     config = "\n".join(line for line in config.splitlines() if 'port="6602"' not in line)
     config = config.replace('StreamDriver.Name="gtls" ', "").replace("/etc/gateway-collector", str(base))
     (base / "rsyslog.conf").write_text(f'global(workDirectory="{base}/work")\n' + config)
-    proc = subprocess.Popen(
-        ["rsyslogd", "-n", "-f", str(base / "rsyslog.conf"), "-i", str(base / "pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_port(port)
+    with listening(["rsyslogd", "-n", "-f", str(base / "rsyslog.conf"), "-i", str(base / "pid")], port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def run(runs: int = 30) -> dict[str, Any]:

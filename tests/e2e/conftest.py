@@ -275,6 +275,11 @@ def stop_gateway(gw: Gateway) -> int:
     return gw.proc.returncode
 
 
+def stop_running(started: list[Gateway]) -> list[int]:
+    """Stop each of *started* still running; the exit statuses of those stopped."""
+    return [stop_gateway(gw) for gw in started if gw.proc.poll() is None]
+
+
 @pytest.fixture(scope="session")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,

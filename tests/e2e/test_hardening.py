@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
     metrics_port,
     spawn,
     start_gateway,
-    stop_gateway,
+    stop_running,
 )
 
 pytestmark = pytest.mark.e2e
@@ -65,9 +65,8 @@ def launch(gateway: Gateway, policies: Path, tmp_path: Path) -> Iterator[Any]:
         return gw
 
     yield _launch
+    assert all(status == 0 for status in stop_running(started))
     for gw in started:
-        if gw.proc.poll() is None:
-            assert stop_gateway(gw) == 0
         verified = gateway_cli("audit", "verify", "--state", str(gw.state))
         assert verified.returncode == 0, verified.stdout + verified.stderr
 

@@ -21,7 +21,7 @@ import pytest
 
 from gateway.audit import chain, store
 from gateway.audit.store import ChainState
-from tests.e2e.conftest import ROOT, Gateway, gateway_cli, start_gateway, stop_gateway
+from tests.e2e.conftest import ROOT, Gateway, gateway_cli, start_gateway, stop_gateway, stop_running
 
 pytestmark = pytest.mark.e2e
 
@@ -128,9 +128,7 @@ def shipping(gateway: Gateway, collector: Collector, tmp_path: Path) -> Iterator
         return gw
 
     yield launch
-    for gw in started:
-        if gw.proc.poll() is None:
-            stop_gateway(gw)
+    stop_running(started)
 
 
 def _wait_shipped(gw: Gateway, collector: Collector, host: str, seconds: float = 20) -> list[bytes]:

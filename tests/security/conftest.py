@@ -21,7 +21,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures, found by pytest by na
     gateway_cli,
     keys,
     start_gateway,
-    stop_gateway,
+    stop_running,
     web1,
 )
 
@@ -45,6 +45,4 @@ def own_gateway(gateway: Gateway, tmp_path: Path) -> Iterator[Any]:  # noqa: F81
         return gw
 
     yield _launch
-    for gw in started:
-        if gw.proc.poll() is None:
-            stop_gateway(gw)
+    stop_running(started)
