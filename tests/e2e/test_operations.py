@@ -48,6 +48,16 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0 and not problems, result.stderr
 
 
+def test_systemd_analyze_verify_retention_units() -> None:
+    """The shipped retention timer and its service, exactly as shipped."""
+    units = [ROOT / "deploy" / "gateway-retention.timer", ROOT / "deploy" / "gateway-retention.service"]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, check=False
+    )
+    problems = [line for line in result.stderr.splitlines() if "gateway-retention" in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
 def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(_rendered_unit(tmp_path))],
