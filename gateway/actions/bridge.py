@@ -1,4 +1,8 @@
-"""A local child bridged to the SSH channel: on a PTY, or on three pipes.
+"""A child bridged to the SSH channel: on a PTY, or on three pipes.
+
+``run_local`` starts a host command; ``shell`` starts a confined one in a
+container (``confine.spawn``) and hands it to ``bridge_pty`` or
+``bridge_pipes``: the same pumps either way.
 
 ``process.redirect()`` has no tap for the recorder and takes the descriptors
 over, so the pumps are written out here, on top of ``channel``.
@@ -15,23 +19,37 @@ import pty
 import signal
 import struct
 import termios
+from typing import Protocol
 
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import CHUNK, client_input, drain, send, until_hangup
+from gateway.fdwait import wait_fd
 from gateway.tasks import Tasks
 
 DRAIN_SECONDS = 5.0
 KILL_GRACE = 1.0
 
 
-async def run_local(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Exit:
-    """Run *argv* on this host with a clean environment, bridged to the client.
+class Child(Protocol):
+    """A running child as the pumps see it: an asyncio process, or a confined one (``confine.spawn``)."""
 
-    *pass_fds* are inherited by the child (the pinned namespaces for nsenter).
-    """
+    @property
+    def pid(self) -> int:
+        """Its host pid."""
+
+    @property
+    def returncode(self) -> int | None:
+        """None while it runs."""
+
+    async def wait(self) -> int:
+        """Its returncode once it ended (negative for a signal)."""
+
+
+async def run_local(ctx: ActionContext, argv: list[str]) -> Exit:
+    """Run *argv* on this host with a clean environment, bridged to the client."""
     if ctx.process.get_terminal_type() is not None:
-        return await _run_pty(ctx, argv, pass_fds)
-    return await _run_pipes(ctx, argv, pass_fds)
+        return await _run_pty(ctx, argv)
+    return await _run_pipes(ctx, argv)
 
 
 def set_winsize(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> None:
@@ -45,22 +63,7 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_fd(fd: int, *, write: bool) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if write else loop.add_reader)(fd, wake)
-    try:
-        await ready
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)
-
-
-async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> None:
+async def _terminate(proc: Child, groups: list[int]) -> None:
     """HUP the child's process groups, then KILL them if they linger."""
     for sig in (signal.SIGHUP, signal.SIGKILL):
         for group in groups:
@@ -75,7 +78,7 @@ async def _terminate(proc: asyncio.subprocess.Process, groups: list[int]) -> Non
 # ---------------------------------------------------------------- PTY
 
 
-async def _run_pty(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...]) -> Exit:
+async def _run_pty(ctx: ActionContext, argv: list[str]) -> Exit:
     cols, rows, xpix, ypix = ctx.terminal_size()
     master, slave = pty.openpty()
     try:
@@ -83,14 +86,7 @@ async def _run_pty(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...
         # setsid --ctty: a new session with the slave as controlling tty,
         # without preexec_fn (unsafe beside asyncio's watcher threads).
         proc = await asyncio.create_subprocess_exec(
-            "setsid",
-            "--ctty",
-            *argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=ctx.clean_env(),
-            pass_fds=pass_fds,
+            "setsid", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave, env=ctx.clean_env()
         )
     except BaseException:
         os.close(master)
@@ -98,9 +94,14 @@ async def _run_pty(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...
     finally:
         os.close(slave)
     os.set_blocking(master, False)
+    return await bridge_pty(ctx, master, proc)
+
+
+async def bridge_pty(ctx: ActionContext, master: int, proc: Child) -> Exit:
+    """Pump the client and the PTY *master* of *proc* until it ends (or the client leaves)."""
     try:
         async with Tasks(f"pty:{ctx.session_id}") as tasks:
-            out = tasks.spawn(_pty_out(ctx, master), "out")
+            out = tasks.spawn(_pump_out(ctx, master), "out")
             tasks.spawn(_pty_in(ctx, master, proc), "in")
             if not await until_hangup(ctx, tasks, [tasks.spawn(proc.wait(), "wait")]):
                 await _terminate(proc, _pty_groups(master, proc))
@@ -110,29 +111,30 @@ async def _run_pty(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...
     return Exit.from_returncode(proc.returncode)
 
 
-def _pty_groups(master: int, proc: asyncio.subprocess.Process) -> list[int]:
+def _pty_groups(master: int, proc: Child) -> list[int]:
     groups = [proc.pid]
     with contextlib.suppress(OSError):
         groups.insert(0, os.tcgetpgrp(master))
     return groups
 
 
-async def _pty_out(ctx: ActionContext, master: int) -> None:
+async def _pump_out(ctx: ActionContext, fd: int, *, stderr: bool = False) -> None:
+    """A non-blocking PTY master or pipe to the client, until EOF (EIO: every slave is closed)."""
     while True:
         try:
-            data = os.read(master, CHUNK)
+            data = os.read(fd, CHUNK)
         except BlockingIOError:
-            await _wait_fd(master, write=False)
+            await wait_fd(fd, write=False)
             continue
-        except OSError as exc:  # EIO: every slave descriptor is closed
+        except OSError as exc:
             if exc.errno == errno.EIO:
                 return
             raise
-        if not data or not await send(ctx, data):
+        if not data or not await send(ctx, data, stderr=stderr):
             return
 
 
-async def _pty_in(ctx: ActionContext, master: int, proc: asyncio.subprocess.Process) -> None:
+async def _pty_in(ctx: ActionContext, master: int, proc: Child) -> None:
     async def resize(cols: int, rows: int, xpix: int, ypix: int) -> None:
         set_winsize(master, cols, rows, xpix, ypix)
 
@@ -160,7 +162,7 @@ async def _write_all(fd: int, data: bytes) -> bool:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            await _wait_fd(fd, write=True)
+            await wait_fd(fd, write=True)
         except OSError:
             return False
     return True
@@ -169,46 +171,75 @@ async def _write_all(fd: int, data: bytes) -> bool:
 # ---------------------------------------------------------------- pipes
 
 
-async def _run_pipes(ctx: ActionContext, argv: list[str], pass_fds: tuple[int, ...]) -> Exit:
-    pipe = asyncio.subprocess.PIPE
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=pipe,
-        stdout=pipe,
-        stderr=pipe,
-        env=ctx.clean_env(),
-        start_new_session=True,
-        pass_fds=pass_fds,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    async with Tasks(f"pipes:{ctx.session_id}") as tasks:
-        out = tasks.spawn(_copy_out(ctx, proc.stdout, stderr=False), "out")
-        err = tasks.spawn(_copy_out(ctx, proc.stderr, stderr=True), "err")
-        tasks.spawn(_feed_in(ctx, proc), "in")
-        if not await until_hangup(ctx, tasks, [tasks.spawn(proc.wait(), "wait")]):
-            await _terminate(proc, [proc.pid])
-        await drain([out, err], DRAIN_SECONDS)
+class Pipes:
+    """Three pipes for a child without a PTY: the child's ends and ours (non-blocking).
+
+    Each end is closed once: a second close could hit a number reused meanwhile.
+    """
+
+    def __init__(self) -> None:
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+        self.child = (in_r, out_w, err_w)
+        self.ours = (in_w, out_r, err_r)
+        self._open = {*self.child, *self.ours}
+        for fd in self.ours:
+            os.set_blocking(fd, False)
+
+    def _close(self, fds: tuple[int, ...]) -> None:
+        for fd in fds:
+            if fd in self._open:
+                self._open.discard(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def close_child(self) -> None:
+        """Once the child holds its ends."""
+        self._close(self.child)
+
+    def close_stdin(self) -> None:
+        """The client's EOF: the child reads to its end."""
+        self._close(self.ours[:1])
+
+    def close(self) -> None:
+        """Every descriptor still open."""
+        self._close((*self.child, *self.ours))
+
+
+async def _run_pipes(ctx: ActionContext, argv: list[str]) -> Exit:
+    pipes = Pipes()
+    try:
+        stdin, stdout, stderr = pipes.child
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=stdin, stdout=stdout, stderr=stderr, env=ctx.clean_env(), start_new_session=True
+        )
+    except BaseException:
+        pipes.close()
+        raise
+    pipes.close_child()
+    return await bridge_pipes(ctx, pipes, proc)
+
+
+async def bridge_pipes(ctx: ActionContext, pipes: Pipes, proc: Child) -> Exit:
+    """Pump the client and *proc*'s three pipes until it ends (or the client leaves)."""
+    _, stdout, stderr = pipes.ours
+    try:
+        async with Tasks(f"pipes:{ctx.session_id}") as tasks:
+            out = tasks.spawn(_pump_out(ctx, stdout), "out")
+            err = tasks.spawn(_pump_out(ctx, stderr, stderr=True), "err")
+            tasks.spawn(_feed_in(ctx, pipes, proc), "in")
+            if not await until_hangup(ctx, tasks, [tasks.spawn(proc.wait(), "wait")]):
+                await _terminate(proc, [proc.pid])
+            await drain([out, err], DRAIN_SECONDS)
+    finally:
+        pipes.close()
     return Exit.from_returncode(proc.returncode)
 
 
-async def _copy_out(ctx: ActionContext, source: asyncio.StreamReader, *, stderr: bool) -> None:
-    while data := await source.read(CHUNK):
-        if not await send(ctx, data, stderr=stderr):
-            return
-
-
-async def _feed_in(ctx: ActionContext, proc: asyncio.subprocess.Process) -> None:
-    assert proc.stdin is not None
-
+async def _feed_in(ctx: ActionContext, pipes: Pipes, proc: Child) -> None:
     async def deliver(sig: signal.Signals) -> None:
         _killpg(proc.pid, sig)
 
     async for data in client_input(ctx, on_signal=deliver):
-        try:
-            proc.stdin.write(data)
-            await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
+        if not await _write_all(pipes.ours[0], data):
             return
-    with contextlib.suppress(OSError):
-        proc.stdin.close()  # without a PTY, the client's EOF is real
+    pipes.close_stdin()  # without a PTY, the client's EOF is real

@@ -1,13 +1,15 @@
 """``type: shell``: a command inside the target container.
 
 ``via: nsenter`` (the default): the container's main process is pinned and
-checked before anything is entered (``confine.pin``), the child joins the
-container's cgroups and a cgroup of the session's own (``confine.cgroups``),
-and nsenter enters the pinned namespaces by descriptor. When the session
-ends, every process it left behind is killed and counted
-(``ended_processes`` in the session-end record). The child is host root with
-full capabilities inside the container's namespaces: seccomp, AppArmor and
-capability drops do not apply (see the README's security notes).
+checked before anything is entered (``confine.pin``); what ``docker exec``
+would give a process in it is read from that process (``confine.profile``:
+its bounding set, ``no_new_privs`` and seccomp filters); the spawner
+(``confine.spawn``) starts the child in the pinned namespaces, in the
+container's cgroups and a cgroup of the session's own, with a PTY in the
+container's devpts, under that confinement. ``privileged: true`` skips the
+confinement (host root's capabilities, no seccomp), as the seed did. When the
+session ends, every process it left behind is killed and counted
+(``ended_processes`` in the session-end record).
 
 ``via: exec``: the Engine API's exec (``exec.run_exec``); the container's own
 user, capabilities, seccomp and AppArmor profiles and cgroup stay in force.
@@ -15,26 +17,23 @@ user, capabilities, seccomp and AppArmor profiles and cgroup stay in force.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import secrets
-from pathlib import Path
+from typing import Any
 
 from gateway.actions.base import ActionContext, Exit
-from gateway.actions.bridge import run_local
+from gateway.actions.bridge import Pipes, bridge_pipes, bridge_pty
 from gateway.actions.exec import run_exec
-from gateway.confine import ContainerChanged, Pinned, SessionCgroup, launcher_argv, pin
+from gateway.confine import ContainerChanged, Pinned, SessionCgroup, pin
 from gateway.confine.cgroups import CgroupError, mounts
+from gateway.confine.profile import ProfileError
+from gateway.confine.profile import read as read_profile
+from gateway.confine.spawn import SPAWNER, Confined
 from gateway.docker import ContainerInfo
 from gateway.errors import Refusal
 from gateway.policy.models import Action, ShellAction
-
-
-def nsenter_argv(pinned: Pinned, command: list[str], user: str | None = None) -> list[str]:
-    """The nsenter argv: namespaces by descriptor; ``--`` keeps the client's words from being options."""
-    ids: list[str] = []
-    if user is not None:
-        uid, _, gid = user.partition(":")
-        ids = ["--setuid", uid, "--setgid", gid or uid]
-    return ["nsenter", *pinned.nsenter_options(), *ids, "--", *command]
 
 
 def pin_target(spec: Action, container: ContainerInfo) -> Pinned | None:
@@ -51,20 +50,21 @@ def pin_target(spec: Action, container: ContainerInfo) -> Pinned | None:
         ) from None
 
 
-def _numeric_user(pinned: Pinned, user: str | None) -> str | None:
-    """A user name resolved in the container's own /etc/passwd (uid:gid), or the number as given."""
-    if user is None or user[0].isdigit():
-        return user
+def _refuse(container: str, reason: str) -> Refusal:
+    return Refusal(
+        f"gateway: {container}: could not confine the session; nothing was run", reason=reason, kind="action"
+    )
+
+
+async def confinement(spec: ShellAction, pinned: Pinned, container: str) -> dict[str, Any] | None:
+    """What the child takes on before exec (None: privileged, host root as it is)."""
+    if spec.privileged:
+        return None
     try:
-        passwd = Path(f"/proc/{pinned.pid}/root/etc/passwd")
-        with passwd.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split(":")
-                if len(fields) >= 4 and fields[0] == user:
-                    return f"{int(fields[2])}:{int(fields[3])}"
-    except (OSError, ValueError):
-        pass
-    raise Refusal(f"gateway: no user {user} in the container", reason=f"unknown user {user!r}", kind="action")
+        found = await asyncio.to_thread(read_profile, pinned.pid, pinned.started, pinned.pidfd)
+    except ProfileError as exc:
+        raise _refuse(container, f"confinement: {exc}") from None
+    return (found.for_user() if spec.user is not None else found).wire()
 
 
 async def run_shell(ctx: ActionContext) -> Exit:
@@ -75,19 +75,58 @@ async def run_shell(ctx: ActionContext) -> Exit:
     if ctx.spec.via == "exec":
         return await run_exec(ctx, command)
     assert ctx.pinned is not None
-    pinned = ctx.pinned
-    user = _numeric_user(pinned, ctx.spec.user)
+    pinned, name = ctx.pinned, ctx.container.name
+    confine = await confinement(ctx.spec, pinned, name)
     try:
-        name = f"gateway-{ctx.session_id}-{secrets.token_hex(4)}"
-        cgroup = SessionCgroup.create(pinned.cgroups, name, mounts())
+        own = f"gateway-{ctx.session_id}-{secrets.token_hex(4)}"
+        cgroup = SessionCgroup.create(pinned.cgroups, own, mounts())
     except (CgroupError, OSError) as exc:
-        raise Refusal(
-            f"gateway: {ctx.container.name}: could not confine the session; nothing was run",
-            reason=f"cgroup: {exc}",
-            kind="action",
-        ) from None
+        raise _refuse(name, f"cgroup: {exc}") from None
     try:
-        argv = launcher_argv(cgroup.join, nsenter_argv(pinned, command, user))
-        return await run_local(ctx, argv, pass_fds=pinned.fds)
+        child, pipes = await _start(ctx, pinned, cgroup, command, confine)
+        if pipes is not None:
+            return await bridge_pipes(ctx, pipes, child)
+        assert child.master is not None
+        return await bridge_pty(ctx, child.master, child)
     finally:
         ctx.summary["ended_processes"] = await cgroup.end()
+
+
+async def _start(
+    ctx: ActionContext,
+    pinned: Pinned,
+    cgroup: SessionCgroup,
+    command: list[str],
+    confine: dict[str, Any] | None,
+) -> tuple[Confined, Pipes | None]:
+    """Hand the request to the spawner: the child, started, and its pipes (None on a PTY)."""
+    assert isinstance(ctx.spec, ShellAction)
+    assert ctx.container is not None
+    joins: list[int] = []
+    pipes = None if ctx.process.get_terminal_type() is not None else Pipes()
+    try:
+        joins = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup.join]
+        request = {
+            "argv": command,
+            "env": ctx.clean_env(),
+            "ns": list(pinned.namespaces),
+            "cgroups": len(joins),
+            "user": ctx.spec.user,
+            "confine": confine,
+            "pty": list(ctx.terminal_size()) if pipes is None else None,
+        }
+        fds = [*pinned.namespaces.values(), *joins, *(pipes.child if pipes else ())]
+        child = await SPAWNER.spawn(request, fds)
+    except BaseException as exc:
+        if pipes is not None:
+            pipes.close()
+        if isinstance(exc, OSError):
+            raise _refuse(ctx.container.name, f"cgroup: {exc}") from None
+        raise
+    finally:
+        for fd in joins:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if pipes is not None:
+        pipes.close_child()
+    return child, pipes

@@ -1,13 +1,13 @@
 """Pin the container's main process before entering it: a PID is not an identity.
 
-Between the Engine API's answer (``State.Pid``) and nsenter, the process can
-exit and its number can be reused by a host process; nsenter would then put
+Between the Engine API's answer (``State.Pid``) and entering it, the process can
+exit and its number can be reused by a host process; entering it would then put
 the user in the host's namespaces. So: open a pidfd (it names one process for
 good), check that the process is the container's (every cgroup path names the
 container id), open its namespace files as descriptors, then check that the
 pidfd's process is still alive and unchanged. While it lives, the PID cannot
 be reused, so the descriptors are the container's. nsenter gets the
-descriptors (``--mount=/proc/self/fd/N``), never the number.
+descriptors (``confine.spawn`` passes them to the child), never the number.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"), ("pid", "--pid"))
+NAMESPACES = ("mnt", "uts", "ipc", "net", "pid", "cgroup")
 PROC = Path("/proc")
 
 
@@ -35,16 +35,8 @@ class Pinned:
     #: (controllers, path) lines of /proc/PID/cgroup
     cgroups: tuple[tuple[str, str], ...]
     namespaces: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def fds(self) -> tuple[int, ...]:
-        """Descriptors the child must inherit."""
-        return tuple(self.namespaces.values())
-
-    def nsenter_options(self) -> list[str]:
-        """``--mount=/proc/self/fd/N`` and the rest, for the inherited descriptors."""
-        flags = dict(NAMESPACES)
-        return [f"{flags[name]}=/proc/self/fd/{fd}" for name, fd in self.namespaces.items()]
+    #: the start time (clock ticks since boot): with the pid, the process's identity
+    started: int = 0
 
     def close(self) -> None:
         """Close every descriptor."""
@@ -90,7 +82,8 @@ def pin(pid: int, container_id: str) -> Pinned:
         pinned.cgroups = read_cgroups(pid)
         if not belongs(pinned.cgroups, container_id):
             raise ContainerChanged(f"pid {pid} is not in the container's cgroup")
-        for name, _ in NAMESPACES:
+        pinned.started = before
+        for name in NAMESPACES:
             pinned.namespaces[name] = os.open(PROC / str(pid) / "ns" / name, os.O_RDONLY | os.O_CLOEXEC)
         signal.pidfd_send_signal(pidfd, 0)  # still alive: the number was not reused meanwhile
         if start_time(pid) != before or read_cgroups(pid) != pinned.cgroups:

@@ -30,6 +30,7 @@ from gateway.dispatch import wire
 from gateway.dispatch.main import run_door_session
 from gateway.dispatch.stdio import FdProcess
 from gateway.errors import AuditUnavailable, ConfigError
+from gateway.fdwait import wait_fd
 from gateway.runtime import Runtime
 from gateway.tasks import Tasks
 
@@ -71,21 +72,6 @@ def peer_uid(conn: socket.socket) -> int:
     return int(uid)
 
 
-async def _readable(conn: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(conn.fileno(), wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(conn.fileno())
-
-
 async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, list[int]]:
     """The request, what came after it, and any descriptors that came with it."""
     data, fds = b"", list[int]()
@@ -93,7 +79,7 @@ async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, 
         found = wire.decode(data)  # ValueError for garbage: the caller drops the connection
         if found is not None:
             return found[0], found[1], fds
-        await _readable(conn)
+        await wait_fd(conn.fileno())
         try:
             chunk, got, _flags, _addr = socket.recv_fds(conn, 4096, 3)
         except BlockingIOError:

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import asyncssh
 
+from gateway.fdwait import wait_fd
+
 CHUNK = 65536
 
 
@@ -47,14 +49,11 @@ class _Reader:
                 pass
             except OSError:
                 return b""
-            loop = asyncio.get_running_loop()
-            ready: asyncio.Future[None] = loop.create_future()
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.owner.wake = ready
-            loop.add_reader(fd, _wake, ready)
             try:
-                await ready
+                await wait_fd(fd, ready=ready)
             finally:
-                loop.remove_reader(fd)
                 self.owner.wake = None
 
 
@@ -81,21 +80,11 @@ class _Writer:
             try:
                 written = os.write(self.fd, self.pending)
             except BlockingIOError:
-                await _writable(self.fd)
+                await wait_fd(self.fd, write=True)
                 continue
             except OSError as exc:
                 raise BrokenPipeError(str(exc)) from exc
             del self.pending[:written]
-
-
-async def _writable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(fd, _wake, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)
 
 
 class _Channel:

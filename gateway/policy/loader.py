@@ -65,7 +65,7 @@ def load_texts(texts: list[PolicyText], keys: KeyRing, problems: list[Problem] |
     grants = [g for f in files for g in _check_grants(f, scope, problems)]
     if problems:
         raise LoadError(problems)
-    warnings = [w for f in files for w in _expiry_warnings(f)]
+    warnings = [w for f in files for w in (*_expiry_warnings(f), *_privileged_warnings(f))]
     return Policy.build(actions, tuple(grants), digest.hexdigest(), groups=groups, warnings=tuple(warnings))
 
 
@@ -235,6 +235,23 @@ def _expiry_warnings(f: _File) -> list[Problem]:
                 f.name, mark.line, mark.column, f"warning: grants[{i}] {state} ({grant.expires.isoformat()})"
             )
         )
+    return out
+
+
+def _privileged_warnings(f: _File) -> list[Problem]:
+    out = []
+    for name, action in (f.model.actions or {}).items():
+        if isinstance(action, models.ShellAction) and action.privileged and action.via == "nsenter":
+            mark = f.marked.locate(("actions", name, "privileged"))
+            out.append(
+                Problem(
+                    f.name,
+                    mark.line,
+                    mark.column,
+                    f"warning: action {name} is privileged: a host-root shell with full capabilities"
+                    " and no seccomp inside the container",
+                )
+            )
     return out
 
 

@@ -106,9 +106,10 @@ User = Annotated[str, StringConstraints(pattern=USER)]
 class ShellAction(_ActionBase):
     """A command (a shell by default) inside the target container.
 
-    ``via: nsenter`` (the default) enters its namespaces as host root with full
-    capabilities; ``via: exec`` uses the Engine API's exec, so the container's
-    user, capabilities, seccomp and AppArmor profiles and cgroup stay in force.
+    ``via: nsenter`` (the default) enters its pinned namespaces and takes the
+    container's own confinement (capabilities, ``no_new_privs``, seccomp, cgroups),
+    as ``docker exec`` would; ``privileged: true`` keeps host root's full
+    capabilities and no seccomp instead. ``via: exec`` uses the Engine API's exec.
     """
 
     type: Literal["shell"]
@@ -117,19 +118,23 @@ class ShellAction(_ActionBase):
     record_input: bool = True
     via: Literal["nsenter", "exec"] = "nsenter"
     user: User | None = None
+    privileged: bool = False
 
     @property
     def kind(self) -> str:
         """What a grant of this action gives, in words (for explain and show)."""
         who = f" as {self.user}" if self.user else ""
-        return f"shell via {self.via}{who}"
+        root = " (host root)" if self.privileged else ""
+        return f"shell via {self.via}{who}{root}"
 
     @property
     def consequence(self) -> str:
         """What that means for the session's privileges."""
         if self.via == "exec":
             return "the container's own user, capabilities, seccomp and AppArmor profiles stay in force"
-        return "host root inside the container's namespaces, with full capabilities and no seccomp"
+        if self.privileged:
+            return "host root inside the container's namespaces, with full capabilities and no seccomp"
+        return "the container's own capabilities, no_new_privs, seccomp filter and cgroups, as docker exec"
 
 
 class HostAction(_ActionBase):

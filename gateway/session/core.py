@@ -91,7 +91,8 @@ class Session:
             self._refuse(refusal)
             return
         try:
-            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest)
+            extra = {"privileged": True} if getattr(plan.spec, "privileged", False) else {}
+            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra)
         except AuditUnavailable:
             self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind="audit"))
             self.rt.limits.release_session(principal)

@@ -1,0 +1,354 @@
+"""The spawner: a small single-threaded process that starts every ``shell`` child, confined.
+
+Started once per gateway process (``spawn.Spawner``) as
+``python -I -S .../zygote.py FD``; it imports only the standard library, so
+a fork of it is cheap and safe (the gateway itself has threads, so it never
+runs Python in a forked child). Per request (one SOCK_SEQPACKET message with
+descriptors) it forks **A**, which:
+
+1. enters the container's namespaces by the pinned descriptors (user, ipc,
+   uts, net, pid, mnt; the mount namespace last), and forks **B**, which is
+   then inside the container's PID namespace;
+2. reports B's host pid, waits for it, and reports its wait status. A itself
+   never joins the container or the session's cgroup.
+
+B, before any instruction of the client's command:
+
+1. joins the container's cgroups and the session's own (writes ``0`` to the
+   ``cgroup.procs`` descriptors the gateway opened), then the container's
+   cgroup namespace; starts a new session;
+2. resolves ``user:`` in the container's own ``/etc/passwd`` and
+   ``/etc/group`` (read inside the container's mount namespace: regular files
+   only, no symlink as the last component, ``O_NONBLOCK``, at most 1 MiB);
+3. on a PTY: opens ``/dev/pts/ptmx`` in the container's devpts (as
+   ``docker exec -t`` does), gets the slave with ``TIOCGPTPEER`` (no path
+   lookup), sends the master to the gateway and makes the slave its
+   controlling terminal;
+4. unless the action is ``privileged``, takes the container's confinement:
+   seccomp (before the capability drop when ``no_new_privs`` is off, since
+   loading it then needs CAP_SYS_ADMIN; after ``no_new_privs`` otherwise),
+   the bounding set, the uid and gids, the capability sets, no ambient caps;
+5. says ``ready`` and execs the command (found on the child's ``PATH`` in
+   the container), with the clean environment the gateway chose.
+
+A refusal in B (an unknown user, a FIFO as ``/etc/passwd``) is one message
+and exit 126; nothing of the client's ran. Messages to the gateway are JSON
+on the request's own control socket.
+"""
+
+from __future__ import annotations
+
+import array  # noqa: F401 - socket.send_fds imports it lazily; after setns the host's stdlib is gone
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import sys
+import termios
+
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_PDEATHSIG = 1
+SECCOMP_MODE_FILTER = 2
+CAP_VERSION_3 = 0x20080522
+TIOCGPTPEER = 0x5441
+TIOCSPTLCK = 0x40045431
+PTMX = os.makedev(5, 2)
+READ_LIMIT = 1 << 20
+NS_ORDER = ("user", "ipc", "uts", "net", "pid", "mnt")
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: root as ``docker exec`` starts it: uid and gid 0, group 0 alone
+ROOT = (0, 0, [0])
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Refused(Exception):
+    def __init__(self, public: str, reason: str) -> None:
+        super().__init__(reason)
+        self.public = public
+        self.reason = reason
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0), f"prctl {option}")
+
+
+def _send(control: socket.socket, message: dict[str, object], fds: tuple[int, ...] = ()) -> None:
+    data = json.dumps(message).encode()
+    try:
+        if fds:
+            socket.send_fds(control, [data], list(fds))
+        else:
+            control.send(data)
+    except OSError:
+        pass  # the gateway went away: the pty or pipes tell the child
+
+
+# ---------------------------------------------------------------- the spawner loop
+
+
+def main() -> None:
+    """Serve requests on the inherited socket until the gateway goes away."""
+    server = socket.socket(fileno=int(sys.argv[1]))
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # A is reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(server, 1 << 20, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            server.close()
+            _a(data, fds)  # never returns
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# ---------------------------------------------------------------- A: enter, fork, wait
+
+
+def _a(data: bytes, fds: list[int]) -> None:
+    code = 1
+    try:
+        for sig in RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        request = json.loads(data)
+        control = socket.socket(fileno=fds[0])
+        namespaces = dict(zip(request["ns"], fds[1 : 1 + len(request["ns"])], strict=True))
+        rest = fds[1 + len(request["ns"]) :]
+        for name in NS_ORDER:
+            if name in namespaces:
+                _check(_libc.setns(namespaces[name], 0), f"setns {name}")
+        child = os.fork()
+        if child == 0:
+            _b(request, control, namespaces.get("cgroup"), rest)  # never returns
+        for fd in fds[1:]:
+            os.close(fd)
+        _send(control, {"pid": child})
+        _, status = os.waitpid(child, 0)
+        _send(control, {"exit": status})
+        code = 0
+    except BaseException as exc:  # A must always end, and say why
+        with contextlib.suppress(OSError):
+            _send(socket.socket(fileno=fds[0]), {"error": str(exc)})
+    os._exit(code)
+
+
+# ---------------------------------------------------------------- B: confine, exec
+
+
+def _b(request: dict[str, object], control: socket.socket, cgroupns: int | None, fds: list[int]) -> None:
+    try:
+        joins = int(request["cgroups"])  # type: ignore[call-overload]
+        for fd in fds[:joins]:
+            os.write(fd, b"0")  # this process, into the container's and the session's cgroups
+            os.close(fd)
+        if cgroupns is not None:
+            _check(_libc.setns(cgroupns, 0), "setns cgroup")
+        os.setsid()
+        os.chdir("/")
+        user = _user(request.get("user"))
+        stdio = fds[joins:]
+        if request.get("pty") is not None:
+            stdio = _pty(request["pty"], control, user)  # type: ignore[arg-type]
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        confinement = request.get("confine")
+        if isinstance(confinement, dict):
+            _confine(confinement, user)
+        else:
+            _set_ids(user or ROOT)
+        argv = [str(word) for word in request["argv"]]  # type: ignore[attr-defined]
+        env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+        _send(control, {"ready": os.getuid()})
+    except _Refused as refused:
+        _send(control, {"refuse": refused.public, "reason": refused.reason})
+        os._exit(126)
+    except BaseException as exc:
+        _send(control, {"refuse": "could not confine the session; nothing was run", "reason": str(exc)})
+        os._exit(126)
+    control.close()
+    os.closerange(3, 1 << 30)  # nothing of the gateway's (namespaces, cgroups) crosses the exec
+    _exec(argv, env)
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> None:
+    """execvpe without os.execvpe, which imports ``warnings`` (not in the container)."""
+    name = argv[0]
+    found: OSError = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    places = [name] if "/" in name else [f"{d or '.'}/{name}" for d in env.get("PATH", "").split(":")]
+    for path in places:
+        try:
+            os.execve(path, argv, env)  # noqa: S606 - an argv, never a shell
+        except OSError as exc:
+            if exc.errno != errno.ENOENT or found.errno == errno.ENOENT:
+                found = exc if exc.errno != errno.ENOENT else found
+    os.write(2, f"gateway: cannot run {name}: {found.strerror}\r\n".encode(errors="replace"))
+    os._exit(127 if found.errno == errno.ENOENT else 126)
+
+
+def read_container_file(path: str) -> str:
+    """A small regular file of the container's (inside its mount namespace); _Refused otherwise."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused(f"{path} in the container is a symbolic link", f"{path}: symlink") from None
+        if exc.errno == errno.ENOENT:
+            return ""
+        raise _Refused(f"cannot read {path} in the container", f"{path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused(f"{path} in the container is not a regular file", f"{path}: not a regular file")
+        if info.st_size > READ_LIMIT:
+            raise _Refused(f"{path} in the container is too large", f"{path}: {info.st_size} bytes")
+        data = os.read(fd, READ_LIMIT + 1)
+        if len(data) > READ_LIMIT:
+            raise _Refused(f"{path} in the container is too large", f"{path}: over {READ_LIMIT} bytes")
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace")
+
+
+def _user(spec: object) -> tuple[int, int, list[int]] | None:
+    """``user:`` -> (uid, gid, groups), read in the container; None for root as it is."""
+    if spec is None:
+        return None
+    name = str(spec)
+    if name[:1].isdigit():
+        number, _, group = name.partition(":")
+        return int(number), int(group or number), [int(group or number)]
+    for line in read_container_file("/etc/passwd").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == name:
+            try:
+                uid, gid = int(fields[2]), int(fields[3])
+            except ValueError:
+                break
+            return uid, gid, _groups(name, gid)
+    raise _Refused(f"no user {name} in the container", f"unknown user {name!r}")
+
+
+def _groups(name: str, gid: int) -> list[int]:
+    groups = [gid]
+    for line in read_container_file("/etc/group").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and name in fields[3].split(","):
+            try:
+                number = int(fields[2])
+            except ValueError:
+                continue
+            if number not in groups:
+                groups.append(number)
+    return groups
+
+
+def _pty(size: list[int], control: socket.socket, user: tuple[int, int, list[int]] | None) -> list[int]:
+    """A PTY in the container's own devpts; the master goes to the gateway; the slave is ours."""
+    try:
+        master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _Refused("the container has no terminal device", f"/dev/pts/ptmx: {exc.strerror}") from None
+    info = os.fstat(master)
+    if not stat.S_ISCHR(info.st_mode) or info.st_rdev != PTMX:
+        raise _Refused("the container has no terminal device", "/dev/pts/ptmx is not a ptmx")
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    cols, rows, xpix, ypix = (int(v) for v in size)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", max(rows, 1), max(cols, 1), xpix, ypix))
+    if user is not None:
+        os.fchown(slave, user[0], -1)
+    _send(control, {"pty": True}, (master,))
+    os.close(master)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    return [slave, slave, slave]
+
+
+def _set_ids(user: tuple[int, int, list[int]]) -> None:
+    uid, gid, groups = user
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _confine(spec: dict[str, object], user: tuple[int, int, list[int]] | None) -> None:
+    """The container's seccomp, bounding set, ids and capability sets, in runc's order."""
+    programs = [bytes.fromhex(str(p)) for p in spec["seccomp"]]  # type: ignore[attr-defined]
+    nnp = bool(spec["nnp"])
+    if not nnp:
+        _seccomp(programs)  # needs CAP_SYS_ADMIN, so before the drop
+    bounding = int(spec["bounding"])  # type: ignore[call-overload]
+    last = int(read_container_file("/proc/sys/kernel/cap_last_cap"))
+    for cap in range(last + 1):
+        if not bounding >> cap & 1:
+            _prctl(PR_CAPBSET_DROP, cap)
+    _prctl(PR_SET_KEEPCAPS, 1)
+    _set_ids(user or ROOT)
+    _prctl(PR_SET_KEEPCAPS, 0)
+    sets = [int(spec[k]) for k in ("effective", "permitted", "inheritable")]  # type: ignore[call-overload]
+    header = _CapHeader(CAP_VERSION_3, 0)
+    data = (_CapData * 2)(
+        _CapData(*(s & 0xFFFFFFFF for s in sets)), _CapData(*(s >> 32 & 0xFFFFFFFF for s in sets))
+    )
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    if nnp:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _seccomp(programs)
+
+
+def _seccomp(programs: list[bytes]) -> None:
+    for program in programs:
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)
+        _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+if __name__ == "__main__":
+    main()
