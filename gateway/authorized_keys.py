@@ -42,10 +42,14 @@ class Door:
     keys: Path
     state: Path
     door_socket: Path | None = None
+    #: the daemon's single-use ticket for this one lookup (``dispatch.tickets``)
+    ticket: str | None = None
 
     def command(self, principal: str) -> str:
         """The forced command for *principal*'s keys."""
         words = [*self.program.split(), "dispatch", "--principal", principal]
+        if self.ticket is not None:
+            words += ["--ticket", self.ticket]
         words += ["--policies", str(self.policies.resolve()), "--keys", str(self.keys.resolve())]
         words += ["--state", str(self.state.resolve())]
         if self.door_socket is not None:

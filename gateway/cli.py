@@ -97,6 +97,15 @@ def main() -> None:
 )
 @click.option("--door-user", help="A user (name or uid) besides root that may use the door socket.")
 @click.option(
+    "--keys-socket",
+    type=click.Path(path_type=Path),
+    help="Where sshd's AuthorizedKeysCommand asks for key lines (default: keys.sock beside the door socket).",
+)
+@click.option(
+    "--keys-user",
+    help="sshd's AuthorizedKeysCommandUser (name or uid), besides root; never the door user.",
+)
+@click.option(
     "--door-program",
     help="How sshd runs the gateway, in the lines served to AuthorizedKeysCommand"
     " (default: this Python -S gateway/door.py).",
@@ -335,6 +344,11 @@ def schema() -> None:
 @click.option(
     "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
 )
+@click.option(
+    "--keys-socket",
+    type=click.Path(path_type=Path),
+    help="The daemon's keys socket, if not beside the door's.",
+)
 def authorized_keys(
     policies: Path,
     keys: Path,
@@ -342,6 +356,7 @@ def authorized_keys(
     program: str | None,
     fingerprint: str | None,
     door_socket: Path | None,
+    keys_socket: Path | None,
 ) -> None:
     """Print authorized_keys lines that force `gateway dispatch`: every key, or one (--fingerprint)."""
     from gateway.authorized_keys import Door, key_line, render  # noqa: PLC0415
@@ -385,7 +400,10 @@ def _audit_unknown_key(state: Path, fingerprint: str) -> None:
 @click.option(
     "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
 )
-def dispatch(principal: str, policies: Path, keys: Path, state: Path, door_socket: Path | None) -> None:
+@click.option("--ticket", help="The daemon's single-use ticket from the key line (used only by the daemon).")
+def dispatch(
+    principal: str, policies: Path, keys: Path, state: Path, door_socket: Path | None, ticket: str | None
+) -> None:
     """The command= entry point: hands SSH_ORIGINAL_COMMAND to `serve`, or runs it in-process."""
     from gateway import loop  # noqa: PLC0415
     from gateway.dispatch.main import dispatch as run  # noqa: PLC0415

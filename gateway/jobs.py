@@ -21,7 +21,6 @@ from gateway.errors import AuditUnavailable, ConfigError, DockerError
 from gateway.metrics import MetricsServer
 from gateway.readiness import Readiness
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from gateway.tasks import Tasks
 
 SHIP_FLUSH_SECONDS = 5.0
@@ -42,7 +41,14 @@ class HostJobs:
     def prepare(cls, runtime: Runtime) -> HostJobs:
         """Bind the door socket and check the shipping destinations."""
         settings = runtime.settings
-        door = DoorServer(runtime, settings.door_socket or settings.state / "door.sock", _door_uid(settings))
+        door_socket = settings.door_socket or settings.state / "door.sock"
+        door = DoorServer(
+            runtime,
+            door_socket,
+            _uid("--door-user", settings.door_user),
+            settings.keys_socket or door_socket.with_name("keys.sock"),
+            _uid("--keys-user", settings.keys_user),
+        )
         return cls(runtime, door, _shippers(runtime), Readiness(runtime))
 
     def start(self, tasks: Tasks) -> None:
@@ -82,9 +88,8 @@ def _shippers(runtime: Runtime) -> list[Shipper]:
     ]
 
 
-def _door_uid(settings: Settings) -> int | None:
-    """``--door-user`` as a uid (a name is looked up)."""
-    user = settings.door_user
+def _uid(flag: str, user: str | None) -> int | None:
+    """``--door-user`` or ``--keys-user`` as a uid (a name is looked up)."""
     if user is None:
         return None
     if user.isdigit():
@@ -92,7 +97,7 @@ def _door_uid(settings: Settings) -> int | None:
     try:
         return pwd.getpwnam(user).pw_uid
     except KeyError:
-        raise ConfigError(f"--door-user: no user {user!r}") from None
+        raise ConfigError(f"{flag}: no user {user!r}") from None
 
 
 def _metrics(runtime: Runtime, readiness: Readiness) -> MetricsServer | None:

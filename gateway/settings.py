@@ -56,6 +56,9 @@ class Settings(BaseModel):
     #: the door socket for `dispatch` (None: STATE/door.sock), and who besides root may use it
     door_socket: Path | None = None
     door_user: str | None = None
+    #: the keys socket for sshd's AuthorizedKeysCommand (None: beside the door socket), and its account
+    keys_socket: Path | None = None
+    keys_user: str | None = None
     #: how sshd runs the gateway in the lines `authorized-keys --fingerprint` serves (None: this Python)
     door_program: str | None = None
     strict_modes: bool = True

@@ -7,12 +7,13 @@ so it imports only C modules (``_socket``, ``_signal``, ``_struct``,
 where ``socket``, ``signal``, ``json`` and ``pathlib`` cost 15 to 20 ms.
 
 The session request passes our stdin, stdout and stderr (SCM_RIGHTS) with the
-principal, ``SSH_ORIGINAL_COMMAND``, ``SSH_CONNECTION`` and ``TERM``; the
+principal, ``SSH_ORIGINAL_COMMAND``, ``SSH_CONNECTION``, ``TERM`` and the
+ticket from the key line (the daemon believes only the ticket); the
 daemon reads the terminal size from the descriptor itself. SIGWINCH becomes
 a ``winch`` message, SIGHUP and SIGTERM a ``hangup``, and the daemon's last
 message is the session's exit status (or the signal it died of). When no
-daemon answers (or it refuses before accepting), the caller runs the same
-Session in-process instead.
+daemon answers, the caller runs the same Session in-process instead; when
+the daemon refuses (no valid ticket), that is the answer: one line, exit 1.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def parse(argv: list[str], names: dict[str, str]) -> dict[str, str] | None:
 def socket_path(values: dict[str, str]) -> str:
     """``--door-socket``, or ``STATE/door.sock``."""
     return values.get("door_socket") or values.get("state", "state").rstrip("/") + "/door.sock"
+
+
+def keys_socket_path(values: dict[str, str]) -> str:
+    """``--keys-socket``, or ``keys.sock`` beside the door socket."""
+    door = socket_path(values)
+    return values.get("keys_socket") or door[: door.rfind("/") + 1] + "keys.sock"
 
 
 def connect(path: str) -> _socket.socket | None:
@@ -126,10 +133,22 @@ def _send_with_fds(sock: _socket.socket, message: bytes, fds: tuple[int, ...]) -
     sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
 
 
+def _handover(sock: _socket.socket, message: bytes, pending: bytearray) -> list[str] | None:
+    """Send the request with our descriptors; the daemon's first answer (None: no answer)."""
+    try:
+        _send_with_fds(sock, message, (0, 1, 2))
+    except OSError:
+        return None
+    answer = receive(sock, pending)
+    if answer == ["accepted"]:
+        _forward_signals(sock)
+    return answer
+
+
 def session(argv: list[str]) -> int | None:
     """Hand this forced command to the daemon; its exit status, or None to run it in-process."""
     names = {"--principal": "principal", "--policies": "policies", "--keys": "keys", "--state": "state"}
-    values = parse(argv, {**names, "--door-socket": "door_socket"})
+    values = parse(argv, {**names, "--door-socket": "door_socket", "--ticket": "ticket"})
     if values is None or "principal" not in values:
         return None
     sock = connect(socket_path(values))
@@ -142,21 +161,21 @@ def session(argv: list[str]) -> int | None:
         env.get("SSH_ORIGINAL_COMMAND", ""),
         env.get("SSH_CONNECTION", ""),
         env.get("TERM", ""),
+        values.get("ticket", ""),
     )
     pending = bytearray()
     saved = _raw(0) if os.isatty(0) else None
     try:
-        try:
-            _send_with_fds(sock, message, (0, 1, 2))
-        except OSError:
-            return None
-        if receive(sock, pending) != ["accepted"]:
-            return None  # refused before anything ran: the in-process door takes over
-        _forward_signals(sock)
-        result = receive(sock, pending)
+        answer = _handover(sock, message, pending)
+        result = receive(sock, pending) if answer == ["accepted"] else answer
     finally:
         _restore(0, saved)
         sock.close()
+    if answer is None or answer[:1] not in (["accepted"], ["refused"]):
+        return None  # nothing ran: the in-process door takes over
+    if answer[0] == "refused":
+        os.write(2, answer[-1].encode("utf-8", "replace") + b"\n")
+        return 1
     if result is None or len(result) < 2 or result[0] != "status" or not result[1].isdigit():
         os.write(2, b"gateway: the gateway went away during the session\n")
         return 255
@@ -166,10 +185,11 @@ def session(argv: list[str]) -> int | None:
 def key_line(argv: list[str]) -> str | None:
     """``authorized-keys --fingerprint FP``: the daemon's answer ("" for no such key), or None."""
     names = {"--policies": "policies", "--keys": "keys", "--state": "state", "--program": "program"}
-    values = parse(argv, {**names, "--fingerprint": "fingerprint", "--door-socket": "door_socket"})
+    sockets = {"--door-socket": "door_socket", "--keys-socket": "keys_socket"}
+    values = parse(argv, {**names, **sockets, "--fingerprint": "fingerprint"})
     if values is None or "fingerprint" not in values:
         return None
-    sock = connect(socket_path(values))
+    sock = connect(keys_socket_path(values))
     if sock is None:
         return None
     try:

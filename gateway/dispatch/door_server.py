@@ -1,16 +1,28 @@
-"""The daemon's side of the door: ``gateway serve --door-socket PATH``.
+"""The daemon's side of the door: ``gateway serve --door-socket PATH --keys-socket PATH``.
 
-A unix socket (mode 0600, owned by ``--door-user`` when given), whose peers
-must be root or that user (SO_PEERCRED). Two requests (``wire`` has the format):
+Two unix sockets (mode 0600), each for one account and one request; peers
+must be root or that account (SO_PEERCRED). ``wire`` has the format.
 
-- ``session``: the first message comes with three descriptors (SCM_RIGHTS):
-  sshd's stdin, stdout and stderr. The daemon answers ``accepted``, runs the
-  very same Session as for its own SSH clients on them
+- the **keys socket** (owned by ``--keys-user``, sshd's
+  ``AuthorizedKeysCommandUser``): ``keyline FINGERPRINT PROGRAM``, the
+  authorized_keys line for one key from the policy in force, whose
+  ``command=`` carries a fresh single-use ticket bound to the key's principal
+  and to the connection's sshd monitor, the asking process's parent
+  (``dispatch.tickets``, ``dispatch.peers``); an unknown key gets an empty
+  ``line`` and an ``auth.reject`` audit record, as `serve` records one.
+- the **door socket** (owned by ``--door-user``, the account sshd runs the
+  forced command as): ``session PRINCIPAL COMMAND CONNECTION TERM TICKET``
+  with three descriptors (SCM_RIGHTS), sshd's stdin, stdout and stderr. The
+  principal is the ticket's and the peer address is read from the monitor's
+  TCP socket: a door-account peer without a live ticket, with another
+  principal's, or not running below the ticket's sshd monitor gets
+  ``refused`` and a ``door.refused`` record, and nothing runs. Otherwise the daemon answers
+  ``accepted``, runs the very same Session as for its own SSH clients
   (``run_door_session``), hears ``winch`` and ``hangup`` meanwhile, and ends
   with ``status N SIGNAL``. A door that goes away is a hang-up.
-- ``keyline``: the authorized_keys line for one fingerprint, from the policy
-  in force (sshd's ``AuthorizedKeysCommand``); an unknown key gets an empty
-  ``line`` and an ``auth.reject`` audit record, as `serve` records one.
+
+The door account therefore cannot claim a principal, a source or a key: only
+the keys account can have tickets minted, and only sshd reads its answers.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ from pathlib import Path
 
 from gateway import oplog
 from gateway.authorized_keys import Door, key_line
-from gateway.dispatch import wire
+from gateway.command import printable
+from gateway.dispatch import peers, wire
 from gateway.dispatch.main import run_door_session
 from gateway.dispatch.stdio import FdProcess
+from gateway.dispatch.tickets import TicketBook
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.fdwait import wait_fd
 from gateway.runtime import Runtime
@@ -66,10 +80,10 @@ def bind(path: Path, owner: int | None) -> socket.socket:
     return sock
 
 
-def peer_uid(conn: socket.socket) -> int:
-    """The connecting process's uid (SO_PEERCRED)."""
-    _pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-    return int(uid)
+def peer_cred(conn: socket.socket) -> tuple[int, int]:
+    """The connecting process's pid and uid (SO_PEERCRED)."""
+    pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return int(pid), int(uid)
 
 
 async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, list[int]]:
@@ -90,44 +104,73 @@ async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, 
         data += chunk
 
 
-class DoorServer:
-    """Accepts door connections and serves each one."""
+REFUSED = "gateway: the door refused this session; nothing was run"
 
-    def __init__(self, runtime: Runtime, path: Path, door_uid: int | None) -> None:
+
+class DoorServer:
+    """Accepts door and keys connections and serves each one."""
+
+    def __init__(
+        self, runtime: Runtime, path: Path, door_uid: int | None, keys_path: Path, keys_uid: int | None
+    ) -> None:
+        if door_uid is not None and door_uid != 0 and keys_uid == door_uid:
+            raise ConfigError("--keys-user must not be the door user: the door account could mint tickets")
         self.rt = runtime
-        self.path = path
-        self.allowed = {0} | ({door_uid} if door_uid is not None else set())
+        self.paths = (path, keys_path)
+        self.door_allowed = {0} | ({door_uid} if door_uid is not None else set())
+        self.keys_allowed = {0} | ({keys_uid} if keys_uid is not None else set())
         self.sock = bind(path, door_uid)
+        try:
+            self.keys_sock = bind(keys_path, keys_uid)
+        except ConfigError:
+            self.sock.close()
+            raise
+        self.tickets = TicketBook()
         self.tasks = Tasks("door")
 
     async def run(self) -> None:
-        """Accept until cancelled."""
-        loop = asyncio.get_running_loop()
+        """Accept on both sockets until cancelled."""
         try:
-            while True:
-                conn, _ = await loop.sock_accept(self.sock)
-                self.tasks.spawn(self._serve(conn), "conn")
+            await asyncio.gather(self._accept(self.sock, keys=False), self._accept(self.keys_sock, keys=True))
         finally:
-            self.sock.close()
-            with contextlib.suppress(OSError):
-                self.path.unlink()
+            for sock in (self.sock, self.keys_sock):
+                sock.close()
+            for path in self.paths:
+                with contextlib.suppress(OSError):
+                    path.unlink()
             await self.tasks.cancel_all()
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _accept(self, listener: socket.socket, *, keys: bool) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            self.tasks.spawn(self._serve(conn, keys=keys), "conn")
+
+    def _refused(self, uid: int, reason: str, **fields: str) -> None:
+        record: dict[str, object] = {"uid": uid, "reason": reason, **fields}
+        with contextlib.suppress(AuditUnavailable):
+            self.rt.audit.emit("door.refused", durable=False, **record)
+
+    async def _serve(self, conn: socket.socket, *, keys: bool) -> None:
         with conn:
             conn.setblocking(False)
-            uid = peer_uid(conn)
-            if uid not in self.allowed:
-                with contextlib.suppress(AuditUnavailable):
-                    self.rt.audit.emit("door.refused", uid=uid, reason="peer not allowed")
+            pid, uid = peer_cred(conn)
+            if uid not in (self.keys_allowed if keys else self.door_allowed):
+                self._refused(uid, "peer not allowed", socket="keys" if keys else "door")
                 return
             fds: list[int] = []
             try:
                 request, rest, fds = await _first_message(conn)
-                if request is not None and request[:1] == ["session"] and len(request) == 5 and len(fds) == 3:
-                    await self._session(conn, request[1:], (fds[0], fds[1], fds[2]), rest)
-                elif request is not None and request[:1] == ["keyline"] and len(request) == 3 and not fds:
-                    await self._keyline(conn, request[1], request[2])
+                name = request[0] if request else ""
+                if not keys and name == "session" and len(request or ()) == 6 and len(fds) == 3:
+                    assert request is not None
+                    await self._session(conn, (pid, uid), request[1:], (fds[0], fds[1], fds[2]), rest)
+                elif keys and name == "keyline" and len(request or ()) == 3 and not fds:
+                    assert request is not None
+                    await self._keyline(conn, (pid, uid), request[1], request[2])
+                elif request is not None:
+                    self._refused(uid, "not a request this socket takes", request=printable(name[:32]))
+                    await _send(conn, "refused", REFUSED)
             except (ValueError, OSError) as exc:
                 oplog.log().warning("door request failed", error=str(exc))
             finally:
@@ -135,11 +178,18 @@ class DoorServer:
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    async def _keyline(self, conn: socket.socket, fingerprint: str, program: str) -> None:
+    async def _keyline(
+        self, conn: socket.socket, peer: tuple[int, int], fingerprint: str, program: str
+    ) -> None:
         fingerprint = fingerprint[:128]
         settings = self.rt.settings
         program = program or settings.door_program or default_program()
-        door = Door(program, settings.policies, settings.keys, settings.state, settings.door_socket)
+        principal = self.rt.keys.principal_for(fingerprint)
+        monitor = peers.sshd_monitor(peer[0])
+        ticket = None
+        if principal is not None and (monitor is not None or peer[1] == 0):
+            ticket = self.tickets.mint(principal, fingerprint, monitor)
+        door = Door(program, settings.policies, settings.keys, settings.state, settings.door_socket, ticket)
         try:
             line = key_line(self.rt.policy, self.rt.keys, fingerprint, door)
         except ConfigError:
@@ -151,10 +201,50 @@ class DoorServer:
                 )
         await _send(conn, "line", line or "")
 
+    def _admit(
+        self, peer: tuple[int, int], principal: str, connection: str, token: str
+    ) -> tuple[str, str] | None:
+        """The principal and the peer the session runs as: the ticket's; None when refused (audited)."""
+        pid, uid = peer
+        if uid == 0 and not token:
+            return principal, connection  # root could do anything the daemon can
+        ticket = self.tickets.redeem(token) if token else None
+        claims = {
+            "claimed_principal": printable(principal[:64]),
+            "claimed_connection": printable(connection[:128]),
+        }
+        if ticket is None:
+            self._refused(uid, "no valid ticket (missing, unknown, used or expired)", **claims)
+        elif ticket.principal != principal:
+            self._refused(uid, "the ticket is another principal's", principal=ticket.principal, **claims)
+        elif ticket.monitor is None and uid != 0:
+            self._refused(uid, "the ticket names no sshd connection", principal=ticket.principal, **claims)
+        elif ticket.monitor is not None and not peers.below(pid, ticket.monitor):
+            self._refused(
+                uid,
+                "not below the sshd connection the ticket was made for",
+                principal=ticket.principal,
+                **claims,
+            )
+        else:
+            real = peers.connection(ticket.monitor) if ticket.monitor is not None else connection
+            return ticket.principal, real
+        return None
+
     async def _session(
-        self, conn: socket.socket, fields: list[str], fds: tuple[int, int, int], rest: bytes
+        self,
+        conn: socket.socket,
+        peer: tuple[int, int],
+        fields: list[str],
+        fds: tuple[int, int, int],
+        rest: bytes,
     ) -> None:
-        principal, command, connection, term = fields
+        claimed, command, claimed_connection, term, token = fields
+        admitted = self._admit(peer, claimed, claimed_connection, token)
+        if admitted is None:
+            await _send(conn, "refused", REFUSED)
+            return
+        principal, connection = admitted
         process = FdProcess(None, fds, term=term or None)
         await _send(conn, "accepted")
         async with Tasks("door-session") as tasks:

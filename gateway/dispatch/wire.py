@@ -4,10 +4,11 @@ Each message is a list of text fields as netstrings (``LEN:BYTES,``) ending in
 a newline, so any text (a command with quotes, spaces or newlines) crosses
 unchanged, and neither side needs ``json`` (the client must start fast).
 
-- client -> daemon: ``session PRINCIPAL COMMAND CONNECTION TERM`` (with three
-  descriptors), or ``keyline FINGERPRINT PROGRAM``; then ``winch`` / ``hangup``
-- daemon -> client: ``accepted``; then ``status N SIGNAL``, or ``line TEXT``
-  (``line`` with no text: no such key)
+- client -> daemon: ``session PRINCIPAL COMMAND CONNECTION TERM TICKET`` (with
+  three descriptors, on the door socket), or ``keyline FINGERPRINT PROGRAM``
+  (on the keys socket); then ``winch`` / ``hangup``
+- daemon -> client: ``accepted`` or ``refused TEXT``; then ``status N SIGNAL``,
+  or ``line TEXT`` (``line`` with no text: no such key)
 
 An absent value (no command, no TERM) is an empty field.
 """

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 SNIPPET = ROOT / "deploy" / "sshd_config.d" / "gateway.conf"
 DOOR_USER = "gw"
+KEYS_USER = "gwkeys"
 
 
 @dataclass
@@ -70,9 +71,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _ensure_door_user() -> None:
-    """Step 2 of deploy/OPENSSH.md."""
-    if subprocess.run(["id", DOOR_USER], capture_output=True, check=False).returncode != 0:
+def ensure_accounts() -> None:
+    """Step 2 of deploy/OPENSSH.md: the door account and the keys account."""
+    _ensure_user(KEYS_USER)
+    _ensure_user(DOOR_USER)
+
+
+def _ensure_user(name: str) -> None:
+    if subprocess.run(["id", name], capture_output=True, check=False).returncode != 0:
         subprocess.run(
             [
                 "useradd",
@@ -82,12 +88,12 @@ def _ensure_door_user() -> None:
                 "--home-dir",
                 "/nonexistent",
                 "--no-create-home",
-                DOOR_USER,
+                name,
             ],
             check=True,
         )
     subprocess.run(
-        ["usermod", "-p", "*", "-d", "/", DOOR_USER], check=True
+        ["usermod", "-p", "*", "-d", "/", name], check=True
     )  # not locked: sshd without PAM refuses those
 
 
@@ -108,10 +114,13 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     policies = base / "policies"
     shutil.copytree(gateway.policies, policies)
     # 1. the gateway, with its door socket where `gw` can reach it
-    _ensure_door_user()  # 2. the account
+    ensure_accounts()  # 2. the accounts
     gw = start_gateway(
         base / "state", policies, gateway.keydir, gateway.keys,
-        extra=("--door-socket", str(door_socket), "--door-user", DOOR_USER, "--door-program", program),
+        extra=(
+            "--door-socket", str(door_socket), "--door-user", DOOR_USER, "--keys-user", KEYS_USER,
+            "--door-program", program,
+        ),
     )  # fmt: skip
     # 3. the shipped snippet, only the port and paths substituted; `sshd -t` must pass
     snippet = SNIPPET.read_text().replace("/opt/gateway", str(install)).replace("/run/gateway", str(run_dir))
@@ -150,6 +159,8 @@ def _events(gateway: Gateway, mark: int, event: str) -> list[dict[str, Any]]:
 
 def test_the_shipped_snippet_passes_sshd_t(tmp_path: Path) -> None:
     """As shipped, unmodified, included from a minimal main config."""
+    ensure_accounts()
+    Path("/run/sshd").mkdir(exist_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hk")], check=True)
     (tmp_path / "sshd_config").write_text(f"Port 22\nHostKey {tmp_path}/hk\nInclude {SNIPPET}\n")
     result = subprocess.run(
