@@ -48,6 +48,8 @@ class Sshd:
     keys: dict[str, Path]
     gateway: Gateway
     config: Path
+    #: the door and keys sockets and the door account's copy of the package
+    run_dir: Path = Path("/run/gateway")
 
     def argv(self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
         return ssh_command(self.port, self.keys[key], DOOR_USER, words, opts)
@@ -144,7 +146,7 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    yield Sshd(port, gateway.keys, gw, config)
+    yield Sshd(port, gateway.keys, gw, config, run_dir)
     proc.terminate()
     proc.wait(timeout=10)
     assert stop_gateway(gw) == 0
