@@ -18,6 +18,7 @@ version: 1
 actions:
   memory: {type: host, command: [free, -m]}
   debug: {type: shell, allow_args: true}
+  rootdebug: {type: shell, allow_args: true, privileged: true}
   backup: {type: backup, paths: ["/data"]}
   sh: {type: host, command: [sh]}
   cat: {type: host, command: [cat]}
@@ -26,7 +27,7 @@ grants:
   - principals: [bench]
     actions: [memory, cat, sh, noop]
   - principals: [bench]
-    actions: [debug, backup]
+    actions: [debug, rootdebug, backup]
     targets: ["bench-*"]
 """
 

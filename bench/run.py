@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from bench import bulk, compliance, connect, decision, door, evidence, sessions
+from bench import bulk, compliance, confine, connect, decision, door, evidence, sessions
 from bench.common import figure, keygen, loadavg, sshd
 from bench.gateway import running_gateway
 
@@ -259,6 +259,17 @@ def markdown(results: dict[str, Any]) -> str:
                 _mark(added <= 40),
             )
         )
+    cf = results["confine"]
+    rows.append(
+        (
+            "shell confinement adds: `debug C true` (vs `privileged`)",
+            f"{cf['added_ms']:+} ms",
+            _cell(cf["confined_ms"], "ms") + " vs " + _cell(cf["privileged_ms"], "ms"),
+            "-",
+            "<= +5 ms",
+            _mark(cf["added_ms"] <= 5),
+        )
+    )
     rows += [
         (
             f"`sessions list`, {com['sessions']:,} sessions",
@@ -346,6 +357,7 @@ def main() -> None:
     results["decision"] = _decisions(runs, 2000 if small else 50_000)
     results["connect"] = connect.run(runs=3 if small else 30)
     results["door"] = door.run(runs=2 if small else 30)
+    results["confine"] = confine.run(runs=2 if small else 30)
     results["bulk"] = bulk.run(megabytes=10 if small else 200, runs=runs)
     results["sessions"] = session_figures(
         count=10 if small else 100, echo_sessions=5 if small else 200, keystrokes=3 if small else 20,

@@ -20,7 +20,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads((tmp_path / "results.json").read_text())
-    assert {"connect", "bulk", "sessions", "decision", "door", "compliance", "evidence"} <= set(data)
+    figures = {"connect", "bulk", "sessions", "decision", "door", "confine", "compliance", "evidence"}
+    assert figures <= set(data)
     assert {"load_before", "load_after"} <= set(data)
     assert {"median", "min", "max", "n"} <= set(data["connect"]["gateway_first_byte_ms"])
     assert (tmp_path / "results.png").stat().st_size > 0

@@ -66,7 +66,9 @@ def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for gateway\.service: (\d+\.\d)", result.stdout)
     assert match, result.stdout + result.stderr
     print(f"\nsystemd-analyze security: exposure {match.group(1)}")
-    assert float(match.group(1)) <= 4.0
+    # 7.7: every setting systemd implements with seccomp is off, so the gateway can read each
+    # container's own filter and give it to its shells (docs/security.md, "The service")
+    assert float(match.group(1)) <= 8.0
     text = UNIT.read_text()
     for line in (
         "Type=notify",
