@@ -86,6 +86,12 @@ _cache: dict[tuple[int, int], Confinement] = {}
 _lock = threading.Lock()
 
 
+def cached(pid: int, started: int) -> Confinement | None:
+    """What was read for this process already, if anything (no I/O: fine on the event loop)."""
+    with _lock:
+        return _cache.get((pid, started))
+
+
 def read(pid: int, started: int, pidfd: int) -> Confinement:
     """The confinement of the pinned process *pid* (start time *started*); ProfileError if unknown.
 
