@@ -14,10 +14,13 @@ from pathlib import Path
 import asyncssh
 
 from gateway.errors import LoadError, Problem
+from gateway.safefile import NotRegular, quoted, read_regular
 
 # A principal must be a safe shell word: it is emitted into authorized_keys
 # command= lines, which sshd hands to the user's shell.
 PRINCIPAL_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
+#: one person's key file
+MAX_KEY_FILE = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,28 @@ def _load_file(
     path: Path, name: str, by_fp: dict[str, str], where: dict[str, str], blobs: dict[str, str]
 ) -> list[Problem]:
     problems: list[Problem] = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        data = read_regular(path, MAX_KEY_FILE)
+    except NotRegular as exc:
+        return [Problem(str(path), 0, 0, str(exc))]
+    except OSError as exc:
+        return [Problem(str(path), 0, 0, f"cannot read: {exc.strerror}")]
+    if len(data) > MAX_KEY_FILE:
+        return [Problem(str(path), 0, 0, f"too large: a key file may hold {MAX_KEY_FILE >> 10} KiB")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [Problem(str(path), 0, 0, f"not UTF-8 text (byte {exc.start})")]
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         try:
             key = asyncssh.import_public_key(line)
         except (asyncssh.KeyImportError, ValueError) as exc:
-            problems.append(Problem(str(path), lineno, 1, f"not an OpenSSH public key line: {exc}"))
+            problems.append(
+                Problem(str(path), lineno, 1, f"not an OpenSSH public key line: {quoted(str(exc))}")
+            )
             continue
         fingerprint = key.get_fingerprint("sha256")
         if fingerprint in by_fp and by_fp[fingerprint] != name:

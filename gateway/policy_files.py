@@ -14,6 +14,7 @@ from gateway.errors import LoadError, Problem
 from gateway.keys import KeyRing
 from gateway.policy.compiled import Policy
 from gateway.policy.loader import PolicyText, load_texts
+from gateway.safefile import NotRegular, read_regular
 
 #: all policy files together
 MAX_BYTES = 1 << 20
@@ -31,13 +32,12 @@ def read_policies(directory: Path) -> tuple[list[PolicyText], list[Problem]]:
     too_large = f"too large: the policy files together may hold {MAX_BYTES >> 20} MiB"
     for path in sorted(directory.glob("*.yaml")):
         try:
-            if path.stat().st_size > left:
-                problems.append(Problem(str(path), 1, 1, too_large))
-                continue
-            with path.open("rb") as f:
-                raw = f.read(left + 1)  # it may have grown since the stat
+            raw = read_regular(path, left)
+        except NotRegular as exc:
+            problems.append(Problem(str(path), 0, 0, str(exc)))
+            continue
         except OSError as exc:
-            problems.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror}"))
+            problems.append(Problem(str(path), 0, 0, f"cannot read: {exc.strerror}"))
             continue
         if len(raw) > left:
             problems.append(Problem(str(path), 1, 1, too_large))
@@ -63,6 +63,6 @@ def fingerprint(*directories: Path) -> Fingerprint:
         for pattern in ("*.yaml", "*.pub"):
             for path in directory.glob(pattern):
                 with contextlib.suppress(OSError):
-                    stat = path.stat()
-                    found.append([str(path), stat.st_mtime_ns, stat.st_size])
+                    stat = path.lstat()  # a symlink's own times: its target is never read
+                    found.append([str(path), stat.st_mode, stat.st_mtime_ns, stat.st_size])
     return sorted(found)

@@ -16,6 +16,7 @@ import asyncio
 import io
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,14 +119,25 @@ async def _grep(ctx: ActionContext, index: Index, args: argparse.Namespace) -> E
     """Stream the matches; the recordings are read on a worker thread, a batch at a time."""
     pattern = compile_pattern(args.pattern)
     rows = query.list_sessions(index, _filters(args))
-    matches = grep_rows(rows, ctx.state, pattern, input_only=args.input_only)
+    stop = threading.Event()  # the client left, or the session is cancelled: the search ends
+    matches = grep_rows(rows, ctx.state, pattern, input_only=args.input_only, stop=stop)
     found = 0
-    while batch := await asyncio.to_thread(_take, matches, GREP_BATCH):
-        found += len(batch)
-        text = "".join((m.json() if args.json else m.text()) + "\n" for m in batch)
-        if not await send(ctx, text.encode()):
-            break
+    watcher = asyncio.get_running_loop().create_task(_stop_on_close(ctx, stop))
+    try:
+        while batch := await asyncio.to_thread(_take, matches, GREP_BATCH):
+            found += len(batch)
+            text = "".join((m.json() if args.json else m.text()) + "\n" for m in batch)
+            if not await send(ctx, text.encode()):
+                break
+    finally:
+        stop.set()
+        watcher.cancel()
     return Exit(0 if found else 1)
+
+
+async def _stop_on_close(ctx: ActionContext, stop: threading.Event) -> None:
+    await ctx.process.channel.wait_closed()
+    stop.set()
 
 
 def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:

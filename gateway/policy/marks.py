@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import Problem
+from gateway.safefile import quoted
 
 Path = tuple[str | int, ...]
 
@@ -103,9 +104,9 @@ def parse_yaml(text: str, filename: str, max_nodes: int = MAX_NODES) -> Marked:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
-        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {what}")])
+        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {quoted(what)}")])
     except yaml.YAMLError as exc:
-        return Marked(None, problems=[Problem(filename, 1, 1, f"invalid YAML: {exc}")])
+        return Marked(None, problems=[Problem(filename, 1, 1, f"invalid YAML: {quoted(str(exc))}")])
     finally:
         loader.dispose()
     if node is None:
@@ -117,7 +118,7 @@ def parse_yaml(text: str, filename: str, max_nodes: int = MAX_NODES) -> Marked:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         detail = exc.problem or exc.context or "invalid YAML"
-        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {detail}")])
+        return Marked(None, problems=[Problem(filename, line, col, f"invalid YAML: {quoted(detail)}")])
     return marked
 
 
@@ -146,7 +147,9 @@ def _walk(node: yaml.Node, path: Path, out: Marked, loader: yaml.SafeLoader, fil
             key = str(key)
             if key in result:
                 mark = _mark(key_node)
-                out.problems.append(Problem(filename, mark.line, mark.column, f"duplicate key {key!r}"))
+                out.problems.append(
+                    Problem(filename, mark.line, mark.column, f"duplicate key {quoted(repr(key))}")
+                )
                 continue
             out.keys[(*path, key)] = _mark(key_node)
             result[key] = _walk(value_node, (*path, key), out, loader, filename)

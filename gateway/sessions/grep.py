@@ -4,22 +4,34 @@ Each recording is read one event at a time, and each stream (typed input,
 output) is cut into lines with escape sequences removed, so memory stays
 constant whatever the size of the recordings. A match names the session, its
 start, principal, action and target, the offset in seconds into the
-recording, the stream, and the line.
+recording, the stream, and the line (controls and bidi overrides shown as
+escapes, ``textsafe``).
+
+The pattern is RE2 (``google-re2``): matching takes linear time whatever the
+pattern, so ``(a*)*b`` cannot pin a core; RE2 refuses what it cannot do in
+linear time (backreferences, lookaround) with a one-line error. A search
+stops between two events once its *stop* event is set (the client left).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
 from gateway.sessions import query
 from gateway.sessions.index import Index
+from gateway.textsafe import visible
 
 MAX_PATTERN = 256
+#: RE2's memory budget for one compiled pattern
+MAX_PATTERN_MEMORY = 8 << 20
 MAX_LINE = 4096
 # CSI, OSC (ended by BEL or ST), other two-byte escapes, then any other control character but tab.
 NEWLINES = re.compile(r"[\r\n]")
@@ -45,21 +57,35 @@ class Match:
         """One line for the terminal."""
         where = f"{self.principal} {self.action} {self.target}".strip()
         start = self.start[:19].replace("T", " ")
-        return f"{self.session}  {start}  {where}  +{self.offset:.3f}s  {self.stream}: {self.line}"
+        return f"{self.session}  {start}  {where}  +{self.offset:.3f}s  {self.stream}: {visible(self.line)}"
 
     def json(self) -> str:
         """One JSON object."""
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """The user's regular expression; QueryError if it is too long or not valid."""
+class Pattern(Protocol):
+    """A compiled pattern: RE2's, or anything with ``search``."""
+
+    def search(self, text: str, /) -> object:
+        """A match, or None."""
+
+
+def compile_pattern(pattern: str) -> Pattern:
+    """The user's regular expression (RE2); QueryError if it is too long or RE2 refuses it."""
     if len(pattern) > MAX_PATTERN:
         raise query.QueryError(f"the pattern is longer than {MAX_PATTERN} characters")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = MAX_PATTERN_MEMORY
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise query.QueryError(f"not a regular expression: {exc}") from None
+        compiled: Pattern = re2.compile(pattern, options)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else ""
+        detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        why = "not a pattern RE2 accepts (linear time: no backreferences or lookaround)"
+        raise query.QueryError(f"{why}: {detail}") from None
+    return compiled
 
 
 class _Lines:
@@ -114,13 +140,18 @@ def _events(path: Path) -> Iterator[tuple[float, str, str]]:
                 yield float(stamp), str(code), data
 
 
+NEVER = threading.Event()
+
+
 def grep_recording(
-    path: Path, pattern: re.Pattern[str], *, input_only: bool
+    path: Path, pattern: Pattern, *, input_only: bool, stop: threading.Event = NEVER
 ) -> Iterator[tuple[float, str, str]]:
-    """(offset, stream, line) of every matching line of one recording."""
+    """(offset, stream, line) of every matching line of one recording, until *stop* is set."""
     streams = {"i": _Lines(), "o": _Lines()}
     names = {"i": "input", "o": "output"}
     for stamp, code, data in _events(path):
+        if stop.is_set():
+            return
         if input_only and code != "i":
             continue
         for began, line in streams[code].feed(stamp, data, typed=code == "i"):
@@ -133,14 +164,19 @@ def grep_recording(
 
 
 def grep(
-    index: Index, state: Path, pattern: re.Pattern[str], filters: query.Filters, *, input_only: bool = False
+    index: Index, state: Path, pattern: Pattern, filters: query.Filters, *, input_only: bool = False
 ) -> Iterator[Match]:
     """Every match in the recordings of the sessions *filters* selects, oldest session first."""
     return grep_rows(query.list_sessions(index, filters), state, pattern, input_only=input_only)
 
 
 def grep_rows(
-    rows: list[dict[str, Any]], state: Path, pattern: re.Pattern[str], *, input_only: bool = False
+    rows: list[dict[str, Any]],
+    state: Path,
+    pattern: Pattern,
+    *,
+    input_only: bool = False,
+    stop: threading.Event = NEVER,
 ) -> Iterator[Match]:
     """Every match in the recordings of the sessions in *rows* (no database access: any thread)."""
     for row in rows:
@@ -151,5 +187,7 @@ def grep_rows(
         if not path.is_file():
             continue
         info: dict[str, Any] = {k: str(row.get(k) or "-") for k in ("start", "principal", "action", "target")}
-        for offset, stream, line in grep_recording(path, pattern, input_only=input_only):
+        if stop.is_set():
+            return
+        for offset, stream, line in grep_recording(path, pattern, input_only=input_only, stop=stop):
             yield Match(str(row["id"]), **info, offset=round(offset, 3), stream=stream, line=line)

@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.command import printable
 from gateway.sessions.index import Index
+from gateway.textsafe import visible
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -97,7 +98,8 @@ def render(rows: list[Any]) -> str:
 
 
 def _render(rows: list[Any]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(*rows, strict=True)]
+    rows = [[visible(str(cell)) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*row).rstrip() for row in rows) + "\n"
 
