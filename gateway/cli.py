@@ -128,6 +128,11 @@ def main() -> None:
 )
 @click.option("--max-sessions-per-principal", type=int, default=200, show_default=True)
 @click.option(
+    "--recordings-min-free",
+    callback=lambda _ctx, _param, value: _size(value),
+    help="Refuse recorded sessions below this much free space, e.g. 2G (default: 1G or 5%, the larger).",
+)
+@click.option(
     "--max-unauthenticated",
     type=int,
     default=200,
@@ -201,6 +206,17 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
 @main.group()
 def policy() -> None:
     """Validate and query the policy."""
+
+
+def _size(value: str | None) -> int | None:
+    from gateway.sizes import parse_size  # noqa: PLC0415
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _settings(**values: Any) -> Settings:

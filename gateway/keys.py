@@ -37,9 +37,27 @@ class KeyRing:
         """The principal owning this key fingerprint, or None."""
         return self.by_fingerprint.get(fingerprint)
 
+    def without(self, fingerprints: set[str]) -> KeyRing:
+        """This ring less *fingerprints* (a revocation: nothing is added)."""
+        kept = {fp: p for fp, p in self.by_fingerprint.items() if fp not in fingerprints}
+        blobs = {fp: b for fp, b in self.blobs.items() if fp in kept}
+        return KeyRing(kept, frozenset(kept.values()), self.files, blobs)
+
+    def described(self, fingerprints: set[str]) -> list[str]:
+        """``PRINCIPAL FINGERPRINT`` for each of *fingerprints* this ring holds."""
+        return sorted(f"{self.by_fingerprint[fp]} {fp}" for fp in fingerprints if fp in self.by_fingerprint)
+
 
 def load_keys(directory: Path) -> KeyRing:
     """Load every ``*.pub`` in *directory*; raise LoadError listing all problems."""
+    ring, problems = read_keys(directory)
+    if problems:
+        raise LoadError(problems)
+    return ring
+
+
+def read_keys(directory: Path) -> tuple[KeyRing, list[Problem]]:
+    """Every key that loads from *directory*, and the problems with the rest."""
     problems: list[Problem] = []
     by_fp: dict[str, str] = {}
     where: dict[str, str] = {}
@@ -56,9 +74,7 @@ def load_keys(directory: Path) -> KeyRing:
             )
             continue
         problems += _load_file(path, name, by_fp, where, blobs)
-    if problems:
-        raise LoadError(problems)
-    return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files, blobs=blobs)
+    return KeyRing(by_fingerprint=by_fp, principals=frozenset(files), files=files, blobs=blobs), problems
 
 
 def _load_file(

@@ -20,6 +20,9 @@ REQUESTS = Counter(
     "gateway_requests", "Session requests by action and outcome.", ["action", "outcome"], registry=REGISTRY
 )
 SESSIONS = Gauge("gateway_sessions_active", "Sessions running now.", registry=REGISTRY)
+STATE_FREE = Gauge(
+    "gateway_state_free_bytes", "Free bytes on the state filesystem (recordings, audit).", registry=REGISTRY
+)
 SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
 CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
 AUTH_FAILURES = Counter("gateway_auth_failures", "Rejected keys and certificates.", registry=REGISTRY)

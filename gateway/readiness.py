@@ -16,6 +16,8 @@ import os
 import time
 from typing import Any
 
+from gateway import metrics
+from gateway.diskspace import floor_bytes, free_bytes
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
 
@@ -46,6 +48,7 @@ class Readiness:
             "docker": await self._docker(),
             "audit_log": self._audit(),
             "policy": {"ok": bool(self.rt.policy.digest), "digest": self.rt.policy.digest},
+            "recordings": self._recordings(),
         }
         ready = all(c["ok"] for c in checks.values()) and not self.rt.draining
         self._last = {"ready": ready, "draining": self.rt.draining, "checks": checks, "checked": time.time()}
@@ -57,6 +60,21 @@ class Readiness:
         except (DockerError, TimeoutError) as exc:
             return {"ok": False, "error": str(exc) or type(exc).__name__}
         return {"ok": True}
+
+    def _recordings(self) -> dict[str, Any]:
+        """Free space against the floor: below it, recorded sessions are refused (the gateway stays ready)."""
+        state = self.rt.settings.state
+        try:
+            free, floor = free_bytes(state), floor_bytes(state, self.rt.settings.recordings_min_free)
+        except OSError as exc:
+            return {"ok": True, "error": exc.strerror}
+        metrics.STATE_FREE.set(free)
+        return {
+            "ok": True,
+            "free_bytes": free,
+            "floor_bytes": floor,
+            "refusing_recorded_sessions": free < floor,
+        }
 
     def _audit(self) -> dict[str, Any]:
         directory = self.rt.audit.directory

@@ -64,6 +64,8 @@ class Settings(BaseModel):
     strict_modes: bool = True
     max_sessions: int = 2000
     max_sessions_per_principal: int = 200
+    #: free bytes below which recorded sessions are refused (None: 1 GiB or 5%, whichever is larger)
+    recordings_min_free: int | None = None
     max_unauthenticated: int = 200
     max_unauthenticated_per_source: int = 50
     auth_failure_limit: int = 20

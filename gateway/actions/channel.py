@@ -29,6 +29,8 @@ OnSignal = Callable[[signal.Signals], Awaitable[None]]
 async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool:
     """Record and send *data*, waiting for the client's window; False once the channel is gone."""
     ctx.recorder.output(data)
+    if ctx.recorder.full:
+        return False  # what was not recorded is not shown: the session is ending
     ctx.traffic.bytes_out += len(data)
     ctx.traffic.last_activity = time.monotonic()
     sink = ctx.process.stderr if stderr else ctx.process.stdout

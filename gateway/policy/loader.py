@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any, NamedTuple
@@ -60,12 +60,13 @@ def load_texts(texts: list[PolicyText], keys: KeyRing, problems: list[Problem] |
             files.append(loaded)
     actions: dict[str, models.Action] = _merge(files, "actions", problems)
     groups: dict[str, tuple[str, ...]] = _merge(files, "groups", problems)
-    problems += _group_problems(files, keys)
+    keyless = _keyless_members(files, keys)
     scope = _Scope(actions, groups, keys)
     grants = [g for f in files for g in _check_grants(f, scope, problems)]
     if problems:
         raise LoadError(problems)
     warnings = [w for f in files for w in (*_expiry_warnings(f), *_privileged_warnings(f))]
+    warnings += keyless + scope.keyless
     return Policy.build(actions, tuple(grants), digest.hexdigest(), groups=groups, warnings=tuple(warnings))
 
 
@@ -191,17 +192,19 @@ def _merge(files: list[_File], section: str, problems: list[Problem]) -> dict[st
     return merged
 
 
-def _group_problems(files: list[_File], keys: KeyRing) -> list[Problem]:
+def _no_key(principal: str) -> str:
+    return f"warning: no key for principal {principal!r} (keys/{principal}.pub): it cannot log in"
+
+
+def _keyless_members(files: list[_File], keys: KeyRing) -> list[Problem]:
+    """Group members without a key: warnings, so that removing a key file always revokes it."""
     out = []
     for f in files:
         for group, members in f.model.groups.items():
             for j, member in enumerate(members):
                 if member not in keys.principals:
                     mark = f.marked.locate(("groups", group, j))
-                    message = (
-                        f"groups.{group}: unknown principal {member!r} (expected a keys/{member}.pub file)"
-                    )
-                    out.append(Problem(f.name, mark.line, mark.column, message))
+                    out.append(Problem(f.name, mark.line, mark.column, f"groups.{group}: {_no_key(member)}"))
     return out
 
 
@@ -210,6 +213,8 @@ class _Scope:
     actions: dict[str, models.Action]
     groups: dict[str, tuple[str, ...]]
     keys: KeyRing
+    #: warnings for grants naming a principal that has no key
+    keyless: list[Problem] = field(default_factory=list)
 
     def expand(self, names: tuple[str, ...]) -> frozenset[str]:
         """Principals, with ``@group`` replaced by its members."""
@@ -295,9 +300,9 @@ def _grant_problems(f: _File, i: int, grant: models.Grant, scope: _Scope) -> lis
                 known = ", ".join(f"@{g}" for g in sorted(scope.groups)) or "none defined"
                 at(("principals", j), f"unknown group {principal!r} (expected one of: {known})")
         elif principal not in keys.principals:
-            at(
-                ("principals", j),
-                f"unknown principal {principal!r} (expected a keys/{principal}.pub file)",
+            mark = f.marked.locate(("grants", i, "principals", j))
+            scope.keyless.append(
+                Problem(f.name, mark.line, mark.column, f"grants[{i}]: {_no_key(principal)}")
             )
     for j, action in enumerate(grant.actions):
         spec = actions.get(action)

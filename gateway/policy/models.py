@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.sizes import SIZE_PATTERN, parse_size
+
 ACTION_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
@@ -58,6 +60,17 @@ CIDR_PATTERN = (
 ActionName = Annotated[str, StringConstraints(pattern=ACTION_NAME)]
 Argv = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], Field(min_length=1)]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00-\x1f]*$")]
+#: bytes, or a number with K, M, G or T (powers of 1024), as in ``50M``
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    Field(gt=0),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}]}
+    ),
+]
+#: a recording's default limit: 1 GiB
+RECORDING_MAX_BYTES = 1 << 30
 
 
 class _Model(BaseModel):
@@ -76,6 +89,8 @@ class _ActionBase(_Model):
     idle_timeout: Annotated[float, Field(gt=0)] | None = None
     #: seconds after which the session is ended whatever happens (None: never)
     max_duration: Annotated[float, Field(gt=0)] | None = None
+    #: the most a session's recording may hold; the session ends when it is reached
+    recording_max_bytes: Size = RECORDING_MAX_BYTES
 
     @property
     def accepts_args(self) -> bool:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -37,11 +38,16 @@ class Recorder(Protocol):
     def name(self) -> str | None:
         """The recording's path relative to the state directory, or None."""
 
+    @property
+    def full(self) -> bool:
+        """Whether the recording reached its limit (nothing more is recorded, or may be shown)."""
+
 
 class NullRecorder:
     """Records nothing; for sessions that carry no stream."""
 
     name = None
+    full = False
 
     def output(self, data: bytes) -> None:
         """Drop output."""
@@ -65,6 +71,8 @@ class NullRecorder:
 
 FLUSH_SECONDS = 0.25
 FLUSH_BYTES = 65536
+#: room kept below the limit for the closing marker
+LIMIT_RESERVE = 256
 
 
 class AsciicastRecorder:
@@ -81,12 +89,17 @@ class AsciicastRecorder:
         title: str,
         name: str | None = None,
         binary_as_size: bool = False,
+        limit: int | None = None,
+        on_full: Callable[[], None] | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.path = path
         self.name = name or str(path)
         self._withheld = False
+        self._limit = limit
+        self._on_full = on_full
+        self.full = False
         self._file: BinaryIO = os.fdopen(fd, "wb", buffering=FLUSH_BYTES)
         self._timer: asyncio.TimerHandle | None = None
         self._hash = hashlib.sha256()
@@ -116,6 +129,9 @@ class AsciicastRecorder:
         # Buffered: one write() per FLUSH_SECONDS (or FLUSH_BYTES) rather than per keystroke
         # (200 typing sessions are 8,000 events a second); close() writes the rest.
         data = (line + "\n").encode()
+        if self._limit is not None and self._size + len(data) > self._limit - LIMIT_RESERVE:
+            self._reached()
+            return
         self._file.write(data)
         self._hash.update(data)
         self._size += len(data)
@@ -124,6 +140,18 @@ class AsciicastRecorder:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
             except RuntimeError:  # no event loop (a tool writing a recording): write through
                 self._file.flush()
+
+    def _reached(self) -> None:
+        """The limit: one closing marker, then nothing more; the session is told to end."""
+        if self.full:
+            return
+        self.full = True
+        marker = json.dumps([round(time.monotonic() - self._start, 6), "m", "recording limit reached"]) + "\n"
+        self._file.write(marker.encode())
+        self._hash.update(marker.encode())
+        self._size += len(marker.encode())
+        if self._on_full is not None:
+            self._on_full()
 
     def _flush(self) -> None:
         self._timer = None

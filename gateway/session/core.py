@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import metrics
 from gateway.actions import Exit
 from gateway.actions.base import Channel
+from gateway.diskspace import floor_bytes, free_bytes
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.session import messages
 from gateway.session.decide import Connection, Plan, authorize
@@ -86,7 +87,7 @@ class Session:
     async def _run_plan(self, plan: Plan) -> None:
         principal = self.conn.principal or ""
         try:
-            self._admit()
+            self._admit(plan)
         except Refusal as refusal:
             self._refuse(refusal)
             return
@@ -109,10 +110,20 @@ class Session:
             self.rt.sessions.discard(self)
             self.rt.limits.release_session(principal)
 
-    def _admit(self) -> None:
-        """Session limits (in total, per principal) and the drain; raises Refusal."""
+    def _admit(self, plan: Plan) -> None:
+        """Session limits (in total, per principal), the drain, the disk; raises Refusal."""
         if self.rt.draining:
             raise Refusal("gateway: the gateway is shutting down", reason="draining", kind="session-limit")
+        if plan.spec.recorded:
+            state = self.rt.settings.state
+            free, floor = free_bytes(state), floor_bytes(state, self.rt.settings.recordings_min_free)
+            metrics.STATE_FREE.set(free)
+            if free < floor:
+                raise Refusal(
+                    "gateway: the gateway's disk is nearly full; recorded sessions are refused for now",
+                    reason=f"recordings: {free} bytes free, below the floor of {floor}",
+                    kind="session-limit",
+                )
         reason = self.rt.limits.admit_session(self.conn.principal or "")
         if reason is not None:
             raise Refusal("gateway: too many sessions; try again later", reason=reason, kind="session-limit")

@@ -41,6 +41,12 @@ def recorder_for(session: Session, plan: Plan) -> Recorder:
         title=title,
         name=str(path.relative_to(rt.settings.state)),
         binary_as_size=term is None,
+        limit=plan.spec.recording_max_bytes,
+        on_full=lambda: end_session(
+            session,
+            f"recording limit reached (recording_max_bytes: {plan.spec.recording_max_bytes})",
+            "gateway: recording limit reached",
+        ),
     )
 
 
@@ -103,8 +109,15 @@ async def watch_limits(session: Session, ctx: ActionContext) -> None:
         if spec.idle_timeout is not None and now - ctx.traffic.last_activity >= spec.idle_timeout:
             why = f"the {session.action} session was idle for {spec.idle_timeout:g}s"
             break
+    end_session(session, why, f"gateway: {why}; it is being closed")
+
+
+def end_session(session: Session, why: str, line: str) -> None:
+    """End the session at a limit: one line to the client, a ``session.limit`` record, exit 1."""
+    if session.ended_by is not None:
+        return
     session.ended_by = why
-    session.notify(f"gateway: {why}; it is being closed")
+    session.notify(line)
     with contextlib.suppress(AuditUnavailable):
         session.audit("session.limit", reason=why)
     with contextlib.suppress(Exception):

@@ -85,9 +85,9 @@ def test_unknown_group_and_member(write: Write, problems: Callable[[], list[str]
         "p.yaml",
         "version: 1\ngroups:\n  sre: [betty, zed]\nactions:\n  m: {type: host, command: [ls]}\ngrants:\n  - principals: ['@ops']\n    actions: [m]\n",
     )
-    found = problems()
-    assert found[0].startswith("p.yaml:3:16: ") and "unknown principal 'zed'" in found[0]
-    assert found[1].startswith("p.yaml:7:18: ") and "unknown group '@ops'" in found[1]
+    found = problems()  # a member without a key is a warning (revoking a key never breaks the policy)
+    assert len(found) == 1
+    assert found[0].startswith("p.yaml:7:18: ") and "unknown group '@ops'" in found[0]
 
 
 def test_bad_from_and_expires(write: Write, problems: Callable[[], list[str]]) -> None:
