@@ -83,7 +83,7 @@ def compile_pattern(pattern: str) -> Pattern:
     except re2.error as exc:
         raw = exc.args[0] if exc.args else ""
         detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        why = "not a pattern RE2 accepts (linear time: no backreferences or lookaround)"
+        why = "not a regular expression RE2 accepts (linear time: no backreferences or lookaround)"
         raise query.QueryError(f"{why}: {detail}") from None
     return compiled
 

@@ -161,7 +161,7 @@ def test_liveness_readiness_and_unknown_paths(gateway: Gateway, tmp_path: Path) 
         status, body = _get(port, "/healthz")
         assert status == 200 and isinstance(body, dict) and body["status"] == "ok"
         ready = _ready(port, True)
-        assert set(ready["checks"]) == {"docker", "audit_log", "policy"}
+        assert set(ready["checks"]) == {"docker", "audit_log", "policy", "recordings"}
         assert _get(port, "/nope")[0] == 404
         assert _get(port, "/metrics")[0] == 200
     finally:
