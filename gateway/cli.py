@@ -128,6 +128,13 @@ def main() -> None:
 )
 @click.option("--max-sessions-per-principal", type=int, default=200, show_default=True)
 @click.option(
+    "--approval-wait",
+    callback=lambda _ctx, _param, value: _duration(value),
+    default="10m",
+    show_default=True,
+    help="How long a request waits for approval in its connection (30m, 1h, or seconds).",
+)
+@click.option(
     "--recordings-min-free",
     callback=lambda _ctx, _param, value: _size(value),
     help="Refuse recorded sessions below this much free space, e.g. 2G (default: 1G or 5%, the larger).",
@@ -206,6 +213,15 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
 @main.group()
 def policy() -> None:
     """Validate and query the policy."""
+
+
+def _duration(value: str) -> int:
+    from gateway.sizes import parse_duration  # noqa: PLC0415
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _size(value: str | None) -> int | None:
@@ -304,12 +320,15 @@ def explain(
                     "grant": decision.grant,
                     "mode": spec.kind,
                     "consequence": spec.consequence,
+                    "conditions": decision.conditions.describe() if decision.conditions else None,
                 }
             )
             return
         click.echo(f"allow: granted by {decision.grant}")
         if spec.consequence:
             click.echo(f"mode: {spec.kind}: {spec.consequence}")
+        if decision.conditions is not None:
+            click.echo(f"conditions: {decision.conditions.describe()}")
         return
     hint = " (pass --from ADDR)" if decision.code is DenyCode.SOURCE and source is None else ""
     if as_json:

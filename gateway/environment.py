@@ -1,8 +1,10 @@
 """A child's whole environment: nothing from the client but a checked TERM and locale.
 
 ``LANG`` and ``LC_*`` are accepted as Debian's sshd accepts them (``AcceptEnv
-LANG LC_*``), with their values checked like TERM; every other variable a
-client sends is refused (and recorded by name).
+LANG LC_*``), with their values checked like TERM; ``GATEWAY_REASON`` (the
+reason a grant may ask for) is accepted as printable text of at most 256
+characters and never reaches a child; every other variable a client sends is
+refused (and recorded by name).
 """
 
 from __future__ import annotations
@@ -15,12 +17,28 @@ LOCALE_NAME_RE = re.compile(r"^(LANG|LANGUAGE|LC_[A-Z]{1,20})$")
 LOCALE_VALUE_RE = re.compile(r"^[A-Za-z0-9._@:+-]{0,64}$")
 
 
-def locale_var(name: bytes, value: bytes) -> tuple[str, str] | None:
-    """(name, value) when the client's variable is a locale setting with a sane value, else None."""
+REASON = "GATEWAY_REASON"
+MAX_REASON = 256
+
+
+def checked_reason(text: str) -> str | None:
+    """A reason as given, if it is printable text of a sane length; None otherwise."""
+    text = text.strip()
+    if not text or len(text) > MAX_REASON or not text.isprintable():
+        return None
+    return text
+
+
+def accepted_var(name: bytes, value: bytes) -> tuple[str, str] | None:
+    """(name, value) for a locale setting with a sane value, or a checked GATEWAY_REASON; else None."""
     try:
-        key, text = name.decode("ascii"), value.decode("ascii")
+        key = name.decode("ascii")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    if key == REASON:
+        reason = checked_reason(text)
+        return (key, reason) if reason is not None else None
     if LOCALE_NAME_RE.match(key) and LOCALE_VALUE_RE.match(text):
         return key, text
     return None

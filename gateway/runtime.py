@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.algorithms import Algorithms
+from gateway.approvals import RequestBook
 from gateway.audit import AuditLog
 from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
@@ -50,6 +51,8 @@ class Runtime:
     algorithms: Algorithms = field(default_factory=lambda: Algorithms.from_options(None, None, None))
     #: the policy and key files as they were just before the policy in force was loaded
     loaded_from: Fingerprint = field(default_factory=list)
+    #: access requests (filed, approved, denied), kept under STATE/requests
+    requests: RequestBook = field(default_factory=lambda: RequestBook(Path("/nonexistent")))
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -69,6 +72,7 @@ class Runtime:
             trusted_cas=_trusted_cas(settings.trusted_user_ca_keys),
             limits=Limits(settings),
             loaded_from=loaded_from,
+            requests=RequestBook(settings.state / "requests"),
             algorithms=Algorithms.from_options(settings.ciphers, settings.macs, settings.kex_algs),
         )
 

@@ -66,6 +66,8 @@ class Settings(BaseModel):
     max_sessions_per_principal: int = 200
     #: free bytes below which recorded sessions are refused (None: 1 GiB or 5%, whichever is larger)
     recordings_min_free: int | None = None
+    #: seconds a requester waits for approval in the connection
+    approval_wait: float = 600.0
     max_unauthenticated: int = 200
     max_unauthenticated_per_source: int = 50
     auth_failure_limit: int = 20

@@ -21,7 +21,7 @@ from asyncssh.constants import MSG_KEXINIT
 from asyncssh.packet import SSHPacket
 
 from gateway.command import printable
-from gateway.environment import locale_var
+from gateway.environment import accepted_var
 
 TESTED = ("2.23", "2.24")
 _HANDLERS = (
@@ -57,7 +57,7 @@ def requested_subsystem(subsystem: str | None) -> str | None:
 
 
 def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) -> None:
-    """Make *chan* refuse env (but locale), agent and X11 requests, reporting each.
+    """Make *chan* refuse env (but locale and GATEWAY_REASON), agent and X11 requests, reporting each.
 
     A subsystem request (sftp among them) is accepted, so that the session
     itself refuses it with a line on stderr and exit status 1, as for every
@@ -68,8 +68,8 @@ def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) ->
         name = packet.get_string()
         value = packet.get_string()  # never logged: it may be a secret
         packet.check_end()
-        accepted = locale_var(name, value)
-        if accepted is not None:  # Debian's sshd: AcceptEnv LANG LC_*
+        accepted = accepted_var(name, value)
+        if accepted is not None:  # Debian's sshd: AcceptEnv LANG LC_*; and GATEWAY_REASON
             chan._env[accepted[0].encode()] = accepted[1].encode()
             return True
         on_refused("env", name=printable(name.decode("utf-8", "replace")))

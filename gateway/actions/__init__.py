@@ -10,6 +10,7 @@
         LogsAction     ─► logs.run_logs         (tail / follow, stdout and stderr apart)
         BackupAction   ─► backup.run_backup     (archive endpoint, streamed tar)
         AuditAction    ─► audit.run_audit       (read-only compliance queries)
+        ApproveAction  ─► approve.run_approve   (approvers: list, approve, deny requests)
 
 ``channel`` is the SSH side of every runner (send, input, hang-up) and taps
 the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from gateway.actions.approve import run_approve
 from gateway.actions.audit import parse as parse_audit_query
 from gateway.actions.audit import run_audit
 from gateway.actions.backup import run_backup
@@ -38,6 +40,7 @@ REGISTRY: Mapping[type[models._ActionBase], Runner] = {
     models.LogsAction: run_logs,
     models.BackupAction: run_backup,
     models.AuditAction: run_audit,
+    models.ApproveAction: run_approve,
 }
 
 

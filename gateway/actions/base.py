@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.environment import checked_term, clean_env
 
 if TYPE_CHECKING:
+    from gateway.approvals import RequestBook
     from gateway.confine import Pinned
     from gateway.docker import ContainerInfo, Engine
     from gateway.policy.models import Action
@@ -154,6 +155,12 @@ class ActionContext:
     traffic: Traffic = field(default_factory=Traffic)
     #: extra fields for the session-end audit record (e.g. a stream's digest)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: who is asking (the approve action needs it)
+    principal: str = ""
+    #: access requests (the approve action decides them)
+    requests: RequestBook | None = None
+    #: an audit record tied to this session
+    audit: Callable[..., None] | None = None
 
     def terminal_size(self) -> TerminalSize:
         """The client's terminal size, clamped to what a terminal can hold."""

@@ -162,6 +162,7 @@ def session(argv: list[str]) -> int | None:
         env.get("SSH_CONNECTION", ""),
         env.get("TERM", ""),
         values.get("ticket", ""),
+        env.get("GATEWAY_REASON", ""),
     )
     pending = bytearray()
     saved = _raw(0) if os.isatty(0) else None

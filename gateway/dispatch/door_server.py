@@ -162,7 +162,7 @@ class DoorServer:
             try:
                 request, rest, fds = await _first_message(conn)
                 name = request[0] if request else ""
-                if not keys and name == "session" and len(request or ()) == 6 and len(fds) == 3:
+                if not keys and name == "session" and len(request or ()) in (6, 7) and len(fds) == 3:
                     assert request is not None
                     await self._session(conn, (pid, uid), request[1:], (fds[0], fds[1], fds[2]), rest)
                 elif keys and name == "keyline" and len(request or ()) == 3 and not fds:
@@ -239,13 +239,13 @@ class DoorServer:
         fds: tuple[int, int, int],
         rest: bytes,
     ) -> None:
-        claimed, command, claimed_connection, term, token = fields
+        claimed, command, claimed_connection, term, token, *extra = fields
         admitted = self._admit(peer, claimed, claimed_connection, token)
         if admitted is None:
             await _send(conn, "refused", REFUSED)
             return
         principal, connection = admitted
-        process = FdProcess(None, fds, term=term or None)
+        process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None)
         await _send(conn, "accepted")
         async with Tasks("door-session") as tasks:
             tasks.spawn(_control(conn, process, rest), "control")

@@ -97,7 +97,7 @@ async def run_door_session(
 async def dispatch(settings: Settings, principal: str) -> int:
     """In-process: run one forced command to its end; the exit status for sshd (128+N for a signal)."""
     rt = Runtime.start(settings)
-    process = FdProcess(None, term=os.environ.get("TERM"))
+    process = FdProcess(None, term=os.environ.get("TERM"), reason=os.environ.get("GATEWAY_REASON"))
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
     try:
         with process.attached(), signals_attached(process):

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import asyncssh
 
+from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
 CHUNK = 65536
@@ -98,8 +99,16 @@ class _Channel:
 class FdProcess:
     """Three descriptors from sshd as a session channel."""
 
-    def __init__(self, command: str | None, fds: tuple[int, int, int] = (0, 1, 2), term: str | None = None):
+    def __init__(
+        self,
+        command: str | None,
+        fds: tuple[int, int, int] = (0, 1, 2),
+        term: str | None = None,
+        reason: str | None = None,
+    ):
         self.command = command
+        checked = checked_reason(reason) if reason else None
+        self._env = {REASON: checked} if checked else {}
         self.subsystem: str | None = None
         self.fds = fds
         self.stdin = _Reader(self)
@@ -115,8 +124,8 @@ class FdProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        """No client environment crosses the door."""
-        return {}
+        """Of the client's environment only GATEWAY_REASON crosses the door (sshd's AcceptEnv)."""
+        return self._env
 
     def get_terminal_type(self) -> str | None:
         """TERM when sshd gave the session a PTY."""

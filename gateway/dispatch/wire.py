@@ -4,7 +4,7 @@ Each message is a list of text fields as netstrings (``LEN:BYTES,``) ending in
 a newline, so any text (a command with quotes, spaces or newlines) crosses
 unchanged, and neither side needs ``json`` (the client must start fast).
 
-- client -> daemon: ``session PRINCIPAL COMMAND CONNECTION TERM TICKET`` (with
+- client -> daemon: ``session PRINCIPAL COMMAND CONNECTION TERM TICKET REASON`` (with
   three descriptors, on the door socket), or ``keyline FINGERPRINT PROGRAM``
   (on the keys socket); then ``winch`` / ``hangup``
 - daemon -> client: ``accepted`` or ``refused TEXT``; then ``status N SIGNAL``,

@@ -48,6 +48,44 @@ class TargetMatcher(NamedTuple):
         return self.regex is not None and self.regex.match(target.name) is not None
 
 
+class Need(NamedTuple):
+    """``needed`` different principals of ``approvers`` (written ``label`` in the policy)."""
+
+    label: str
+    approvers: frozenset[str]
+    needed: int
+
+    def describe(self) -> str:
+        """``1 of security``."""
+        return f"{self.needed} of {self.label}"
+
+
+class Conditions(NamedTuple):
+    """What a grant asks for besides the request: a reason, approvals, moderators."""
+
+    reason_required: bool = False
+    #: a pattern (RE2) the reason must match, as written
+    reason_pattern: str | None = None
+    approval: tuple[Need, ...] = ()
+    #: seconds an approval lasts once the rules are met
+    window: int = 3600
+    moderated: Need | None = None
+
+    def describe(self) -> str:
+        """One line for explain and show."""
+        parts = []
+        if self.reason_pattern is not None:
+            parts.append(f"a reason matching {self.reason_pattern}")
+        elif self.reason_required:
+            parts.append("a reason")
+        if self.approval:
+            needs = ", ".join(n.describe() for n in self.approval)
+            parts.append(f"approval ({needs}; lasts {self.window}s)")
+        if self.moderated is not None:
+            parts.append(f"moderation ({self.moderated.describe()} watching)")
+        return "needs " + " and ".join(parts) if parts else ""
+
+
 class CompiledGrant(NamedTuple):
     """A grant with its globs compiled, its groups expanded and its source position kept."""
 
@@ -57,6 +95,8 @@ class CompiledGrant(NamedTuple):
     where: str
     expires: datetime | None = None
     sources: tuple[IPv4Network | IPv6Network, ...] | None = None
+    #: reason, approval, moderation (None: the grant alone decides)
+    conditions: Conditions | None = None
 
     def expired(self, now: datetime) -> bool:
         """Whether the grant's time box is over."""

@@ -11,7 +11,7 @@ import enum
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from gateway.policy.compiled import Policy, Target
+from gateway.policy.compiled import Conditions, Policy, Target
 
 if TYPE_CHECKING:
     from gateway.policy.models import Action
@@ -43,10 +43,11 @@ class Request(NamedTuple):
 
 
 class Allow(NamedTuple):
-    """Allowed by ``grant`` (``file:line``)."""
+    """Allowed by ``grant`` (``file:line``), under its ``conditions`` (reason, approval, moderation)."""
 
     spec: Action
     grant: str
+    conditions: Conditions | None = None
 
 
 class Deny(NamedTuple):
@@ -76,7 +77,7 @@ def decide(policy: Policy, request: Request) -> Decision:
         elif not grant.admits(request.source):
             near_miss = near_miss or Deny(DenyCode.SOURCE, f"{DenyCode.SOURCE.value} ({grant.where})")
         else:
-            return Allow(spec, grant.where)
+            return Allow(spec, grant.where, grant.conditions)
     return near_miss or Deny(DenyCode.NOT_GRANTED, DenyCode.NOT_GRANTED.value)
 
 

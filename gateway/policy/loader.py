@@ -8,19 +8,20 @@ merged and cross-checked against the key ring.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any, NamedTuple
 
+import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.errors import LoadError, Problem
 from gateway.keys import KeyRing
 from gateway.policy import models
-from gateway.policy.compiled import CompiledGrant, Policy, TargetMatcher
+from gateway.policy.compiled import CompiledGrant, Conditions, Need, Policy, TargetMatcher
 from gateway.policy.marks import MAX_NODES, Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
 
@@ -260,6 +261,33 @@ def _privileged_warnings(f: _File) -> list[Problem]:
     return out
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def _need(names: tuple[str, ...], count: int, scope: _Scope) -> Need:
+    """``from: [security, frank]``: group names (bare or ``@``) and principals, as one set."""
+    members: set[str] = set()
+    for name in names:
+        group = name.removeprefix("@")
+        members |= set(scope.groups[group]) if group in scope.groups else {name}
+    return Need(", ".join(names), frozenset(members), count)
+
+
+def _conditions(grant: models.Grant, scope: _Scope) -> Conditions | None:
+    if grant.reason is None and grant.approval is None and grant.moderated is None:
+        return None
+    rules = tuple(_need(r.approvers, r.count, scope) for r in grant.approval or ())
+    moderated = grant.moderated
+    return Conditions(
+        reason_required=grant.reason is not None,
+        reason_pattern=grant.reason if grant.reason not in (None, "required") else None,
+        approval=rules,
+        window=grant.approval_window,
+        moderated=_need(moderated.by, moderated.count, scope) if moderated is not None else None,
+    )
+
+
 def _check_grants(f: _File, scope: _Scope, problems: list[Problem]) -> list[CompiledGrant]:
     compiled = []
     for i, grant in enumerate(f.model.grants):
@@ -275,6 +303,7 @@ def _check_grants(f: _File, scope: _Scope, problems: list[Problem]) -> list[Comp
                     where=f"{f.name}:{mark.line}",
                     expires=grant.expires,
                     sources=grant.sources,
+                    conditions=_conditions(grant, scope),
                 )
             )
     return compiled
@@ -315,4 +344,31 @@ def _grant_problems(f: _File, i: int, grant: models.Grant, scope: _Scope) -> lis
             at(("actions", j), f"action {action!r} acts on containers: the grant needs targets")
         elif not spec.needs_target and grant.targets is not None:
             at(("targets",), f"host action {action!r} takes no targets: grant it without targets")
+    out += _condition_problems(grant, scope, at)
     return out
+
+
+def _condition_problems(
+    grant: models.Grant, scope: _Scope, at: Callable[[DataPath, str], None]
+) -> list[Problem]:
+    """A reason pattern RE2 refuses; an approval or moderation rule that can never be met."""
+    if grant.reason not in (None, "required"):
+        try:
+            re2.compile(str(grant.reason), _RE2_OPTIONS)
+        except re2.error as exc:
+            raw = exc.args[0] if exc.args else ""
+            detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            at(("reason",), f"reason: not a pattern RE2 accepts: {detail} (or write `required`)")
+    rules: list[tuple[DataPath, tuple[str, ...], int]] = [
+        (("approval", k), r.approvers, r.count) for k, r in enumerate(grant.approval or ())
+    ]
+    if grant.moderated is not None:
+        rules.append((("moderated",), grant.moderated.by, grant.moderated.count))
+    for path, names, count in rules:
+        need = _need(names, count, scope)
+        if len(need.approvers) < count:
+            at(
+                path,
+                f"needs {count} of {need.label}, who are only {len(need.approvers)}: it can never be met",
+            )
+    return []

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.sizes import SIZE_PATTERN, parse_size
+from gateway.sizes import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 
 ACTION_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -71,6 +71,15 @@ Size = Annotated[
 ]
 #: a recording's default limit: 1 GiB
 RECORDING_MAX_BYTES = 1 << 30
+#: seconds, or a number with s, m, h or d, as in ``1h``
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    Field(gt=0),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": DURATION_PATTERN}]}
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -226,12 +235,42 @@ class AuditAction(_ActionBase):
         return True
 
 
+class ApproveAction(_ActionBase):
+    """Approvers' queue: ``ssh approve@HOST`` lists, ``R-ID`` approves, ``deny R-ID why`` denies."""
+
+    needs_target: ClassVar[bool] = False
+    takes_query: ClassVar[bool] = True
+    recorded: ClassVar[bool] = False  # decisions are audit records of their own
+    type: Literal["approve"]
+
+    @property
+    def accepts_args(self) -> bool:
+        """The command words are the request and the verb."""
+        return True
+
+
 Action = Annotated[
-    ShellAction | HostAction | SidekickAction | SignalAction | LogsAction | BackupAction | AuditAction,
+    ShellAction
+    | HostAction
+    | SidekickAction
+    | SignalAction
+    | LogsAction
+    | BackupAction
+    | AuditAction
+    | ApproveAction,
     Field(discriminator="type"),
 ]
 
-ACTION_MODELS = (ShellAction, HostAction, SidekickAction, SignalAction, LogsAction, BackupAction, AuditAction)
+ACTION_MODELS = (
+    ShellAction,
+    HostAction,
+    SidekickAction,
+    SignalAction,
+    LogsAction,
+    BackupAction,
+    AuditAction,
+    ApproveAction,
+)
 ACTION_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in ACTION_MODELS)  # type: ignore[union-attr]
 
 
@@ -261,10 +300,29 @@ Names = Annotated[tuple[Annotated[str, StringConstraints(min_length=1)], ...], F
 TargetEntry = Annotated[str, StringConstraints(min_length=1)] | LabelSelector
 
 
+class ApprovalRule(_Model):
+    """``{from: [GROUP-OR-PRINCIPAL...], count: N}``: N different approvers from those."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    approvers: Names = Field(alias="from")
+    count: Annotated[int, Field(ge=1, le=100)] = 1
+
+
+class Moderation(_Model):
+    """``{by: [GROUP-OR-PRINCIPAL...], count: N}``: the session runs only while N of them watch."""
+
+    by: Names
+    count: Annotated[int, Field(ge=1, le=100)] = 1
+
+
 class Grant(_Model):
     """Who (principals or ``@group``) may do what (actions) to which containers (globs or labels).
 
     ``expires`` time-boxes a grant (break-glass); ``from`` limits it to source networks.
+    ``reason`` (``required`` or a pattern the reason must match), ``approval`` (every
+    rule must be met, never by the requester) with ``approval_window``, and
+    ``moderated`` ask for a second person.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -280,6 +338,10 @@ class Grant(_Model):
         ]
         | None
     ) = Field(default=None, alias="from")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    approval: Annotated[tuple[ApprovalRule, ...], Field(min_length=1)] | None = None
+    approval_window: Duration = 3600
+    moderated: Moderation | None = None
 
     @field_validator("expires", mode="before")
     @classmethod

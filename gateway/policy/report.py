@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.policy.compiled import Policy
 
-COLUMNS = ("principal", "action", "type", "targets", "expires", "from", "grant")
+COLUMNS = ("principal", "action", "type", "targets", "expires", "from", "conditions", "grant")
 
 
 def _rows(policy: Policy, only: str | None) -> list[tuple[str, ...]]:
@@ -22,6 +22,7 @@ def _rows(policy: Policy, only: str | None) -> list[tuple[str, ...]]:
                         ", ".join(m.pattern for m in grant.targets) or "-",
                         grant.expires.isoformat() if grant.expires else "-",
                         ", ".join(str(n) for n in grant.sources) if grant.sources else "-",
+                        grant.conditions.describe() if grant.conditions else "-",
                         grant.where,
                     )
                 )

@@ -18,6 +18,7 @@ from gateway.actions.base import Channel
 from gateway.diskspace import floor_bytes, free_bytes
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.session import messages
+from gateway.session.conditions import satisfy
 from gateway.session.decide import Connection, Plan, authorize
 from gateway.session.picker import pick_target
 from gateway.session.run import execute
@@ -87,12 +88,14 @@ class Session:
     async def _run_plan(self, plan: Plan) -> None:
         principal = self.conn.principal or ""
         try:
+            extra = await satisfy(self, plan)  # a reason, approvals: before any slot is taken
             self._admit(plan)
         except Refusal as refusal:
             self._refuse(refusal)
             return
         try:
-            extra = {"privileged": True} if getattr(plan.spec, "privileged", False) else {}
+            if getattr(plan.spec, "privileged", False):
+                extra["privileged"] = True
             self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra)
         except AuditUnavailable:
             self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind="audit"))
@@ -136,7 +139,8 @@ class Session:
         metrics.REQUESTS.labels(self._label, "limit" if refusal.kind == "session-limit" else "deny").inc()
         with contextlib.suppress(AuditUnavailable):
             self.audit("request.deny", kind=refusal.kind, reason=refusal.reason, policy=self.rt.policy.digest)
-        self.notify(refusal.public)
+        if refusal.public:  # empty: the client has gone
+            self.notify(refusal.public)
         with contextlib.suppress(Exception):
             self.process.exit(messages.REFUSED_STATUS)
 

@@ -17,6 +17,7 @@ from gateway.confine import Pinned
 from gateway.docker import ContainerInfo
 from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
 from gateway.policy import Allow, Request, Target, decide
+from gateway.policy.compiled import Conditions
 from gateway.policy.models import Action
 from gateway.session import messages
 from gateway.sshhooks import requested_subsystem
@@ -50,6 +51,8 @@ class Plan:
     container: ContainerInfo | None
     #: the container's process, pinned before the allow record (shell via nsenter)
     pinned: Pinned | None = None
+    #: what the grant asks for besides the request (reason, approval, moderation)
+    conditions: Conditions | None = None
 
     def close(self) -> None:
         """Release what the plan holds (the pinned process's descriptors)."""
@@ -99,7 +102,7 @@ async def authorize(
             f"gateway: {container.name} is not running", reason="container not running", kind="action"
         )
     pinned = pin_target(decision.spec, container) if container is not None else None
-    return Plan(decision.spec, decision.grant, command, container, pinned)
+    return Plan(decision.spec, decision.grant, command, container, pinned, decision.conditions)
 
 
 async def _resolve(

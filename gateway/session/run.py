@@ -66,6 +66,9 @@ async def execute(session: Session, plan: Plan) -> Exit:
         state=rt.settings.state,
         pinned=plan.pinned,
         checkpoint_public=rt.checkpoint_public,
+        principal=session.conn.principal or "",
+        requests=rt.requests,
+        audit=session.audit,
     )
     started = time.monotonic()
     outcome, error = Exit(255), None

@@ -312,3 +312,23 @@ def gateway_cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture
+def own_gateway(gateway: Gateway, tmp_path: Path) -> Iterator[Any]:
+    """Start a private gateway (own state, a copy of the policy) with extra options and env."""
+    started: list[Gateway] = []
+
+    def _launch(*extra: str, env: dict[str, str] | None = None, policy: str | None = None) -> Gateway:
+        policies = tmp_path / f"policies{len(started)}"
+        shutil.copytree(gateway.policies, policies)
+        if policy is not None:
+            (policies / "extra.yaml").write_text(policy)
+        gw = start_gateway(
+            tmp_path / f"state{len(started)}", policies, gateway.keydir, gateway.keys, env=env, extra=extra
+        )
+        started.append(gw)
+        return gw
+
+    yield _launch
+    stop_running(started)

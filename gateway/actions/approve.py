@@ -1,0 +1,101 @@
+"""``type: approve``: the approvers' side of access requests, over plain SSH.
+
+::
+
+    ssh approve@HOST                  the pending requests this principal may approve
+    ssh approve@HOST --json           the same, one JSON object per request
+    ssh approve@HOST R-ID             approve (never one's own request)
+    ssh approve@HOST deny R-ID WHY    deny, with a reason the requester sees
+
+Each decision is a ``request.approved`` or ``request.denied`` audit record; a
+waiting requester is woken at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from gateway.actions.base import ActionContext, Exit
+from gateway.actions.channel import send
+from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request
+from gateway.command import printable
+from gateway.errors import AuditUnavailable, Refusal
+from gateway.textsafe import visible
+
+USAGE = "gateway: usage: ssh approve@HOST [--json] | R-ID | deny R-ID WHY..."
+
+
+def _usage() -> Refusal:
+    return Refusal(USAGE, reason="approve: bad words", kind="command")
+
+
+def _line(request: Request, now: float) -> str:
+    given = ", ".join(request.approvers) or "none yet"
+    reason = visible(request.reason or "-")
+    what = f"{request.action} {request.target}".rstrip()
+    age = int(now - request.filed)
+    return f"{request.id}  {request.requester}  {what}  {age}s ago  needs {request.describe()}  " + (
+        f"approved by: {given}  reason: {reason}"
+    )
+
+
+def _json(request: Request) -> str:
+    fields = {
+        "id": request.id,
+        "requester": request.requester,
+        "action": request.action,
+        "target": request.target,
+        "reason": request.reason,
+        "needs": request.describe(),
+        "approvers": request.approvers,
+        "filed": request.filed,
+    }
+    return json.dumps(fields, sort_keys=True)
+
+
+async def run_approve(ctx: ActionContext) -> Exit:
+    """List, approve or deny."""
+    book, words = ctx.requests, list(ctx.args)
+    if book is None:
+        raise Refusal("gateway: approvals are not available here", reason="no request book", kind="action")
+    if words in ([], ["--json"]):
+        now = time.time()
+        pending = book.for_approver(ctx.principal)
+        text = "".join((_json(r) if words else _line(r, now)) + "\n" for r in pending)
+        await send(ctx, (text or ("" if words else "no pending requests you may approve\n")).encode())
+        return Exit(0)
+    if len(words) == 1 and ID_RE.match(words[0].upper()):
+        return await _decide(ctx, words[0], None)
+    if len(words) >= 3 and words[0] == "deny" and ID_RE.match(words[1].upper()):
+        return await _decide(ctx, words[1], " ".join(words[2:]))
+    raise _usage()
+
+
+async def _decide(ctx: ActionContext, request_id: str, why: str | None) -> Exit:
+    assert ctx.requests is not None
+    try:
+        if why is None:
+            request = ctx.requests.approve(request_id, ctx.principal)
+        else:
+            request = ctx.requests.deny(request_id, ctx.principal, printable(why)[:200])
+    except ApprovalError as exc:
+        raise Refusal(f"gateway: {exc}", reason=str(exc), kind="approval") from None
+    if ctx.audit is not None:
+        with contextlib.suppress(AuditUnavailable):
+            if why is None:
+                ctx.audit("request.approved", durable=True, request=request.id, by=ctx.principal,
+                          met=request.state == APPROVED, requester=request.requester)  # fmt: skip
+            else:
+                ctx.audit("request.denied", durable=True, request=request.id, by=ctx.principal,
+                          why=request.why, requester=request.requester)  # fmt: skip
+    if why is not None:
+        line = f"denied {request.id} ({request.requester}: {request.action} {request.target})"
+    elif request.state == APPROVED:
+        what = f"{request.action} {request.target}".rstrip()
+        line = f"approved {request.id}: every rule is met; {request.requester} may run {what}"
+    else:
+        line = f"approved {request.id}; it still needs more approvals ({request.describe()})"
+    await send(ctx, (line + "\n").encode())
+    return Exit(0)

@@ -1,0 +1,197 @@
+"""Access requests: filed by a requester, approved or denied by other principals, kept on disk.
+
+A request names who asks, for which (action, target), with which reason, and
+the rules of the grant (each ``needed`` different principals of a set). It is
+met when the approvers so far can be assigned to the rules' slots, each
+approver once (one approver in two groups counts once), never the requester.
+Once met, the same principal's same (action, target) runs for ``window``
+seconds without asking again. Requests are JSON files under
+``STATE/requests/`` (written and renamed), so a restart keeps them, pending
+ones pending, given approvals given. Waiters are woken through one
+``asyncio.Event`` per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.policy.compiled import Conditions, Need
+
+ID_RE = re.compile(r"^R-[0-9A-F]{6}$")
+PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
+
+
+class ApprovalError(Exception):
+    """An approve or deny that cannot be done; the message is the client's line."""
+
+
+@dataclass
+class Request:
+    """One access request."""
+
+    id: str
+    requester: str
+    action: str
+    target: str
+    reason: str | None
+    #: [label, [approvers...], needed] per rule
+    rules: list[list[Any]]
+    window: int
+    filed: float = field(default_factory=time.time)
+    state: str = PENDING
+    #: [principal, unix time] in the order given
+    approvals: list[list[Any]] = field(default_factory=list)
+    met_at: float | None = None
+    denied_by: str | None = None
+    why: str | None = None
+
+    @property
+    def needs(self) -> list[Need]:
+        """The rules as Needs."""
+        return [Need(str(label), frozenset(names), int(needed)) for label, names, needed in self.rules]
+
+    def describe(self) -> str:
+        """``1 of security, 1 of ops-leads``."""
+        return ", ".join(n.describe() for n in self.needs)
+
+    @property
+    def approvers(self) -> list[str]:
+        """Who approved, in order."""
+        return [str(p) for p, _ in self.approvals]
+
+    def may_approve(self, principal: str) -> bool:
+        """Anyone in some rule's set but the requester."""
+        return principal != self.requester and any(principal in n.approvers for n in self.needs)
+
+    def met(self) -> bool:
+        """Whether the approvals so far fill every rule's slots, each approver used once."""
+        slots = [n.approvers for n in self.needs for _ in range(n.needed)]
+        owner: dict[int, str] = {}  # slot -> approver
+
+        def place(who: str, seen: set[int]) -> bool:
+            for k, allowed in enumerate(slots):
+                if who in allowed and k not in seen:
+                    seen.add(k)
+                    if k not in owner or place(owner[k], seen):
+                        owner[k] = who
+                        return True
+            return False
+
+        for who in self.approvers:
+            place(who, set())
+        return len(owner) == len(slots)
+
+    def usable(self, now: float) -> bool:
+        """Approved, and the window since it was met is still open."""
+        return self.state == APPROVED and self.met_at is not None and now < self.met_at + self.window
+
+
+class RequestBook:
+    """Every request, in memory and on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.requests: dict[str, Request] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        with contextlib.suppress(OSError):
+            for path in sorted(directory.glob("R-*.json")):
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    request = Request(**json.loads(path.read_text()))
+                    if ID_RE.match(request.id):
+                        self.requests[request.id] = request
+
+    def _save(self, request: Request) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.directory / f"{request.id}.json"
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(asdict(request), sort_keys=True))
+        partial.replace(path)
+        self._event(request.id).set()
+
+    def _event(self, request_id: str) -> asyncio.Event:
+        event = self._changed.get(request_id)
+        if event is None or event.is_set():
+            event = self._changed[request_id] = asyncio.Event()
+        return event
+
+    def usable(self, principal: str, action: str, target: str) -> Request | None:
+        """An approved request of this principal for this (action, target) still in its window."""
+        now = time.time()
+        found = [
+            r
+            for r in self.requests.values()
+            if (r.requester, r.action, r.target) == (principal, action, target) and r.usable(now)
+        ]
+        return max(found, key=lambda r: r.met_at or 0, default=None)
+
+    def pending(self, principal: str, action: str, target: str) -> Request | None:
+        """The principal's open request for this (action, target), if any."""
+        return next(
+            (
+                r
+                for r in self.requests.values()
+                if (r.requester, r.action, r.target) == (principal, action, target) and r.state == PENDING
+            ),
+            None,
+        )
+
+    def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+        """A new pending request."""
+        request_id = f"R-{secrets.token_hex(3).upper()}"
+        while request_id in self.requests:
+            request_id = f"R-{secrets.token_hex(3).upper()}"
+        rules = [[n.label, sorted(n.approvers), n.needed] for n in cond.approval]
+        request = Request(request_id, principal, action, target, reason, rules, cond.window)
+        self.requests[request_id] = request
+        self._save(request)
+        return request
+
+    def _open(self, request_id: str, approver: str) -> Request:
+        request = self.requests.get(request_id.upper())
+        if request is None or (not request.may_approve(approver) and request.requester != approver):
+            raise ApprovalError(f"no request {request_id} that you may approve")
+        if request.requester == approver:
+            raise ApprovalError(f"{request.id} is your own request: someone else must approve it")
+        if request.state != PENDING:
+            raise ApprovalError(f"{request.id} is already {request.state}")
+        return request
+
+    def approve(self, request_id: str, approver: str) -> Request:
+        """Count *approver*'s approval; the request, approved once every rule is met."""
+        request = self._open(request_id, approver)
+        if approver not in request.approvers:
+            request.approvals.append([approver, time.time()])
+        if request.met():
+            request.state, request.met_at = APPROVED, time.time()
+        self._save(request)
+        return request
+
+    def deny(self, request_id: str, approver: str, why: str) -> Request:
+        """Deny the request; its waiter is told at once."""
+        request = self._open(request_id, approver)
+        request.state, request.denied_by, request.why = DENIED, approver, why
+        self._save(request)
+        return request
+
+    def expire(self, request: Request) -> None:
+        """The requester's wait ended without approval."""
+        if request.state == PENDING:
+            request.state = EXPIRED
+            self._save(request)
+
+    def for_approver(self, principal: str) -> list[Request]:
+        """The pending requests *principal* may approve, oldest first."""
+        pending = [r for r in self.requests.values() if r.state == PENDING and r.may_approve(principal)]
+        return sorted(pending, key=lambda r: r.filed)
+
+    async def changed(self, request: Request, seconds: float) -> None:
+        """Until the request changes, or *seconds* pass (TimeoutError)."""
+        await asyncio.wait_for(self._event(request.id).wait(), seconds)
