@@ -17,6 +17,7 @@ from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
 from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
+from gateway.moderation import ModerationBoard
 from gateway.policy import Policy
 from gateway.policy_files import Fingerprint, fingerprint, load_policy
 from gateway.session.registry import LiveSessions
@@ -53,6 +54,8 @@ class Runtime:
     loaded_from: Fingerprint = field(default_factory=list)
     #: access requests (filed, approved, denied), kept under STATE/requests
     requests: RequestBook = field(default_factory=lambda: RequestBook(Path("/nonexistent")))
+    #: moderated sessions and their watchers
+    moderation: ModerationBoard = field(default_factory=ModerationBoard)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:

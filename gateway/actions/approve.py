@@ -6,6 +6,7 @@
     ssh approve@HOST --json           the same, one JSON object per request
     ssh approve@HOST R-ID             approve (never one's own request)
     ssh approve@HOST deny R-ID WHY    deny, with a reason the requester sees
+    ssh approve@HOST watch R-ID       moderate a moderated session (``actions.moderate``)
 
 Each decision is a ``request.approved`` or ``request.denied`` audit record; a
 waiting requester is woken at once.
@@ -19,12 +20,13 @@ import time
 
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send
+from gateway.actions.moderate import moderate
 from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.textsafe import visible
 
-USAGE = "gateway: usage: ssh approve@HOST [--json] | R-ID | deny R-ID WHY..."
+USAGE = "gateway: usage: ssh approve@HOST [--json] | R-ID | deny R-ID WHY... | watch R-ID"
 
 
 def _usage() -> Refusal:
@@ -68,6 +70,12 @@ async def run_approve(ctx: ActionContext) -> Exit:
         return Exit(0)
     if len(words) == 1 and ID_RE.match(words[0].upper()):
         return await _decide(ctx, words[0], None)
+    if len(words) == 2 and words[0] == "watch" and ctx.moderation is not None:
+        moderated = ctx.moderation.find(words[1])
+        if moderated is None:
+            raise Refusal(f"gateway: no moderated session {printable(words[1])}", reason="no such moderation",
+                          kind="approval")  # fmt: skip
+        return await moderate(ctx, ctx.moderation, moderated)
     if len(words) >= 3 and words[0] == "deny" and ID_RE.match(words[1].upper()):
         return await _decide(ctx, words[1], " ".join(words[2:]))
     raise _usage()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
+from gateway.actions.moderate import moderate
 from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import Report, verify
 from gateway.errors import Refusal
@@ -86,6 +87,9 @@ async def run_audit(ctx: ActionContext) -> Exit:
     try:
         index.catch_up()
         if args.verb == "watch":
+            moderated = ctx.moderation.find(args.id) if ctx.moderation is not None else None
+            if moderated is not None and moderated.eligible(ctx.principal):
+                return await moderate(ctx, ctx.moderation, moderated)  # type: ignore[arg-type]
             return await _watch(ctx, index, args.id)
         if args.verb == "grep":
             return await _grep(ctx, index, args)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gateway.approvals import RequestBook
     from gateway.confine import Pinned
     from gateway.docker import ContainerInfo, Engine
+    from gateway.moderation import ModerationBoard
     from gateway.policy.models import Action
     from gateway.recording import Recorder
 
@@ -161,6 +162,8 @@ class ActionContext:
     requests: RequestBook | None = None
     #: an audit record tied to this session
     audit: Callable[..., None] | None = None
+    #: moderated sessions (moderators join them through approve or audit watch)
+    moderation: ModerationBoard | None = None
 
     def terminal_size(self) -> TerminalSize:
         """The client's terminal size, clamped to what a terminal can hold."""

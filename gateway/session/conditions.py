@@ -5,8 +5,8 @@ takes the reason (``GATEWAY_REASON``, or asked for on a PTY), checks it, and
 for a grant with ``approval:`` either finds an approval still in its window
 or files a request and waits for it in this same connection (on a PTY and
 without one), up to ``serve --approval-wait``. A refusal here is one line and
-exit 1; the request stays on file when the requester hangs up. Moderated
-grants are refused (fail closed) until moderated sessions are built.
+exit 1; the request stays on file when the requester hangs up. A moderated
+grant then waits until enough moderators watch (``moderation``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from gateway.approvals import APPROVED, DENIED, Request
 from gateway.command import printable
 from gateway.environment import MAX_REASON, REASON, checked_reason
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.moderation import Moderated
 from gateway.policy.compiled import Conditions
 from gateway.session.decide import Plan
 
@@ -42,17 +43,47 @@ async def satisfy(session: Session, plan: Plan) -> dict[str, Any]:
     what = f"{session.action} {target}".strip()
     reason = await _reason(session, cond, what)
     fields: dict[str, Any] = {"reason": reason} if reason else {}
-    if cond.moderated is not None:
-        raise Refusal(
-            f"gateway: {what} is moderated ({cond.moderated.describe()} watching), which this gateway"
-            " cannot do yet; nothing was run",
-            reason="moderated sessions are not available",
-            kind="action",
-        )
     if cond.approval:
         request = await _approved(session, cond, what, target, reason)
         fields.update(request=request.id, approvers=request.approvers)
+    if cond.moderated is not None:
+        moderated = session.moderated = session.rt.moderation.open(
+            session.conn.session_id, session.conn.principal or "", what, cond.moderated
+        )
+        await _moderators(session, moderated)
+        fields.update(moderation=moderated.key, moderators=moderated.moderators)
     return fields
+
+
+async def _moderators(session: Session, moderated: Moderated) -> None:
+    """Until enough moderators watch; Refusal when the wait ends or the requester leaves."""
+    session.notify(
+        f"gateway: {moderated.what} is moderated ({moderated.need.describe()}): waiting for a moderator:"
+        f" ssh approve@HOST watch {moderated.key}"
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + session.rt.settings.approval_wait
+    closed = loop.create_task(session.process.channel.wait_closed())
+    try:
+        while not moderated.enough():
+            left = deadline - loop.time()
+            changed = loop.create_task(moderated.changed.wait())
+            done, _ = await asyncio.wait(
+                {changed, closed}, timeout=max(left, 0), return_when=asyncio.FIRST_COMPLETED
+            )
+            changed.cancel()
+            if closed in done:
+                raise Refusal(
+                    "", reason=f"the requester left while waiting for {moderated.key}", kind="approval"
+                )
+            if not done:
+                raise Refusal(
+                    f"gateway: no moderator joined {moderated.key} in time; nothing was run",
+                    reason=f"{moderated.key}: no moderator in time",
+                    kind="approval",
+                )
+    finally:
+        closed.cancel()
 
 
 async def _reason(session: Session, cond: Conditions, what: str) -> str | None:

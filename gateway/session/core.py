@@ -17,6 +17,7 @@ from gateway.actions import Exit
 from gateway.actions.base import Channel
 from gateway.diskspace import floor_bytes, free_bytes
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.moderation import Moderated
 from gateway.session import messages
 from gateway.session.conditions import satisfy
 from gateway.session.decide import Connection, Plan, authorize
@@ -37,6 +38,8 @@ class Session:
         self.number = number
         self.action = conn.username
         self.ended_by: str | None = None
+        #: the moderated session's board entry, while moderators are awaited or watch
+        self.moderated: Moderated | None = None
         self._fields: dict[str, Any] = {"channel": number, "principal": conn.principal, "action": self.action}
 
     @property
@@ -86,9 +89,16 @@ class Session:
         return await pick_target(self)
 
     async def _run_plan(self, plan: Plan) -> None:
+        try:
+            await self._run_admitted(plan)
+        finally:
+            if self.moderated is not None:
+                self.rt.moderation.close(self.moderated)
+
+    async def _run_admitted(self, plan: Plan) -> None:
         principal = self.conn.principal or ""
         try:
-            extra = await satisfy(self, plan)  # a reason, approvals: before any slot is taken
+            extra = await satisfy(self, plan)  # a reason, approvals, moderators: before any slot is taken
             self._admit(plan)
         except Refusal as refusal:
             self._refuse(refusal)

@@ -17,6 +17,7 @@ from gateway.session import messages
 from gateway.session.decide import Plan
 
 if TYPE_CHECKING:
+    from gateway.moderation import Moderated
     from gateway.session.core import Session
 
 WATCH_INTERVAL = 0.5
@@ -69,12 +70,18 @@ async def execute(session: Session, plan: Plan) -> Exit:
         principal=session.conn.principal or "",
         requests=rt.requests,
         audit=session.audit,
+        moderation=rt.moderation,
     )
     started = time.monotonic()
     outcome, error = Exit(255), None
     watchdog = None
     if plan.spec.idle_timeout is not None or plan.spec.max_duration is not None:
         watchdog = asyncio.get_running_loop().create_task(watch_limits(session, ctx), name="watchdog")
+    moderated = session.moderated
+    if moderated is not None:  # moderators follow the recording; too few of them end the session
+        moderated.recording = getattr(recorder, "path", None)
+        moderated.end = lambda why, line: end_session(session, why, line)
+        moderators = asyncio.get_running_loop().create_task(watch_moderators(session, moderated))
     try:
         session.audit("session.start", recording=recorder.name, pty=session.pty, pid=os.getpid())
         outcome = await runner_for(plan.spec)(ctx)
@@ -85,6 +92,8 @@ async def execute(session: Session, plan: Plan) -> Exit:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        if moderated is not None:
+            moderators.cancel()
         with contextlib.suppress(AuditUnavailable):
             session.audit(
                 "session.end",
@@ -113,6 +122,13 @@ async def watch_limits(session: Session, ctx: ActionContext) -> None:
             why = f"the {session.action} session was idle for {spec.idle_timeout:g}s"
             break
     end_session(session, why, f"gateway: {why}; it is being closed")
+
+
+async def watch_moderators(session: Session, moderated: Moderated) -> None:
+    """End the session as soon as fewer moderators watch than its grant needs."""
+    while moderated.enough():
+        await moderated.changed.wait()
+    end_session(session, "the moderators left", "gateway: the moderators left; the session is ended")
 
 
 def end_session(session: Session, why: str, line: str) -> None:

@@ -21,6 +21,7 @@ groups:
 actions:
   foureyes: {type: shell, allow_args: true}
   approve: {type: approve}
+  modsh: {type: shell, allow_args: true}
 grants:
   - principals: [betty]
     actions: [foureyes]
@@ -30,11 +31,16 @@ grants:
       - {from: [security], count: 1}
       - {from: [leads], count: 1}
     approval_window: 1h
-  - principals: [eve, dan, betty]
+  - principals: [eve, dan, betty, charlotte]
     actions: [approve]
+  - principals: [dan]
+    actions: [modsh]
+    targets: ["{prefix}-*"]
+    moderated: {by: [charlotte], count: 1}
 """
 
 REQUEST = re.compile(r"request (R-[0-9A-F]{6}); waiting")
+MODERATION = re.compile(r"waiting for a moderator: ssh approve@HOST watch (R-[0-9A-F]{6})")
 
 
 @pytest.fixture
@@ -115,3 +121,115 @@ def test_policy_check_and_explain_show_the_conditions(gw: Gateway, web1: str) ->
         "conditions: needs a reason matching ^INC-[0-9]+ and approval (1 of security, 1 of leads"
         in explained.stdout
     )
+
+
+def _moderated(gw: Gateway, target: str) -> tuple[subprocess.Popen[str], str]:
+    argv = gw.ssh_argv("modsh", target, "sh", "-c", "'echo started; sleep 60'", key="dan")
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    found = MODERATION.search(line)
+    assert found and "is moderated (1 of charlotte)" in line, line
+    return proc, found.group(1)
+
+
+def _watch(gw: Gateway, key: str) -> subprocess.Popen[bytes]:
+    argv = gw.ssh_argv("approve", "watch", key, key="charlotte")
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE)
+
+
+def test_a_moderated_session_runs_while_its_moderator_watches(gw: Gateway, web1: str) -> None:
+    mark = gw.mark()
+    proc, key = _moderated(gw, web1)
+    time.sleep(0.5)
+    assert proc.poll() is None  # nobody watches: nothing runs
+    assert proc.stdout is not None
+    watcher = _watch(gw, key)
+    assert proc.stdout.readline() == "started\n"  # the moderator came: it runs
+    time.sleep(1.0)
+    watcher.kill()  # the moderator leaves
+    watcher.communicate()
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=15)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 1 and "the moderators left" in err
+    events = gw.since(mark, lambda e: e["event"] == "moderator.left")
+    kinds = [e["event"] for e in events]
+    assert "moderator.joined" in kinds and "moderator.left" in kinds
+    allow = next(e for e in events if e["event"] == "request.allow" and e.get("action") == "modsh")
+    assert allow["moderation"] == key and allow["moderators"] == ["charlotte"]
+
+
+def test_a_moderator_ends_the_session_with_ctrl_bracket(gw: Gateway, web1: str) -> None:
+    proc, key = _moderated(gw, web1)
+    assert proc.stdout is not None
+    watcher = _watch(gw, key)
+    assert proc.stdout.readline() == "started\n"
+    assert watcher.stdin is not None
+    watcher.stdin.write(b"\x1d")
+    watcher.stdin.flush()
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 1 and "ended by moderator charlotte" in err
+    watcher.kill()
+    watcher.communicate()
+
+
+def test_the_requester_cannot_moderate_and_a_stranger_may_not(gw: Gateway, web1: str) -> None:
+    proc, key = _moderated(gw, web1)
+    try:
+        stranger = gw.ssh("approve", "watch", key, key="eve")
+        assert stranger.returncode == 1 and f"you may not moderate {key}" in stranger.stderr
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_the_reason_asked_on_a_terminal(gw: Gateway, web1: str) -> None:
+    import pexpect  # noqa: PLC0415
+
+    child = pexpect.spawn(
+        gw.ssh_argv("foureyes", web1, "echo", "typed-reason-ok", opts=("-tt",))[0],
+        gw.ssh_argv("foureyes", web1, "echo", "typed-reason-ok", opts=("-tt",))[1:],
+        timeout=20, encoding="utf-8", env={"TERM": "xterm", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    child.expect("reason: ")
+    child.send("INC-77\r")
+    child.expect(r"request (R-[0-9A-F]{6}); waiting")
+    request = child.match.group(1)
+    assert gw.ssh("approve", request, key="eve").returncode == 0
+    assert gw.ssh("approve", request, key="dan").returncode == 0
+    child.expect("typed-reason-ok")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_a_pending_request_survives_a_restart(
+    gateway: Gateway, tmp_path: Any, containers: Containers
+) -> None:
+    import shutil  # noqa: PLC0415
+
+    from tests.e2e.conftest import start_gateway, stop_gateway  # noqa: PLC0415
+
+    policies = tmp_path / "policies"
+    shutil.copytree(gateway.policies, policies)
+    (policies / "extra.yaml").write_text(POLICY.replace("{prefix}", containers.prefix))
+    first = start_gateway(tmp_path / "state", policies, gateway.keydir, gateway.keys)
+    target = containers.run(f"persist{time.monotonic_ns() % 10000}")
+    proc, request = _waiting(first, target, "true")
+    proc.kill()
+    proc.communicate()
+    assert stop_gateway(first) == 0
+    second = start_gateway(tmp_path / "state", policies, gateway.keydir, gateway.keys)
+    try:
+        listed = second.ssh("approve", key="eve")
+        assert request in listed.stdout, listed.stdout
+        assert second.ssh("approve", request, key="eve").returncode == 0
+        assert second.ssh("approve", request, key="dan").returncode == 0
+        again = second.ssh("foureyes", target, "echo", "after-restart", opts=_reason("INC-9"))
+        assert (again.returncode, again.stdout) == (0, "after-restart\n")
+    finally:
+        stop_gateway(second)
