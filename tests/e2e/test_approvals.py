@@ -22,7 +22,11 @@ actions:
   foureyes: {type: shell, allow_args: true}
   approve: {type: approve}
   modsh: {type: shell, allow_args: true}
+  why: {type: host, command: [echo, done]}
 grants:
+  - principals: [betty]
+    actions: [why]
+    reason: required
   - principals: [betty]
     actions: [foureyes]
     targets: ["{prefix}-*"]
@@ -233,3 +237,19 @@ def test_a_pending_request_survives_a_restart(
         assert (again.returncode, again.stdout) == (0, "after-restart\n")
     finally:
         stop_gateway(second)
+
+
+def test_the_reason_through_paramiko(gw: Gateway) -> None:
+    import paramiko  # noqa: PLC0415
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a private test server
+    client.connect("127.0.0.1", gw.port, username="why", key_filename=str(gw.keys["betty"]),
+                   look_for_keys=False, allow_agent=False, timeout=15)  # fmt: skip
+    try:
+        _, out, err = client.exec_command("", environment={"GATEWAY_REASON": "INC-1 disk full"})
+        assert out.read() == b"done\n" and out.channel.recv_exit_status() == 0, err.read()
+        _, out, err = client.exec_command("")
+        assert out.channel.recv_exit_status() == 1 and b"needs a reason" in err.read()
+    finally:
+        client.close()

@@ -352,3 +352,19 @@ def test_a_signal_death_is_reraised_for_sshd(gateway: Gateway, web1: str, tmp_pa
     ]  # fmt: skip
     result = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False, cwd=ROOT)
     assert result.returncode == -signal.SIGTERM
+
+
+def test_the_reason_crosses_the_door(sshd: Sshd) -> None:
+    """sshd's AcceptEnv GATEWAY_REASON (the shipped snippet) carries SetEnv to the gateway."""
+    mark = sshd.gateway.mark()
+    (sshd.gateway.policies / "why.yaml").write_text(
+        "version: 1\nactions:\n  why: {type: host, command: [echo, done]}\n"
+        "grants:\n  - principals: [dan]\n    actions: [why]\n    reason: required\n"
+    )
+    assert sshd.gateway.since(mark, lambda e: e["event"] == "policy.reload", wait=10)
+    given = sshd.run("why", key="dan", opts=("-o", "SetEnv=GATEWAY_REASON=INC-5"))
+    assert (given.returncode, given.stdout) == (0, "done\n"), given.stderr
+    missing = sshd.run("why", key="dan")
+    assert missing.returncode == 1 and "needs a reason" in missing.stderr
+    allow = [e for e in sshd.gateway.since(mark) if e["event"] == "request.allow" and e.get("reason")]
+    assert allow and allow[0]["reason"] == "INC-5"
