@@ -23,10 +23,15 @@ actions:
   approve: {type: approve}
   modsh: {type: shell, allow_args: true}
   why: {type: host, command: [echo, done]}
+  brief: {type: host, command: [echo, brief]}
 grants:
   - principals: [betty]
     actions: [why]
     reason: required
+  - principals: [betty]
+    actions: [brief]
+    approval: [{from: [eve], count: 1}]
+    approval_window: 2
   - principals: [betty]
     actions: [foureyes]
     targets: ["{prefix}-*"]
@@ -253,3 +258,26 @@ def test_the_reason_through_paramiko(gw: Gateway) -> None:
         assert out.channel.recv_exit_status() == 1 and b"needs a reason" in err.read()
     finally:
         client.close()
+
+
+def test_an_expired_window_asks_again(gw: Gateway) -> None:
+    argv = gw.ssh_argv("brief")
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    request = REQUEST.search(proc.stderr.readline())
+    assert request, "no request line"
+    assert gw.ssh("approve", request.group(1), key="eve").returncode == 0
+    out, _ = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, "brief\n")
+    assert gw.ssh("brief").stdout == "brief\n"  # inside the 2 s window: at once
+    time.sleep(2.5)
+    again = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    assert again.stderr is not None
+    line = again.stderr.readline()
+    assert "needs approval (1 of eve)" in line, line  # the window is over: a new request
+    again.kill()
+    again.communicate()
