@@ -62,6 +62,7 @@ def fleet_table(rows: list[dict[str, Any]]) -> str:
                 (row.get("container") or "-")[:12],
                 outcome,
                 f"{row.get('bytes_in') or 0}/{row.get('bytes_out') or 0}",
+                f"{row['request']} by {row.get('approvers') or '-'}" if row.get("request") else "-",
             )
         )
     return query.render(cells)

@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY, session_id TEXT NOT NULL, channel INTEGER NOT NULL,
   start TEXT NOT NULL, end TEXT, duration REAL, principal TEXT, action TEXT, target TEXT,
   container TEXT, exit_status INTEGER, signal TEXT, bytes_in INTEGER, bytes_out INTEGER,
-  recording TEXT, state TEXT NOT NULL, pid INTEGER);
+  recording TEXT, state TEXT NOT NULL, pid INTEGER,
+  reason TEXT, request TEXT, approvers TEXT);
 CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
@@ -38,6 +39,11 @@ class Index:
         self.path = state / "index.sqlite"
         self.db = sqlite3.connect(":memory:" if in_memory else self.path)
         self.db.row_factory = sqlite3.Row
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}
+        if columns and "approvers" not in columns:  # an index from before four eyes: it is derived, rebuild
+            self.db.executescript(
+                "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS events; DELETE FROM meta;"
+            )
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -95,11 +101,14 @@ class Index:
         event, channel = record.get("event"), int(record.get("channel") or 1)
         key = session_key(session_id, channel)
         if event == "session.start":
+            allow = self._allow(session_id, channel)
             self.db.execute(
                 "INSERT OR REPLACE INTO sessions (id, session_id, channel, start, principal, action, target,"
-                " container, recording, state, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                " container, recording, state, pid, reason, request, approvers)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                 (key, session_id, channel, record.get("ts"), record.get("principal"), record.get("action"),
-                 record.get("target"), record.get("container"), record.get("recording"), record.get("pid")),
+                 record.get("target"), record.get("container"), record.get("recording"), record.get("pid"),
+                 *allow),
             )  # fmt: skip
         elif event in ENDINGS:
             self.db.execute(
@@ -109,6 +118,22 @@ class Index:
                  record.get("bytes_in"), record.get("bytes_out"),
                  "ended" if event == "session.end" else "interrupted", key),
             )  # fmt: skip
+
+    def _allow(self, session_id: str, channel: int) -> tuple[str | None, str | None, str | None]:
+        """The reason, request (or moderation) and approvers (or moderators) of this session's allow."""
+        rows = self.db.execute(
+            "SELECT record FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 8", (session_id,)
+        )
+        for (text,) in rows:
+            allow = json.loads(text)
+            if allow.get("event") == "request.allow" and int(allow.get("channel") or 1) == channel:
+                people = allow.get("approvers") or allow.get("moderators")
+                return (
+                    allow.get("reason"),
+                    allow.get("request") or allow.get("moderation"),
+                    ",".join(people) if isinstance(people, list) else None,
+                )
+        return None, None, None
 
     def open_sessions(self) -> list[sqlite3.Row]:
         """Sessions with a start and no end."""

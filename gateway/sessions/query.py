@@ -14,7 +14,18 @@ from gateway.textsafe import visible
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-COLUMNS = ("id", "start", "duration", "principal", "action", "target", "container", "exit", "bytes")
+COLUMNS = (
+    "id",
+    "start",
+    "duration",
+    "principal",
+    "action",
+    "target",
+    "container",
+    "exit",
+    "bytes",
+    "approval",
+)
 
 
 class QueryError(ValueError):
@@ -80,7 +91,8 @@ SELECT id,
        CASE WHEN state != 'ended' THEN state
             WHEN signal IS NOT NULL THEN 'sig ' || signal
             ELSE CAST(exit_status AS TEXT) END,
-       coalesce(bytes_in, 0) || '/' || coalesce(bytes_out, 0)
+       coalesce(bytes_in, 0) || '/' || coalesce(bytes_out, 0),
+       CASE WHEN request IS NULL THEN '-' ELSE request || ' by ' || coalesce(approvers, '-') END
 FROM sessions {where} ORDER BY start
 """
 

@@ -101,6 +101,10 @@ def test_two_approvals_from_other_principals_run_the_waiting_command(gw: Gateway
     assert (
         allow["request"] == request and allow["approvers"] == ["eve", "dan"] and allow["reason"] == "INC-42"
     )
+    listed = gw.ssh("audit", "sessions", "list", key="charlotte")
+    assert f"{request} by eve,dan" in listed.stdout, listed.stdout
+    shown = gw.ssh("audit", "sessions", "show", allow["session_id"], key="charlotte")
+    assert '"INC-42"' in shown.stdout and request in shown.stdout
 
 
 def test_a_denial_ends_the_wait(gw: Gateway, containers: Containers) -> None:

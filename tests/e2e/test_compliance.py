@@ -50,6 +50,7 @@ def test_sessions_list_table_json_and_filters(gateway: Gateway, activity: dict[s
         "container",
         "exit",
         "bytes",
+        "approval",
     ]
     assert activity["session_id"] in listed.stdout
     rows = [
