@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.errors import ConfigError, GatewayError, LoadError
+from gateway.errors import ConfigError, GatewayError, LoadError, Problem
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -283,6 +283,42 @@ def check(policies: Path, keys: Path, as_json: bool) -> None:
         click.echo(str(warning), err=True)
     counts = f"{len(loaded.actions)} actions, {len(loaded.grants)} grants"
     click.echo(f"ok: {counts} (policy {loaded.digest[:12]})")
+
+
+@policy.command("test")
+@_policies
+@_keys
+@click.option("--junit", "junit_file", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def test_(policies: Path, keys: Path, junit_file: Path | None, paths: tuple[Path, ...]) -> None:
+    """Run YAML policy test cases (files, or directories of *.yaml): exit 0 all pass, 1 some fail, 2 error."""
+    from gateway.keys import KeyRing  # noqa: PLC0415
+    from gateway.policy.cases import junit, load_cases, run  # noqa: PLC0415
+    from gateway.policy_files import load_policy  # noqa: PLC0415
+    from gateway.safefile import NotRegular, read_regular  # noqa: PLC0415
+
+    try:  # the principals are the key files' names: `policy check` checks the keys themselves
+        ring = KeyRing({}, frozenset(p.name.removesuffix(".pub") for p in keys.glob("*.pub")), {})
+        loaded = load_policy(policies, ring)
+        files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+        cases = []
+        for path in files:
+            try:
+                text = read_regular(path, 1 << 24).decode("utf-8")
+            except (NotRegular, OSError, UnicodeDecodeError) as exc:
+                raise LoadError([Problem(str(path), 0, 0, f"cannot read: {exc}")]) from None
+            cases += load_cases(str(path), text, loaded, ring.principals)
+    except LoadError as exc:
+        _fail(str(exc), 2)
+        return
+    outcomes = run(loaded, cases)
+    failed = [o for o in outcomes if not o.passed]
+    for outcome in failed:
+        click.echo(outcome.line())
+    click.echo(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    if junit_file is not None:
+        junit_file.write_bytes(junit(outcomes))
+    sys.exit(1 if failed else 0)
 
 
 @policy.command()

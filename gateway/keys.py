@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncssh
-
 from gateway.errors import LoadError, Problem
 from gateway.safefile import NotRegular, quoted, read_regular
 
@@ -93,6 +91,8 @@ def _load_file(
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [Problem(str(path), 0, 0, f"not UTF-8 text (byte {exc.start})")]
+    import asyncssh  # noqa: PLC0415 - 0.2 s to import: only where keys are really parsed
+
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):

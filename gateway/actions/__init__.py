@@ -11,6 +11,7 @@
         BackupAction   ─► backup.run_backup     (archive endpoint, streamed tar)
         AuditAction    ─► audit.run_audit       (read-only compliance queries)
         ApproveAction  ─► approve.run_approve   (approvers: list, approve, deny requests)
+        HelpAction     ─► help.run_help         (the caller's own grants)
 
 ``channel`` is the SSH side of every runner (send, input, hang-up) and taps
 the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
@@ -25,6 +26,7 @@ from gateway.actions.audit import parse as parse_audit_query
 from gateway.actions.audit import run_audit
 from gateway.actions.backup import run_backup
 from gateway.actions.base import ActionContext, Exit, Runner, Traffic
+from gateway.actions.help import run_help
 from gateway.actions.host import run_host
 from gateway.actions.kill import run_signal
 from gateway.actions.logs import run_logs
@@ -41,6 +43,7 @@ REGISTRY: Mapping[type[models._ActionBase], Runner] = {
     models.BackupAction: run_backup,
     models.AuditAction: run_audit,
     models.ApproveAction: run_approve,
+    models.HelpAction: run_help,
 }
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.confine import Pinned
     from gateway.docker import ContainerInfo, Engine
     from gateway.moderation import ModerationBoard
+    from gateway.policy.compiled import Policy
     from gateway.policy.models import Action
     from gateway.recording import Recorder
 
@@ -164,6 +165,8 @@ class ActionContext:
     audit: Callable[..., None] | None = None
     #: moderated sessions (moderators join them through approve or audit watch)
     moderation: ModerationBoard | None = None
+    #: the policy in force (the help action reads it)
+    policy: Policy | None = None
 
     def terminal_size(self) -> TerminalSize:
         """The client's terminal size, clamped to what a terminal can hold."""

@@ -249,6 +249,14 @@ class ApproveAction(_ActionBase):
         return True
 
 
+class HelpAction(_ActionBase):
+    """``ssh help@HOST``: the caller's own grants, and how to use each."""
+
+    needs_target: ClassVar[bool] = False
+    recorded: ClassVar[bool] = False  # it only reads the policy
+    type: Literal["help"]
+
+
 Action = Annotated[
     ShellAction
     | HostAction
@@ -257,7 +265,8 @@ Action = Annotated[
     | LogsAction
     | BackupAction
     | AuditAction
-    | ApproveAction,
+    | ApproveAction
+    | HelpAction,
     Field(discriminator="type"),
 ]
 
@@ -270,6 +279,7 @@ ACTION_MODELS = (
     BackupAction,
     AuditAction,
     ApproveAction,
+    HelpAction,
 )
 ACTION_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in ACTION_MODELS)  # type: ignore[union-attr]
 

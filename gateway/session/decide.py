@@ -17,8 +17,8 @@ from gateway.confine import Pinned
 from gateway.docker import ContainerInfo
 from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
 from gateway.policy import Allow, Request, Target, decide
-from gateway.policy.compiled import Conditions
-from gateway.policy.models import Action
+from gateway.policy.compiled import Conditions, Policy
+from gateway.policy.models import Action, HelpAction
 from gateway.session import messages
 from gateway.sshhooks import requested_subsystem
 
@@ -93,9 +93,8 @@ async def authorize(
     wanted = Target(container.name, container.labels) if container else _typed_target(command)
     decision = decide(rt.policy, Request(principal, action, wanted, command.args, source=conn.peer_host))
     if not isinstance(decision, Allow):
-        raise Refusal(
-            messages.deny_line(decision.code, action, command), reason=decision.reason, kind="action"
-        )
+        line = messages.deny_line(decision.code, action, command) + help_hint(rt.policy, principal)
+        raise Refusal(line, reason=decision.reason, kind="action")
     validate(decision.spec, command.args)
     if container is not None and not container.running:
         raise Refusal(
@@ -114,11 +113,20 @@ async def _resolve(
     try:
         info = await rt.engine.inspect(name)
     except ContainerNotFound:
-        raise Refusal(messages.denied(action, name), reason="no such container", kind="action") from None
+        line = messages.denied(action, name) + help_hint(rt.policy, principal)
+        raise Refusal(line, reason="no such container", kind="action") from None
     except DockerUnavailable as exc:
         raise Refusal(messages.ENGINE_DOWN, reason=f"docker unavailable: {exc}", kind="action") from None
     fields.update(container=info.id, image=info.image)
     return info
+
+
+def help_hint(policy: Policy, principal: str) -> str:
+    """`` (ssh help@HOST lists what you may do)`` when *principal* holds a help action."""
+    for who, name in policy.lookup:
+        if who == principal and isinstance(policy.actions.get(name), HelpAction):
+            return f" (ssh {name}@HOST lists what you may do)"
+    return ""
 
 
 def _typed_target(command: Command) -> Target | None:

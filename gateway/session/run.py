@@ -71,6 +71,7 @@ async def execute(session: Session, plan: Plan) -> Exit:
         requests=rt.requests,
         audit=session.audit,
         moderation=rt.moderation,
+        policy=rt.policy,
     )
     started = time.monotonic()
     outcome, error = Exit(255), None

@@ -285,3 +285,31 @@ def test_an_expired_window_asks_again(gw: Gateway) -> None:
     assert "needs approval (1 of eve)" in line, line  # the window is over: a new request
     again.kill()
     again.communicate()
+
+
+HELP = """\
+version: 1
+actions:
+  help: {type: help}
+grants:
+  - principals: [betty, dan]
+    actions: [help]
+"""
+
+
+def test_help_lists_only_the_callers_grants_and_refusals_point_to_it(
+    own_gateway: Any, containers: Containers, web1: str
+) -> None:
+    gw = own_gateway(policy=HELP)
+    shown = gw.ssh("help")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("what betty may do (policy ")
+    assert "ssh -t debug@HOST TARGET [ARGS...]" in shown.stdout and f"running: {web1}" in shown.stdout
+    assert "ssh memory@HOST" in shown.stdout
+    assert "audit" not in shown.stdout  # charlotte's grant is not betty's business
+    ungranted = gw.ssh("memory", key="eve")
+    assert ungranted.stderr == "gateway: memory: permission denied\n"  # eve holds no help: no hint
+    missing = gw.ssh("debug", f"{containers.prefix}-nosuch")
+    other = gw.ssh("hello", "x")
+    assert missing.stderr.endswith("(ssh help@HOST lists what you may do)\n"), missing.stderr
+    assert other.stderr.endswith("(ssh help@HOST lists what you may do)\n"), other.stderr

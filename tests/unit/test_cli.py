@@ -52,3 +52,47 @@ def test_python_dash_m_and_help() -> None:
     result = _gateway("--help")
     assert result.returncode == 0
     assert "serve" in result.stdout
+
+
+def test_policy_test_passes_on_the_example_and_writes_junit(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET  # noqa: PLC0415
+
+    junit = tmp_path / "junit.xml"
+    result = _gateway("policy", "test", "--junit", str(junit), "policies/tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(" passed, 0 failed")
+    suite = ET.parse(junit).getroot()  # noqa: S314 - our own output
+    assert suite.tag == "testsuite" and suite.get("failures") == "0" and int(suite.get("tests") or 0) > 10
+    first = suite.find("testcase")
+    assert (
+        first is not None and first.get("file") == "policies/tests/example.yaml" and first.get("line") == "2"
+    )
+
+
+def test_policy_test_names_a_failing_case_and_the_grant(tmp_path: Path) -> None:
+    cases = tmp_path / "t.yaml"
+    cases.write_text(
+        "- {principal: betty, action: debug, target: web1, expect: deny}\n"
+        "- {principal: betty, action: debug, target: db1, expect: deny}\n"
+    )
+    junit = tmp_path / "j.xml"
+    result = _gateway("policy", "test", "--junit", str(junit), str(cases))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        f"{cases}:1: betty debug web1: expected allow=False, got allow=True (granted by "
+    )
+    assert "policies/example.yaml:" in lines[0]
+    assert lines[-1] == "1 passed, 1 failed"
+    assert b"<failure" in junit.read_bytes()
+
+
+def test_policy_test_load_errors_name_file_line_column(tmp_path: Path) -> None:
+    cases = tmp_path / "t.yaml"
+    cases.write_text(
+        "- {principal: zed, action: debug, target: web1, expect: allow}\n- {principal: betty, actoin: x}\n"
+    )
+    result = _gateway("policy", "test", str(cases))
+    assert result.returncode == 2
+    assert f"{cases}:1:15: case 1: unknown principal 'zed'" in result.stderr
+    assert f"{cases}:2:" in result.stderr and "unknown field 'actoin'" in result.stderr
