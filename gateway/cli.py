@@ -285,6 +285,31 @@ def check(policies: Path, keys: Path, as_json: bool) -> None:
     click.echo(f"ok: {counts} (policy {loaded.digest[:12]})")
 
 
+@policy.command("diff")
+@_keys
+@click.option("--json", "as_json", is_flag=True, help="The diff as one JSON object.")
+@click.argument("old")
+@click.argument("new")
+def diff_(keys: Path, as_json: bool, old: str, new: str) -> None:
+    """Who gains and loses what from OLD to NEW (directories or git:REV[:PATH]); exit 0 same, 1 differ."""
+    from gateway.policy.diff import diff  # noqa: PLC0415
+    from gateway.policy_source import load_side  # noqa: PLC0415
+
+    try:
+        old_keys, old_policy = load_side(old, keys)
+        new_keys, new_policy = load_side(new, keys)
+    except LoadError as exc:
+        _fail(str(exc), 2)
+        return
+    found = diff(old_policy, new_policy, old_keys.by_fingerprint, new_keys.by_fingerprint)
+    if as_json:
+        _emit(found.as_json())
+    else:
+        for line in found.lines() or ["no change: both grant the same"]:
+            click.echo(line)
+    sys.exit(0 if found.same else 1)
+
+
 @policy.command("test")
 @_policies
 @_keys
@@ -631,6 +656,45 @@ def status(state: Path, as_json: bool) -> None:
             f"{item.destination}: last shipped seq {item.last_shipped_seq}, backlog {item.backlog},"
             f" oldest unshipped {age}"
         )
+
+
+@audit.command()
+@_state
+@click.option("--principal", required=True, help="Whose grants.")
+@click.option("--at", "at", help="A time (ISO, or 1d/2h ago); default: now.")
+@click.option(
+    "--collected", type=click.Path(path_type=Path), help="A collector's files: one answer per host."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per host.")
+def grants(state: Path, principal: str, at: str | None, collected: Path | None, as_json: bool) -> None:
+    """What PRINCIPAL was granted at a time, and since when, from the audit chain alone."""
+    from gateway.audit.collected import hosts  # noqa: PLC0415
+    from gateway.audit.grants import fold  # noqa: PLC0415
+    from gateway.sessions import query  # noqa: PLC0415
+    from gateway.sessions.fleet import host_records, local_records  # noqa: PLC0415
+
+    try:
+        moment = query.parse_time(at) if at else None
+    except query.QueryError as exc:
+        _fail(f"gateway: {exc}", 2)
+        return
+    sources = (
+        [(d.name, host_records(d)) for d in hosts(collected)] if collected else [("", local_records(state))]
+    )
+    for host, records in sources:
+        found = fold(records, moment)
+        rows = found.of(principal)
+        if as_json:
+            _emit({"host": host or None, "principal": principal, "at": moment, "complete": found.complete,
+                   "grants": [{"fact": f.as_list(), "since": t} for f, t in rows]})  # fmt: skip
+            continue
+        prefix = f"{host}: " if host else ""
+        for fact, since in rows:
+            click.echo(f"{prefix}{principal}: {fact.text()}  since {since}")
+        if not rows:
+            click.echo(f"{prefix}{principal}: nothing granted")
+        if not found.complete:
+            click.echo(f"{prefix}(incomplete: no start snapshot before then, or a reload too large to carry)")
 
 
 @audit.command("export-key")

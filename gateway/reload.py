@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from gateway import oplog
 from gateway.errors import AuditUnavailable, LoadError
 from gateway.keys import KeyRing, read_keys
+from gateway.policy.diff import diff
 from gateway.policy_files import Fingerprint, fingerprint
 from gateway.runtime import Runtime, load_snapshot
 
@@ -94,6 +95,7 @@ async def reload(runtime: Runtime, why: str) -> bool:
     oplog.log().info("reloaded", why=why, policy=policy.digest[:12])
     removed = runtime.keys.described(set(runtime.keys.by_fingerprint) - set(keys.by_fingerprint))
     added = keys.described(set(keys.by_fingerprint) - set(runtime.keys.by_fingerprint))
+    changes = diff(runtime.policy, policy).record()
     runtime.keys, runtime.policy = keys, policy
     with contextlib.suppress(AuditUnavailable):
         runtime.audit.emit(
@@ -103,6 +105,7 @@ async def reload(runtime: Runtime, why: str) -> bool:
             previous=previous,
             removed_keys=removed,
             added_keys=added,
+            changes=changes,
         )
     return True
 

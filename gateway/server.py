@@ -12,9 +12,11 @@ import asyncssh
 
 from gateway import notify, oplog, strictmodes
 from gateway.audit import checkpoint
+from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, write_summaries
+from gateway.policy.diff import facts
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.sessions.recover import mark_interrupted
@@ -72,6 +74,9 @@ async def serve(
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
+    if primary:  # the policy in force, for `audit grants` (reloads then carry only the change)
+        for part in snapshot_records(sorted(facts(runtime.policy)), runtime.policy.digest):
+            runtime.audit.emit("policy.snapshot", **part)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

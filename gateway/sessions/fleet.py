@@ -7,14 +7,32 @@ filters; every row gains the host's name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.audit import store
 from gateway.audit.collected import AUDIT, hosts, unique_lines
 from gateway.sessions import query
 from gateway.sessions.index import Index
+
+
+def local_records(state: Path) -> Iterator[dict[str, Any]]:
+    """A state directory's own chain, record by record, in order."""
+    for path in store.log_files(state / "audit"):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict):
+                        yield record
+
+
+def host_records(directory: Path) -> Iterator[dict[str, Any]]:
+    """One host's records from a collector's files, in seq order."""
+    return _records(directory)
 
 
 def _records(directory: Path) -> Iterator[dict[str, Any]]:
