@@ -125,7 +125,11 @@ def parse_state(data: bytes, where: Path) -> ChainState | None:
     if not data:
         return None
     if data.startswith(b"{"):  # the single-JSON form of earlier versions
-        return ChainState(**json.loads(data))
+        try:
+            fields = json.loads(data)
+            return ChainState(**{name: fields[name] for name in ChainState._fields})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{where}: not a chain state ({type(exc).__name__}: {str(exc)[:40]})") from None
     found = [s for s in _slots(data) if s is not None]
     if not found:
         raise ValueError(f"{where}: no valid chain state slot")

@@ -213,7 +213,12 @@ class _Walker:
         return None
 
     def finish(self) -> Report:
-        state = store.read_state(self.directory)
+        try:
+            state = store.read_state(self.directory)
+        except (ValueError, OSError) as exc:  # damaged input is a verdict, never a traceback
+            self.report.kind, self.report.where = "bad-state", "chain.state"
+            self.report.detail = f"the chain state cannot be read: {exc}"
+            return self.report
         if state is None:
             self.report.kind, self.report.where = "missing-state", "chain.state"
             self.report.detail = "the chain state is missing: the tail of the chain cannot be vouched for"

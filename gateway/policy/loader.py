@@ -163,15 +163,25 @@ def _get(data: Any, path: DataPath) -> Any:
     return data
 
 
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    """The YAML keys of *model*: aliases (``from``), not field names (``sources``)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
 def _expected_keys(data: Any, parent: DataPath) -> list[str]:
     if not parent:
-        return list(models.PolicyFile.model_fields)
+        return _keys_of(models.PolicyFile)
     if parent[0] == "grants":
-        in_target = len(parent) >= 4 and parent[2] == "targets"
-        return list((models.LabelSelector if in_target else models.Grant).model_fields)
+        if len(parent) >= 4 and parent[2] == "targets":
+            return _keys_of(models.LabelSelector)
+        if len(parent) >= 4 and parent[2] == "approval":
+            return _keys_of(models.ApprovalRule)
+        if len(parent) >= 3 and parent[2] == "moderated":
+            return _keys_of(models.Moderation)
+        return _keys_of(models.Grant)
     node = _get(data, parent)
     model = _ACTION_MODELS.get(node.get("type", "") if isinstance(node, dict) else "")
-    return list(model.model_fields) if model else ["type"]
+    return _keys_of(model) if model else ["type"]
 
 
 def _merge(files: list[_File], section: str, problems: list[Problem]) -> dict[str, Any]:

@@ -154,3 +154,12 @@ def test_signed_checkpoints_catch_a_cut_chain(tmp_path: Path) -> None:
     assert report.kind == "truncated-tail"
     assert report.exit_status == 1
     assert "checkpoint names seq" in report.detail
+
+
+@pytest.mark.parametrize("damage", [b'{"seq": 3, "mac": "ab"}', b"{not json", b'{"seq": "x"}'])
+def test_a_damaged_state_is_a_verdict_not_a_traceback(tmp_path: Path, damage: bytes) -> None:
+    directory, key = _make(tmp_path)
+    (directory / "chain.state").write_bytes(damage)
+    report = verify(directory, key)
+    assert report.kind == "bad-state"
+    assert "chain state cannot be read" in report.detail
