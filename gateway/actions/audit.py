@@ -15,14 +15,13 @@ import argparse
 import asyncio
 import io
 import itertools
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
-from gateway.actions.moderate import moderate
+from gateway.actions.moderate import follow_output, moderate
 from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import Report, verify
 from gateway.errors import Refusal
@@ -198,21 +197,9 @@ async def _watch(ctx: ActionContext, index: Index, session: str) -> Exit:
 
 
 async def _follow(ctx: ActionContext, index: Index, session: str, path: Path) -> None:
-    with path.open(encoding="utf-8", errors="replace") as f:
-        f.readline()
-        pending = ""
-        while True:
-            chunk = f.readline()
-            if chunk:
-                pending += chunk
-                if pending.endswith("\n"):
-                    event, pending = json.loads(pending), ""
-                    is_output = isinstance(event, list) and len(event) == 3 and event[1] == "o"
-                    if is_output and not await send(ctx, str(event[2]).encode()):
-                        return
-                continue
-            index.catch_up()
-            row = index.db.execute("SELECT state FROM sessions WHERE id = ?", (session,)).fetchone()
-            if row is None or row[0] != "open":
-                return
-            await asyncio.sleep(WATCH_POLL)
+    def ended() -> bool:
+        index.catch_up()
+        row = index.db.execute("SELECT state FROM sessions WHERE id = ?", (session,)).fetchone()
+        return row is None or row[0] != "open"
+
+    await follow_output(ctx, path, ended, WATCH_POLL)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import asyncssh
 
@@ -77,7 +79,12 @@ async def _follow(ctx: ActionContext, moderated: Moderated) -> None:
         if moderated.finished.is_set():
             return
         await asyncio.sleep(POLL)
-    with moderated.recording.open(encoding="utf-8", errors="replace") as f:
+    await follow_output(ctx, moderated.recording, moderated.finished.is_set, POLL)
+
+
+async def follow_output(ctx: ActionContext, path: Path, ended: Callable[[], bool], poll: float) -> None:
+    """Send a recording's output events to the client as they are written, until *ended* says so."""
+    with path.open(encoding="utf-8", errors="replace") as f:
         f.readline()  # the header
         pending = ""
         while True:
@@ -85,16 +92,16 @@ async def _follow(ctx: ActionContext, moderated: Moderated) -> None:
             if chunk:
                 pending += chunk
                 if pending.endswith("\n"):
-                    event, pending = _event(pending), ""
-                    if event is not None and not await send(ctx, event.encode()):
+                    text, pending = _output(pending), ""
+                    if text is not None and not await send(ctx, text.encode()):
                         return
                 continue
-            if moderated.finished.is_set():
+            if ended():
                 return
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(poll)
 
 
-def _event(line: str) -> str | None:
+def _output(line: str) -> str | None:
     try:
         event = json.loads(line)
     except ValueError:

@@ -51,7 +51,7 @@ class Spawner:
                 )  # fmt: skip
             finally:
                 theirs.close()
-            ours.settimeout(SEND_SECONDS)
+            ours.setblocking(False)
             self._sock, self._owner = ours, os.getpid()
             return ours
 
@@ -64,7 +64,7 @@ class Spawner:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             data = json.dumps(request).encode()
-            await asyncio.to_thread(socket.send_fds, sock, [data], [theirs.fileno(), *fds])
+            await _send(sock, data, [theirs.fileno(), *fds])
         except OSError as exc:
             ours.close()
             raise _failed(f"spawner: {exc}") from None
@@ -89,6 +89,18 @@ class Spawner:
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._proc.wait(), 2)
+
+
+async def _send(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    """One request: at once when the socket has room (nearly always), else when it has."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SEND_SECONDS
+    while True:
+        try:
+            socket.send_fds(sock, [data], fds)
+            return
+        except BlockingIOError:
+            await asyncio.wait_for(wait_fd(sock.fileno(), write=True), max(deadline - loop.time(), 0))
 
 
 def _failed(reason: str) -> Refusal:
