@@ -699,9 +699,22 @@ def grants(state: Path, principal: str, at: str | None, collected: Path | None, 
 
 @audit.command("export-key")
 @_state
-def export_key(state: Path) -> None:
-    """Print K_0 for an off-host verifier (then delete STATE/audit/initial.key)."""
+@click.option(
+    "--keep", is_flag=True, help="Leave K_0 on the host too (root there could then rewrite history)."
+)
+def export_key(state: Path, keep: bool) -> None:
+    """Print K_0 for an off-host verifier and remove STATE/audit/initial.key (unless --keep)."""
+    path = state / "audit" / "initial.key"
     click.echo(_k0(state, None).hex())
+    sys.stdout.flush()
+    if keep:
+        click.echo(f"gateway: K_0 stays in {path}: root on this host can recompute every MAC", err=True)
+        return
+    try:
+        path.unlink()
+    except OSError as exc:
+        _fail(f"gateway: printed K_0 but could not remove {path}: {exc.strerror}", 1)
+    click.echo(f"gateway: K_0 removed from {path}; keep the printed key off this host", err=True)
 
 
 # ---------------------------------------------------------------- sessions

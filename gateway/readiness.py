@@ -86,4 +86,5 @@ class Readiness:
             return {"ok": False, "error": exc.strerror}
         if free < MIN_FREE_BYTES:
             return {"ok": False, "error": f"only {free} bytes free"}
-        return {"ok": True, "free_bytes": free}
+        on_host = (directory / "initial.key").exists()
+        return {"ok": True, "free_bytes": free, "initial_key_on_host": on_host}

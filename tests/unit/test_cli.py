@@ -96,3 +96,18 @@ def test_policy_test_load_errors_name_file_line_column(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{cases}:1:15: case 1: unknown principal 'zed'" in result.stderr
     assert f"{cases}:2:" in result.stderr and "unknown field 'actoin'" in result.stderr
+
+
+def test_export_key_prints_k0_and_removes_it(tmp_path: Path) -> None:
+    from gateway.audit import AuditLog  # noqa: PLC0415
+
+    log = AuditLog(tmp_path / "audit")
+    log.emit("test.event")
+    log.close()
+    k0 = (tmp_path / "audit" / "initial.key").read_text().strip()
+    kept = _gateway("audit", "export-key", "--state", str(tmp_path), "--keep")
+    assert kept.stdout.strip() == k0 and (tmp_path / "audit" / "initial.key").exists()
+    moved = _gateway("audit", "export-key", "--state", str(tmp_path))
+    assert moved.returncode == 0 and moved.stdout.strip() == k0
+    assert not (tmp_path / "audit" / "initial.key").exists()
+    assert "removed" in moved.stderr
