@@ -60,18 +60,42 @@ class HostReport:
         )
 
 
+def stream(directory: Path) -> Path:
+    """A host's records: ``audit.jsonl`` (the shipped layout), or the one file a SIEM export holds."""
+    if (directory / AUDIT).is_file():
+        return directory / AUDIT
+    files = [p for p in directory.iterdir() if p.is_file() and p.name != CHECKPOINTS]
+    return files[0] if len(files) == 1 else directory / AUDIT
+
+
 def hosts(collected: Path) -> list[Path]:
     """Every host directory the collector holds."""
-    return sorted(p for p in collected.iterdir() if p.is_dir() and (p / AUDIT).is_file())
+    return sorted(p for p in collected.iterdir() if p.is_dir() and stream(p).is_file())
 
 
-def unique_lines(path: Path) -> tuple[dict[int, bytes], int, list[str]]:
-    """seq -> line, the number of exact duplicates, and problems (a second, different record for a seq)."""
+def is_checkpoint(record: dict[str, Any]) -> bool:
+    """A signed checkpoint (``seq``, ``head``, ``sig``), not a chain record (which has a ``mac``)."""
+    return "sig" in record and "head" in record and "mac" not in record
+
+
+def _json_part(line: bytes) -> bytes:
+    """The JSON of a line, past any syslog header a SIEM export kept in front of it."""
+    start = line.find(b"{")
+    return line[start:] if start > 0 else line
+
+
+def unique_lines(
+    path: Path, checkpoints: list[bytes] | None = None
+) -> tuple[dict[int, bytes], int, list[str]]:
+    """seq -> line, the number of exact duplicates, and problems (a second, different record for a seq).
+
+    Checkpoints mixed into the stream go to *checkpoints* (when given) instead of being records.
+    """
     by_seq: dict[int, bytes] = {}
     duplicates, problems = 0, []
     with path.open("rb") as f:
         for raw in f:
-            line = raw.rstrip(b"\n")
+            line = _json_part(raw.rstrip(b"\n").rstrip(b"\r"))
             if not line:
                 continue
             try:
@@ -79,6 +103,10 @@ def unique_lines(path: Path) -> tuple[dict[int, bytes], int, list[str]]:
                 seq = record["seq"]
             except (ValueError, KeyError, TypeError):
                 problems.append(f"a line that is not a sealed record: {line[:60]!r}")
+                continue
+            if isinstance(record, dict) and is_checkpoint(record):
+                if checkpoints is not None:
+                    checkpoints.append(line)
                 continue
             if not isinstance(seq, int):
                 problems.append(f"a record without a seq: {line[:60]!r}")
@@ -104,7 +132,8 @@ def _recovered_after_torn(line: bytes, previous: bytes | None) -> bool:
 def verify_host(directory: Path, key: bytes | None, public: Ed25519PublicKey | None) -> HostReport:
     """Verify one host's collected chain (and checkpoints, with *public*)."""
     report = HostReport(directory.name, macs_checked=key is not None)
-    by_seq, report.duplicates, problems = unique_lines(directory / AUDIT)
+    mixed: list[bytes] = []
+    by_seq, report.duplicates, problems = unique_lines(stream(directory), mixed)
     if problems:
         report.kind, report.detail = "edited", problems[0]
         return report
@@ -128,15 +157,20 @@ def verify_host(directory: Path, key: bytes | None, public: Ed25519PublicKey | N
                 return report
         previous, expected = line, seq + 1
     if public is not None:
-        _check_anchors(directory, public, by_seq, report)
+        _check_anchors(directory, public, by_seq, report, mixed)
     return report
 
 
 def _check_anchors(
-    directory: Path, public: Ed25519PublicKey, by_seq: dict[int, bytes], report: HostReport
+    directory: Path,
+    public: Ed25519PublicKey,
+    by_seq: dict[int, bytes],
+    report: HostReport,
+    mixed: list[bytes],
 ) -> None:
     path = directory / CHECKPOINTS
     lines = [x for x in path.read_bytes().splitlines() if x.strip()] if path.exists() else []
+    lines += mixed  # a stream that kept checkpoints among the records
     report.checkpoints = 0
     seen: set[bytes] = set()
     for raw in lines:

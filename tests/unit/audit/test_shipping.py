@@ -71,3 +71,32 @@ def test_a_wrong_mac_is_caught_with_k0(tmp_path: Path) -> None:
     lines = _chain(b"k" * 32, 3)
     report = verify_host(_collect(tmp_path, lines), b"x" * 32, None)
     assert report.kind == "edited" and "MAC" in report.detail
+
+
+def test_a_mixed_stream_with_checkpoints_and_syslog_headers_is_intact(tmp_path: Path) -> None:
+    """A SIEM export: one file per host, records and checkpoints interleaved, a header before each."""
+    from gateway.audit import AuditLog, checkpoint  # noqa: PLC0415
+    from gateway.audit.store import log_files  # noqa: PLC0415
+
+    directory = tmp_path / "state" / "audit"
+    log = AuditLog(directory)
+    signer = checkpoint.signing_key(directory)
+    for k in range(6):
+        log.emit("test.event", n=k)
+        if k % 2:
+            checkpoint.write_checkpoint(directory, signer)
+    log.close()
+    records = [x for p in log_files(directory) for x in p.read_bytes().splitlines()]
+    marks = (directory / "checkpoints.jsonl").read_bytes().splitlines()
+    mixed = []
+    for k, line in enumerate(records):
+        mixed.append(b"2026-11-30T10:00:00Z web1 gateway-audit: " + line)
+        if k % 2 and marks:
+            mixed.append(b"2026-11-30T10:00:00Z web1 gateway-audit: " + marks.pop(0))
+    host = tmp_path / "collected" / "web1"
+    host.mkdir(parents=True)
+    (host / "siem-export.log").write_bytes(b"\n".join(mixed) + b"\n")
+    key = bytes.fromhex((directory / "initial.key").read_text())
+    report = verify_host(host, key, checkpoint.load_public(directory / "checkpoint.pub"))
+    assert report.intact, report.detail
+    assert report.records == len(records) and report.checkpoints >= 1
