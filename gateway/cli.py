@@ -554,6 +554,11 @@ def audit() -> None:
     type=click.Path(path_type=Path),
     help="Compare the host's chain with the collector's copy of it.",
 )
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path),
+    help="Verify an exported bundle (sessions export) offline: with --key K0, or the checkpoint public key.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 def verify(
     state: Path,
@@ -561,12 +566,16 @@ def verify(
     pubkey: Path | None,
     collected: Path | None,
     against: Path | None,
+    bundle: Path | None,
     as_json: bool,
 ) -> None:
     """Check the chain: exit 0 when intact, 1 when tampered with (or cut), 3 when only the tail is torn."""
     from gateway.audit.checkpoint import load_public  # noqa: PLC0415
     from gateway.audit.verify import verify as run  # noqa: PLC0415
 
+    if bundle is not None:
+        _verify_bundle(bundle, key, pubkey, as_json)
+        return
     if collected is not None:
         _verify_collected(collected, key, pubkey, as_json)
         return
@@ -591,6 +600,27 @@ def verify(
         if not result.ok:
             _fail(f"audit: {result.message}", 1)
         click.echo(f"ok: {result.message}")
+
+
+def _verify_bundle(bundle: Path, key: Path | None, pubkey: Path | None, as_json: bool) -> None:
+    import dataclasses  # noqa: PLC0415
+
+    from gateway.audit.bundle import verify_bundle  # noqa: PLC0415
+    from gateway.audit.checkpoint import load_public  # noqa: PLC0415
+
+    try:
+        k0 = bytes.fromhex(key.read_text().strip()) if key is not None else None
+        public = load_public(pubkey) if pubkey is not None else None
+    except (OSError, ValueError) as exc:
+        _fail(f"gateway: cannot read the key: {exc}", 2)
+        return
+    report = verify_bundle(bundle, k0, public)
+    if as_json:
+        _emit(dataclasses.asdict(report))
+        sys.exit(report.status)
+    if not report.ok:
+        _fail(report.summary(), report.status)
+    click.echo(report.summary())
 
 
 def _against(state: Path, collected_file: Path) -> Any:

@@ -1,9 +1,12 @@
 """``sessions export``: a tar.gz with the sessions' records, recordings and the chain.
 
-The bundle holds what an off-host verifier needs: the audit files (the whole
-chain, so every link and MAC can be checked with K_0), each session's
-records, its recordings, and a manifest of SHA-256 digests. It never holds a
-key: not K_0, and not the chain state with the current key.
+The bundle holds what an off-host verifier needs (``gateway audit verify
+--bundle``): the audit files (the whole chain, so every link and MAC can be
+checked with K_0), the signed checkpoints and their public key (so the chain
+can be vouched for without K_0), each session's records, its recordings, and
+a manifest of SHA-256 digests naming the sessions it holds. Other sessions'
+recordings are absent by design: the chain names them by digest. It never
+holds a key that can seal: not K_0, and not the chain state.
 """
 
 from __future__ import annotations
@@ -62,4 +65,10 @@ def export(index: Index, state: Path, sessions: list[str], out: BinaryIO) -> Non
         for path in store.log_files(state / "audit"):
             tar.add(path, arcname=f"audit/{path.name}")
             manifest[f"audit/{path.name}"] = _sha256(path)
-        _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
+        for name in ("checkpoints.jsonl", "checkpoint.pub"):
+            path = state / "audit" / name
+            if path.is_file():
+                tar.add(path, arcname=f"audit/{name}")
+                manifest[f"audit/{name}"] = _sha256(path)
+        index_data = {"sessions": sessions, "files": manifest}
+        _add_bytes(tar, "MANIFEST.json", json.dumps(index_data, indent=2, sort_keys=True).encode())

@@ -198,9 +198,10 @@ def render(index: Index, state: Path, sessions: list[str], verdict: tuple[bool, 
 <footer>
 <p>This file is a readable view, not the evidence itself. To check the sessions independently, export the
 tar bundle (<code>gateway sessions export {ids} --out bundle.tar.gz</code>, or over SSH
-<code>ssh audit@HOST sessions export {ids} &gt; bundle.tar.gz</code>), unpack it, and run
-<code>gateway audit verify --state DIR --key K0</code> on it with the initial key K_0 kept off the host, then
-compare each recording's SHA-256 with the one above and with its <code>session.end</code> record.</p>
+<code>ssh audit@HOST sessions export {ids} &gt; bundle.tar.gz</code>) and run
+<code>gateway audit verify --bundle bundle.tar.gz --key K0</code> (the initial key K_0, kept off the host), or
+<code>--pubkey checkpoint.pub</code> with the checkpoint public key alone: it checks every record, link and
+checkpoint, and every recording against the digest in its <code>session.end</code> record.</p>
 <p>Player: asciinema-player {html.escape(_asset("VERSION").strip())} (Apache-2.0), inlined; this page makes no
 network request (its Content-Security-Policy forbids them).</p>
 </footer>

@@ -1,0 +1,195 @@
+"""``gateway audit verify --bundle FILE``: check an exported bundle offline, trusting nothing on the host.
+
+The bundle (``sessions export``) is unpacked into a private directory (regular
+files only, safe names, bounded sizes). Then:
+
+1. every file the manifest names is there with its SHA-256;
+2. the chain (``audit/*.jsonl``) links record to record, and with K_0 every MAC
+   holds; with only the checkpoint public key, the signed checkpoints vouch for
+   the records up to the last one they anchor;
+3. every session the manifest lists has its records in the chain, its
+   ``sessions/ID.jsonl`` equals them, and each recording its session-end record
+   names is in the bundle with that very digest.
+
+The verdict names what it vouches for: the sessions, the records (seq range)
+and the recordings. Exit 0 vouched, 1 damaged (and what), 2 unreadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.audit import checkpoint
+from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
+
+MAX_MEMBER = 8 << 30
+MAX_MEMBERS = 100_000
+
+
+@dataclass
+class BundleReport:
+    """What the bundle vouches for, or the first thing wrong with it."""
+
+    ok: bool = False
+    status: int = 2
+    problem: str = ""
+    sessions: list[str] = field(default_factory=list)
+    records: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    recordings: int = 0
+    anchored_seq: int | None = None
+    by: str = ""
+
+    def summary(self) -> str:
+        """One line."""
+        if not self.ok:
+            return f"bundle: {self.problem}"
+        anchored = f", anchored up to seq {self.anchored_seq}" if self.anchored_seq is not None else ""
+        return (
+            f"bundle vouched for ({self.by}{anchored}): sessions {', '.join(self.sessions)};"
+            f" records seq {self.first_seq}-{self.last_seq} ({self.records}); {self.recordings} recordings"
+        )
+
+
+def _fail(report: BundleReport, status: int, problem: str) -> BundleReport:
+    report.ok, report.status, report.problem = False, status, problem
+    return report
+
+
+def _unpack(bundle: Path, into: Path) -> str | None:
+    """Unpack regular files with safe names; a problem, or None."""
+    try:
+        with tarfile.open(bundle, mode="r:*") as tar:
+            for count, member in enumerate(tar):
+                if count >= MAX_MEMBERS:
+                    return "too many members"
+                parts = member.name.split("/")
+                if member.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                    return f"an unsafe member name: {member.name[:80]!r}"
+                if not member.isfile() or member.size > MAX_MEMBER:
+                    return f"not a regular file of a sane size: {member.name[:80]!r}"
+                source = tar.extractfile(member)
+                if source is None:
+                    return f"cannot read {member.name[:80]!r}"
+                target = into / member.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"not a readable bundle: {exc}"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | None) -> BundleReport:
+    """Verify *bundle* with K_0 (*key*) or the checkpoint public key (*public*, else the bundle's own)."""
+    report = BundleReport()
+    with tempfile.TemporaryDirectory(prefix="gateway-bundle-") as tmp:
+        root = Path(tmp) / "b"
+        root.mkdir()
+        problem = _unpack(bundle, root)
+        if problem is not None:
+            return _fail(report, 2, problem)
+        try:
+            manifest = json.loads((root / "MANIFEST.json").read_text())
+            files: dict[str, str] = dict(manifest["files"])
+            sessions = [str(s) for s in manifest["sessions"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return _fail(
+                report, 2, "no readable MANIFEST.json (an export from before self-verifying bundles?)"
+            )
+        for name, digest in sorted(files.items()):
+            path = root / name
+            if not path.is_file():
+                return _fail(report, 1, f"{name}: listed in the manifest, missing from the bundle")
+            if _sha256(path) != digest:
+                return _fail(report, 1, f"{name}: does not match its digest in the manifest")
+        return _check(root, sessions, key, public, report)
+
+
+def _check(
+    root: Path, sessions: list[str], key: bytes | None, public: Ed25519PublicKey | None, report: BundleReport
+) -> BundleReport:
+    host = root / "host"
+    host.mkdir()
+    chain_files = sorted((root / "audit").glob("audit-*.jsonl"))
+    (host / AUDIT).write_bytes(b"".join(p.read_bytes() for p in chain_files))
+    if (root / "audit" / CHECKPOINTS).is_file():
+        (host / CHECKPOINTS).write_bytes((root / "audit" / CHECKPOINTS).read_bytes())
+    if key is None and public is None and (root / "audit" / "checkpoint.pub").is_file():
+        public = checkpoint.load_public(root / "audit" / "checkpoint.pub")
+        report.by = "the bundle's own checkpoint public key: compare its fingerprint out of band"
+    if key is None and public is None:
+        return _fail(report, 2, "nothing to verify with: pass --key K0 or --pubkey FILE")
+    chain = verify_host(host, key, public)
+    if not chain.intact:
+        return _fail(report, 1, f"the chain: {chain.kind}: {chain.detail}")
+    report.by = report.by or ("K_0" if key is not None else "the checkpoint public key")
+    if key is None:
+        report.anchored_seq = max(
+            (int(json.loads(x)["seq"]) for x in (host / CHECKPOINTS).read_bytes().splitlines() if x.strip()),
+            default=0,
+        )
+    records = [json.loads(x) for x in (host / AUDIT).read_bytes().splitlines() if x.strip()]
+    report.records, report.last_seq = chain.records, chain.last_seq
+    report.first_seq = min((int(r["seq"]) for r in records), default=0)
+    for session in sessions:
+        problem = _session(root, session, records, report)
+        if problem is not None:
+            return _fail(report, 1, problem)
+        connection = session.split(".")[0]
+        last = max(int(r["seq"]) for r in records if r.get("session_id") == connection)
+        if report.anchored_seq is not None and last > report.anchored_seq:
+            why = f"session {session}: its records (up to seq {last}) are past the last checkpoint"
+            return _fail(
+                report, 1, f"{why} (seq {report.anchored_seq}): verify with K_0, or export again later"
+            )
+    report.sessions, report.ok, report.status = sessions, True, 0
+    return report
+
+
+def _canonical(records: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in records)
+
+
+def _session(root: Path, session: str, records: list[dict[str, Any]], report: BundleReport) -> str | None:
+    connection = session.split(".", maxsplit=1)[0]
+    mine = [r for r in records if r.get("session_id") == connection]
+    if not mine:
+        return f"session {session}: listed, but the chain has no record of it"
+    listed = root / "sessions" / f"{session}.jsonl"
+    if not listed.is_file():
+        return f"session {session}: its records file is missing from the bundle"
+    copied = [json.loads(x) for x in listed.read_text().splitlines() if x.strip()]
+    if sorted(json.dumps(r, sort_keys=True) for r in copied) != sorted(
+        json.dumps(r, sort_keys=True) for r in mine
+    ):
+        return f"session {session}: sessions/{session}.jsonl differs from the chain's records"
+    for record in mine:
+        name, digest = record.get("recording"), record.get("recording_sha256")
+        if record.get("event") != "session.end" or not name or not digest:
+            continue
+        path = root / str(name)
+        if not path.is_file():
+            return f"session {session}: recording {name} is missing"
+        if _sha256(path) != digest:
+            return f"session {session}: recording {name} does not match the digest in its session-end record"
+        report.recordings += 1
+    return None

@@ -1,0 +1,130 @@
+"""Evidence an outsider can verify: an exported bundle checks out offline, and tampering is named."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Gateway, gateway_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _sessions(gw: Gateway, web1: str, count: int) -> list[str]:
+    mark = gw.mark()
+    for k in range(count):
+        assert gw.ssh("debug", web1, "echo", f"evidence-{k}").returncode == 0
+    ends = gw.since(mark, lambda e: e["event"] == "session.end" and e.get("action") == "debug")
+    return [e["session_id"] for e in ends if e["event"] == "session.end" and e.get("action") == "debug"][
+        :count
+    ]
+
+
+def _rewrite(bundle: Path, out: Path, change: Any) -> None:
+    """Copy *bundle* to *out*, passing every member through *change* (name, data) -> data or None."""
+    with tarfile.open(bundle) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src:
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            data = change(member.name, data)
+            if data is None:
+                continue
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+
+
+@pytest.fixture
+def evidence(own_gateway: Any, web1: str, tmp_path: Path) -> tuple[Gateway, list[str]]:
+    gw = own_gateway("--checkpoint-interval", "0.5")
+    ids = _sessions(gw, web1, 4)
+    time.sleep(1.5)  # a checkpoint past them
+    return gw, ids
+
+
+def test_genuine_bundles_pass_offline_with_k0_and_with_the_public_key(evidence: Any, tmp_path: Path) -> None:
+    gw, ids = evidence
+    elsewhere = tmp_path / "auditor"  # a place that has never seen the gateway's state
+    elsewhere.mkdir()
+    shutil.copy(gw.state / "audit" / "initial.key", elsewhere / "k0")
+    shutil.copy(gw.state / "audit" / "checkpoint.pub", elsewhere / "checkpoint.pub")
+    for chosen in (ids[:1], ids[:3]):
+        bundle = elsewhere / f"b{len(chosen)}.tar.gz"
+        made = gateway_cli("sessions", "export", "--state", str(gw.state), *chosen, "--out", str(bundle))
+        assert made.returncode == 0, made.stderr
+        with_k0 = gateway_cli("audit", "verify", "--bundle", str(bundle), "--key", str(elsewhere / "k0"))
+        assert with_k0.returncode == 0, with_k0.stdout + with_k0.stderr
+        assert "bundle vouched for (K_0)" in with_k0.stdout and ", ".join(chosen) in with_k0.stdout
+        assert f"{len(chosen)} recordings" in with_k0.stdout
+        public = gateway_cli(
+            "audit", "verify", "--bundle", str(bundle), "--pubkey", str(elsewhere / "checkpoint.pub")
+        )
+        assert public.returncode == 0, public.stdout + public.stderr
+        assert "anchored up to seq" in public.stdout
+
+
+def test_tampering_is_named(evidence: Any, tmp_path: Path) -> None:
+    gw, ids = evidence
+    bundle = tmp_path / "b.tar.gz"
+    assert (
+        gateway_cli("sessions", "export", "--state", str(gw.state), *ids[:2], "--out", str(bundle)).returncode
+        == 0
+    )
+    k0 = gw.state / "audit" / "initial.key"
+
+    def verdict(path: Path) -> tuple[int, str]:
+        done = gateway_cli("audit", "verify", "--bundle", str(path), "--key", str(k0))
+        return done.returncode, done.stdout + done.stderr
+
+    with tarfile.open(bundle) as tar:
+        manifest = json.loads(tar.extractfile("MANIFEST.json").read())  # type: ignore[union-attr]
+
+    def recording_byte(name: str, data: bytes) -> bytes:
+        return data.replace(b"evidence-0", b"evidence-X") if name.startswith("recordings/") else data
+
+    def with_manifest(edit: Any) -> Any:
+        def change(name: str, data: bytes) -> bytes | None:
+            if name == "MANIFEST.json":
+                return json.dumps(edit(json.loads(data))).encode()
+            return data
+
+        return change
+
+    def rehash(prefix: str) -> Any:
+        def edit(m: dict[str, Any]) -> dict[str, Any]:
+            m["files"] = {k: v for k, v in m["files"].items() if not k.startswith(prefix)}
+            return m
+
+        return edit
+
+    forged = tmp_path / "recording.tar.gz"
+    _rewrite(bundle, forged, lambda n, d: with_manifest(rehash("recordings/"))(n, recording_byte(n, d)))
+    status, said = verdict(forged)
+    assert status == 1 and "does not match the digest in its session-end record" in said, said
+
+    edited = tmp_path / "record.tar.gz"
+    audit_file = next(n for n in manifest["files"] if n.startswith("audit/audit-"))
+
+    def edit_record(name: str, data: bytes) -> bytes | None:
+        if name == audit_file:
+            return data.replace(b'"exit_status":0', b'"exit_status":1', 1)
+        return with_manifest(rehash(audit_file))(name, data)
+
+    _rewrite(bundle, edited, edit_record)
+    status, said = verdict(edited)
+    assert status == 1 and "the chain:" in said, said
+
+    dropped = tmp_path / "dropped.tar.gz"
+    gone = f"sessions/{ids[1]}.jsonl"
+
+    def drop(name: str, data: bytes) -> bytes | None:
+        return None if name == gone else with_manifest(rehash(gone))(name, data)
+
+    _rewrite(bundle, dropped, drop)
+    status, said = verdict(dropped)
+    assert status == 1 and ids[1] in said and "missing" in said, said
