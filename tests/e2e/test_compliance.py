@@ -95,7 +95,7 @@ def test_sessions_show_replay_export(gateway: Gateway, activity: dict[str, Any],
     assert activity["recording"] in names
     assert any(n.startswith("audit/audit-") for n in names)
     assert not any("key" in n or "state" in n for n in names)
-    assert set(manifest) <= set(names)
+    assert set(manifest["files"]) <= set(names) and manifest["sessions"] == [sid]
     assert gateway_cli("sessions", "show", "0123456789abcdef", "--state", str(gateway.state)).returncode == 1
 
 
