@@ -677,6 +677,10 @@ def status(state: Path, as_json: bool) -> None:
         for item in found:
             click.echo(json.dumps(item.as_dict(), sort_keys=True))
         return
+    if (audit_dir / "initial.key").exists():
+        click.echo(
+            "initial key still on this host: root here can recompute every MAC (gateway audit export-key)"
+        )
     if not found:
         click.echo("no syslog destinations: nothing has been shipped from this state directory")
         return

@@ -22,3 +22,19 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """*text* with every control character and bidi override written as an escape."""
     return UNSAFE.sub(_escape, text)
+
+
+def _key(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x1B:
+        return "ESC"
+    if code == 0x0D:
+        return "\n"  # Enter, as typed
+    if code < 0x20:
+        return "^" + chr(code + 0x40)
+    return _escape(match)
+
+
+def keys(text: str) -> str:
+    """Typed input as a reader names the keys: ``^C``, ``^D``, ``ESC``, ``\x7f``, Enter as a line end."""
+    return UNSAFE.sub(_key, text.replace("\r\n", "\r"))

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.sessions.index import Index
 from gateway.sessions.query import QueryError, checked_id, show
-from gateway.textsafe import visible
+from gateway.textsafe import keys
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'unsafe-inline'; "
@@ -124,12 +124,12 @@ def _fields(event: dict[str, Any]) -> str:
 
 def _player(recording: dict[str, Any], element: str) -> str:
     typed = "".join(
-        f"<tr><td>{stamp:.3f}s</td><td><code>{html.escape(visible(data))}</code></td></tr>"
+        f"<tr><td>{stamp:.3f}s</td><td><code>{html.escape(keys(data))}</code></td></tr>"
         for stamp, data in recording["typed"]
     )
     digest = recording["sha256"] or "missing"
     markers = [
-        [stamp, f"typed: {visible(data.strip()[:40])}"] for stamp, data in recording["typed"] if data.strip()
+        [stamp, f"typed: {keys(data.strip()[:40])}"] for stamp, data in recording["typed"] if data.strip()
     ]
     config = {"cast": recording["cast"], "markers": markers, "duration": recording["duration"]}
     typed_table = (
