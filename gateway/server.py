@@ -74,11 +74,6 @@ async def serve(
     acceptor = await listen(runtime)
     port = acceptor.get_port()
     runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
-    if primary and (settings.state / "audit" / "initial.key").exists():
-        oplog.log().warning(
-            "initial key still on this host: root here can recompute every MAC; move it off with"
-            " `gateway audit export-key`"
-        )
     if primary:  # the policy in force, for `audit grants` (reloads then carry only the change)
         for part in snapshot_records(sorted(facts(runtime.policy)), runtime.policy.digest):
             runtime.audit.emit("policy.snapshot", **part)
