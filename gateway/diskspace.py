@@ -14,15 +14,13 @@ DEFAULT_FLOOR = 1 << 30
 DEFAULT_SHARE = 0.05
 
 
-def free_bytes(path: Path) -> int:
-    """Bytes an unprivileged writer may still use on *path*'s filesystem."""
+def room(path: Path, configured: int | None) -> tuple[int, int]:
+    """(free bytes, the floor) from one ``statvfs``: it runs on every recorded session start."""
     info = os.statvfs(path)
-    return info.f_bavail * info.f_frsize
-
-
-def floor_bytes(path: Path, configured: int | None) -> int:
-    """The configured floor, or the default: 1 GiB or 5% of the filesystem, whichever is larger."""
-    if configured is not None:
-        return configured
-    info = os.statvfs(path)
-    return max(DEFAULT_FLOOR, int(info.f_blocks * info.f_frsize * DEFAULT_SHARE))
+    free = info.f_bavail * info.f_frsize
+    floor = (
+        configured
+        if configured is not None
+        else max(DEFAULT_FLOOR, int(info.f_blocks * info.f_frsize * DEFAULT_SHARE))
+    )
+    return free, floor

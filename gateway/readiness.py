@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from gateway import metrics
-from gateway.diskspace import floor_bytes, free_bytes
+from gateway.diskspace import room
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
 
@@ -65,7 +65,7 @@ class Readiness:
         """Free space against the floor: below it, recorded sessions are refused (the gateway stays ready)."""
         state = self.rt.settings.state
         try:
-            free, floor = free_bytes(state), floor_bytes(state, self.rt.settings.recordings_min_free)
+            free, floor = room(state, self.rt.settings.recordings_min_free)
         except OSError as exc:
             return {"ok": True, "error": exc.strerror}
         metrics.STATE_FREE.set(free)

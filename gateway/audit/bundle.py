@@ -17,7 +17,6 @@ and the recordings. Exit 0 vouched, 1 damaged (and what), 2 unreadable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import tempfile
@@ -29,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
+from gateway.sessions.export import member_name, sha256_file
+from gateway.sessions.query import QueryError
 
 MAX_MEMBER = 8 << 30
 MAX_MEMBERS = 100_000
@@ -72,8 +73,9 @@ def _unpack(bundle: Path, into: Path) -> str | None:
             for count, member in enumerate(tar):
                 if count >= MAX_MEMBERS:
                     return "too many members"
-                parts = member.name.split("/")
-                if member.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                try:
+                    member_name(member.name)
+                except QueryError:
                     return f"an unsafe member name: {member.name[:80]!r}"
                 if not member.isfile() or member.size > MAX_MEMBER:
                     return f"not a regular file of a sane size: {member.name[:80]!r}"
@@ -88,14 +90,6 @@ def _unpack(bundle: Path, into: Path) -> str | None:
     except (tarfile.TarError, OSError, EOFError) as exc:
         return f"not a readable bundle: {exc}"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | None) -> BundleReport:
@@ -119,7 +113,7 @@ def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | No
             path = root / name
             if not path.is_file():
                 return _fail(report, 1, f"{name}: listed in the manifest, missing from the bundle")
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 return _fail(report, 1, f"{name}: does not match its digest in the manifest")
         return _check(root, sessions, key, public, report)
 
@@ -189,7 +183,7 @@ def _session(root: Path, session: str, records: list[dict[str, Any]], report: Bu
         path = root / str(name)
         if not path.is_file():
             return f"session {session}: recording {name} is missing"
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             return f"session {session}: recording {name} does not match the digest in its session-end record"
         report.recordings += 1
     return None

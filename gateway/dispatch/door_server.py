@@ -104,7 +104,10 @@ async def _first_message(conn: socket.socket) -> tuple[list[str] | None, bytes, 
         data += chunk
 
 
-REFUSED = "gateway: the door refused this session; nothing was run"
+REFUSED = (
+    "gateway: the door refused this session; nothing was run"
+    " (connect through sshd with a key it authenticates; see deploy/OPENSSH.md)"
+)
 
 
 class DoorServer:

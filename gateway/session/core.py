@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import metrics
 from gateway.actions import Exit
 from gateway.actions.base import Channel
-from gateway.diskspace import floor_bytes, free_bytes
+from gateway.diskspace import room
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.moderation import Moderated
 from gateway.session import messages
@@ -128,8 +128,7 @@ class Session:
         if self.rt.draining:
             raise Refusal("gateway: the gateway is shutting down", reason="draining", kind="session-limit")
         if plan.spec.recorded:
-            state = self.rt.settings.state
-            free, floor = free_bytes(state), floor_bytes(state, self.rt.settings.recordings_min_free)
+            free, floor = room(self.rt.settings.state, self.rt.settings.recordings_min_free)
             metrics.STATE_FREE.set(free)
             if free < floor:
                 raise Refusal(

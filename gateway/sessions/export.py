@@ -38,7 +38,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB pieces."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -61,14 +62,14 @@ def export(index: Index, state: Path, sessions: list[str], out: BinaryIO) -> Non
                 path = state / member_name(recording)
                 if path.is_file():
                     tar.add(path, arcname=recording)
-                    manifest[recording] = _sha256(path)
+                    manifest[recording] = sha256_file(path)
         for path in store.log_files(state / "audit"):
             tar.add(path, arcname=f"audit/{path.name}")
-            manifest[f"audit/{path.name}"] = _sha256(path)
+            manifest[f"audit/{path.name}"] = sha256_file(path)
         for name in ("checkpoints.jsonl", "checkpoint.pub"):
             path = state / "audit" / name
             if path.is_file():
                 tar.add(path, arcname=f"audit/{name}")
-                manifest[f"audit/{name}"] = _sha256(path)
+                manifest[f"audit/{name}"] = sha256_file(path)
         index_data = {"sessions": sessions, "files": manifest}
         _add_bytes(tar, "MANIFEST.json", json.dumps(index_data, indent=2, sort_keys=True).encode())
