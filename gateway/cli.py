@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -886,7 +888,18 @@ def grep_(
 @click.option(
     "--html", "html_file", type=click.Path(path_type=Path), help="One self-contained HTML evidence file."
 )
-def export(state: Path, session: tuple[str, ...], out: Path | None, html_file: Path | None) -> None:
+@click.option(
+    "--checkpoint-key",
+    type=click.Path(path_type=Path),
+    help="The checkpoint signing key, if not STATE/audit/checkpoint.key (signs the export's record).",
+)
+def export(
+    state: Path,
+    session: tuple[str, ...],
+    out: Path | None,
+    html_file: Path | None,
+    checkpoint_key: Path | None,
+) -> None:
     """Sessions' records, recordings and the audit chain: a tar bundle (--out) or an HTML file (--html)."""
     from gateway.sessions.export import export as run  # noqa: PLC0415
     from gateway.sessions.html import chain_verdict, render  # noqa: PLC0415
@@ -894,21 +907,42 @@ def export(state: Path, session: tuple[str, ...], out: Path | None, html_file: P
 
     if (out is None) == (html_file is None):
         _fail("gateway: sessions export needs exactly one of --out FILE.tar.gz or --html FILE", 2)
+    target = out if out is not None else html_file
+    assert target is not None
     with _index(state) as index:
         try:
-            if html_file is not None:
-                page = render(index, state, list(session), chain_verdict(state))
-                html_file.write_text(page, encoding="utf-8")
-                click.echo(f"wrote {html_file}")
-                return
-            assert out is not None
-            with out.open("wb") as f:
-                run(index, state, list(session), f)
-        except QueryError as exc:
-            if out is not None:
-                out.unlink(missing_ok=True)
-            _fail(f"gateway: {exc}", 1)
-    click.echo(f"wrote {out}")
+            announce, log = _export_announcer(state, checkpoint_key)
+            try:
+                if html_file is None:
+                    with target.open("wb") as f:  # streamed: a day's chain and recordings can be large
+                        run(index, state, list(session), f, announce)
+                else:
+                    buffer = io.BytesIO()
+                    run(index, state, list(session), buffer, announce)
+                    page = render(index, state, list(session), chain_verdict(state), buffer.getvalue())
+                    html_file.write_text(page, encoding="utf-8")
+            finally:
+                log.close()
+            click.echo(f"wrote {target}")
+        except (QueryError, GatewayError) as exc:
+            target.unlink(missing_ok=True)
+            _fail(f"gateway: {exc}; nothing was exported", 1)
+
+
+def _export_announcer(state: Path, key: Path | None) -> tuple[Any, Any]:
+    """The host's own export record (``by: host``), and a checkpoint after it when the signing key is here."""
+    from gateway.audit import AuditLog, checkpoint  # noqa: PLC0415
+    from gateway.sessions.export import announcer  # noqa: PLC0415
+
+    directory = state / "audit"
+    log = AuditLog(directory)
+    signing = key or directory / checkpoint.PRIVATE
+
+    def sign() -> None:
+        if signing.is_file():
+            checkpoint.write_checkpoint(directory, checkpoint.signing_key(directory, signing))
+
+    return announcer(functools.partial(log.emit, by="host"), sign), log
 
 
 @contextlib.contextmanager

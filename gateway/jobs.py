@@ -13,7 +13,6 @@ import pwd
 from dataclasses import dataclass, field
 
 from gateway import notify, oplog
-from gateway.audit import checkpoint
 from gateway.audit.ship import Shipper, backlog, hostname, tls_context
 from gateway.audit.syslog import Destination
 from gateway.dispatch.door_server import DoorServer
@@ -124,11 +123,11 @@ def _metrics(runtime: Runtime, readiness: Readiness) -> MetricsServer | None:
 
 async def _checkpoints(runtime: Runtime) -> None:
     """Sign the audit head every interval (and once more at shutdown, by _shutdown)."""
-    directory = runtime.audit.directory
-    key = checkpoint.signing_key(directory, runtime.settings.checkpoint_key)
     while True:  # the first one at start-up: a verifier always finds the file
-        with contextlib.suppress(OSError):
-            checkpoint.write_checkpoint(directory, key)
+        try:
+            runtime.write_checkpoint()
+        except (OSError, ValueError) as exc:
+            oplog.log().warning("checkpoint not written", error=str(exc))
         await asyncio.sleep(runtime.settings.checkpoint_interval)
 
 

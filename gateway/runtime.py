@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.algorithms import Algorithms
 from gateway.approvals import RequestBook
-from gateway.audit import AuditLog
+from gateway.audit import AuditLog, checkpoint
 from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import ConfigError
@@ -85,6 +85,15 @@ class Runtime:
         if self.settings.checkpoint_interval <= 0:
             return None
         return self.settings.state / "audit" / "checkpoint.pub"
+
+    def write_checkpoint(self) -> None:
+        """Sign the chain's head now (when this gateway signs checkpoints)."""
+        if self.settings.checkpoint_interval <= 0:
+            return
+        directory = self.audit.directory
+        checkpoint.write_checkpoint(
+            directory, checkpoint.signing_key(directory, self.settings.checkpoint_key)
+        )
 
     @functools.cached_property
     def sidekick_labels(self) -> dict[str, str]:

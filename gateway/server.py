@@ -11,7 +11,6 @@ from collections.abc import Callable
 import asyncssh
 
 from gateway import notify, oplog, strictmodes
-from gateway.audit import checkpoint
 from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
 from gateway.hostkey import load_or_create_host_key
@@ -158,11 +157,7 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     write_summaries(runtime, everything=True)
     with contextlib.suppress(Exception):
         runtime.audit.emit("server.stop")
-    if runtime.settings.checkpoint_interval > 0:
-        with contextlib.suppress(OSError):
-            directory = runtime.audit.directory
-            checkpoint.write_checkpoint(
-                directory, checkpoint.signing_key(directory, runtime.settings.checkpoint_key)
-            )
+    with contextlib.suppress(OSError, ValueError):
+        runtime.write_checkpoint()
     await runtime.engine.close()
     runtime.audit.close()

@@ -26,7 +26,7 @@ from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import Report, verify
 from gateway.errors import Refusal
 from gateway.sessions import query
-from gateway.sessions.export import export
+from gateway.sessions.export import announcer, export
 from gateway.sessions.grep import Match, compile_pattern, grep_rows
 from gateway.sessions.html import chain_verdict, render
 from gateway.sessions.index import Index
@@ -92,7 +92,7 @@ async def run_audit(ctx: ActionContext) -> Exit:
             return await _watch(ctx, index, args.id)
         if args.verb == "grep":
             return await _grep(ctx, index, args)
-        body = _answer(index, ctx.state, args)
+        body = _answer(index, ctx, args)
     except query.QueryError as exc:
         raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind="command") from None
     finally:
@@ -143,7 +143,8 @@ async def _stop_on_close(ctx: ActionContext, stop: threading.Event) -> None:
     stop.set()
 
 
-def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:
+def _answer(index: Index, ctx: ActionContext, args: argparse.Namespace) -> bytes:
+    state = ctx.state
     if args.verb == "list":
         filters = _filters(args)
         if args.json:
@@ -151,10 +152,12 @@ def _answer(index: Index, state: Path, args: argparse.Namespace) -> bytes:
         return query.list_table(index, filters).encode()
     if args.verb == "show":
         return query.show_text(query.show(index, args.id)).encode()
-    if args.html:
-        return render(index, state, list(args.ids), chain_verdict(state)).encode()
+    if ctx.audit is None:
+        raise query.QueryError("exports are recorded in the audit chain, and this session cannot write it")
     buffer = io.BytesIO()
-    export(index, state, list(args.ids), buffer)
+    export(index, state, list(args.ids), buffer, announcer(ctx.audit, ctx.checkpoint))
+    if args.html:
+        return render(index, state, list(args.ids), chain_verdict(state), buffer.getvalue()).encode()
     return buffer.getvalue()
 
 

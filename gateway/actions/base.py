@@ -152,6 +152,8 @@ class ActionContext:
     pinned: Pinned | None = None
     #: the checkpoint public key the SSH ``verify`` query checks against (None: not signing)
     checkpoint_public: Path | None = None
+    #: sign the chain's head now (an export's record must be anchored before the bundle is written)
+    checkpoint: Callable[[], None] | None = None
     #: labels that mark a sidekick as this gateway's (reaped at start-up)
     sidekick_labels: Mapping[str, str] = field(default_factory=dict)
     traffic: Traffic = field(default_factory=Traffic)

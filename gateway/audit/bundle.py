@@ -7,9 +7,14 @@ files only, safe names, bounded sizes). Then:
 2. the chain (``audit/*.jsonl``) links record to record, and with K_0 every MAC
    holds; with only the checkpoint public key, the signed checkpoints vouch for
    the records up to the last one they anchor;
-3. every session the manifest lists has its records in the chain, its
+3. the export's own ``sessions.export`` record (the manifest names its id) is
+   in the chain, vouched for like the rest, and names exactly the sessions the
+   manifest lists: a session taken out of the bundle is caught;
+4. every session the manifest lists has its records in the chain, its
    ``sessions/ID.jsonl`` equals them, and each recording its session-end record
    names is in the bundle with that very digest.
+
+The bundle is a ``.tar.gz`` or the HTML evidence file that carries one.
 
 The verdict names what it vouches for: the sessions, the records (seq range)
 and the recordings. Exit 0 vouched, 1 damaged (and what), 2 unreadable.
@@ -17,7 +22,10 @@ and the recordings. Exit 0 vouched, 1 damaged (and what), 2 unreadable.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
 from gateway.sessions.export import member_name, sha256_file
+from gateway.sessions.html import BUNDLE_ID
 from gateway.sessions.query import QueryError
 
 MAX_MEMBER = 8 << 30
@@ -92,34 +101,86 @@ def _unpack(bundle: Path, into: Path) -> str | None:
     return None
 
 
+MAX_HTML = 2 << 30
+CARRIED = re.compile(
+    rb'<script type="application/gzip" id="' + BUNDLE_ID.encode() + rb'">([A-Za-z0-9+/=\s]*)</script>'
+)
+
+
+def _carried(bundle: Path, into: Path) -> tuple[Path, str | None]:
+    """The tar.gz itself, or the one an HTML evidence file carries (written to *into*); a problem, or None."""
+    try:
+        with bundle.open("rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                return bundle, None
+            if bundle.stat().st_size > MAX_HTML:
+                return bundle, "not a gzip bundle, and too large for an HTML evidence file"
+            f.seek(0)
+            found = CARRIED.search(f.read())
+        if found is None:
+            return bundle, "neither a .tar.gz bundle nor an HTML evidence file that carries one"
+        (into / "bundle.tar.gz").write_bytes(
+            base64.b64decode(b"".join(found.group(1).split()), validate=True)
+        )
+    except OSError as exc:
+        return bundle, f"cannot read the bundle: {exc.strerror}"
+    except (binascii.Error, ValueError):
+        return bundle, "the bundle the HTML file carries is not valid base64"
+    return into / "bundle.tar.gz", None
+
+
 def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | None) -> BundleReport:
     """Verify *bundle* with K_0 (*key*) or the checkpoint public key (*public*, else the bundle's own)."""
     report = BundleReport()
     with tempfile.TemporaryDirectory(prefix="gateway-bundle-") as tmp:
         root = Path(tmp) / "b"
         root.mkdir()
-        problem = _unpack(bundle, root)
+        tarball, problem = _carried(bundle, Path(tmp))
         if problem is not None:
             return _fail(report, 2, problem)
+        problem = _unpack(tarball, root)
+        if problem is not None:
+            return _fail(report, 2, problem)
+        manifest = _manifest(root)
+        if isinstance(manifest, tuple):
+            return _fail(report, *manifest)
+        return _check(root, manifest, key, public, report)
+
+
+@dataclass
+class Manifest:
+    """What MANIFEST.json says the bundle holds."""
+
+    sessions: list[str]
+    export_id: object
+
+
+def _manifest(root: Path) -> Manifest | tuple[int, str]:
+    """The manifest, once every file it names is there with its digest; else (status, problem)."""
+    try:
+        manifest = json.loads((root / "MANIFEST.json").read_text())
+        files: dict[str, str] = {str(k): str(v) for k, v in dict(manifest["files"]).items()}
+        found = Manifest([str(s) for s in manifest["sessions"]], manifest.get("export"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 2, "no readable MANIFEST.json (an export from before self-verifying bundles?)"
+    for name, digest in sorted(files.items()):
         try:
-            manifest = json.loads((root / "MANIFEST.json").read_text())
-            files: dict[str, str] = dict(manifest["files"])
-            sessions = [str(s) for s in manifest["sessions"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return _fail(
-                report, 2, "no readable MANIFEST.json (an export from before self-verifying bundles?)"
-            )
-        for name, digest in sorted(files.items()):
-            path = root / name
-            if not path.is_file():
-                return _fail(report, 1, f"{name}: listed in the manifest, missing from the bundle")
-            if sha256_file(path) != digest:
-                return _fail(report, 1, f"{name}: does not match its digest in the manifest")
-        return _check(root, sessions, key, public, report)
+            path = root / member_name(name)
+        except QueryError:
+            return 1, f"the manifest names an unsafe path: {name[:80]!r}"
+        if not path.is_file():
+            return 1, f"{name}: listed in the manifest, missing from the bundle"
+        if sha256_file(path) != digest:
+            return 1, f"{name}: does not match its digest in the manifest"
+    return found
 
 
 def _check(
-    root: Path, sessions: list[str], key: bytes | None, public: Ed25519PublicKey | None, report: BundleReport
+    root: Path,
+    manifest: Manifest,
+    key: bytes | None,
+    public: Ed25519PublicKey | None,
+    report: BundleReport,
 ) -> BundleReport:
     host = root / "host"
     host.mkdir()
@@ -135,19 +196,24 @@ def _check(
     chain = verify_host(host, key, public)
     if not chain.intact:
         return _fail(report, 1, f"the chain: {chain.kind}: {chain.detail}")
+    gaps = [gap for gap in chain.gaps if gap[0] > 1]  # a leading gap: older files no longer kept
+    if gaps:
+        return _fail(
+            report, 1, f"the chain: records seq {gaps[0][0]}-{gaps[0][1]} are missing from the bundle"
+        )
     report.by = report.by or ("K_0" if key is not None else "the checkpoint public key")
     if key is None:
-        report.anchored_seq = max(
-            (int(json.loads(x)["seq"]) for x in (host / CHECKPOINTS).read_bytes().splitlines() if x.strip()),
-            default=0,
-        )
+        report.anchored_seq = chain.anchored_seq
     records = [json.loads(x) for x in (host / AUDIT).read_bytes().splitlines() if x.strip()]
     report.records, report.last_seq = chain.records, chain.last_seq
     report.first_seq = min((int(r["seq"]) for r in records), default=0)
+    sessions = manifest.sessions
+    problem = _export_record(records, manifest.export_id, sessions, report.anchored_seq) or next(
+        filter(None, (_session(root, session, records, report) for session in sessions)), None
+    )
+    if problem is not None:
+        return _fail(report, 1, problem)
     for session in sessions:
-        problem = _session(root, session, records, report)
-        if problem is not None:
-            return _fail(report, 1, problem)
         connection = session.split(".")[0]
         last = max(int(r["seq"]) for r in records if r.get("session_id") == connection)
         if report.anchored_seq is not None and last > report.anchored_seq:
@@ -159,8 +225,31 @@ def _check(
     return report
 
 
-def _canonical(records: list[dict[str, Any]]) -> list[str]:
-    return sorted(json.dumps(r, sort_keys=True) for r in records)
+def _export_record(
+    records: list[dict[str, Any]], export_id: object, sessions: list[str], anchored: int | None
+) -> str | None:
+    """The chain's record of this export names exactly the bundle's sessions; a problem, or None."""
+    if not isinstance(export_id, str) or not export_id:
+        return "the manifest names no export record: nothing shows that no session was taken out"
+    found = [r for r in records if r.get("event") == "sessions.export" and r.get("export") == export_id]
+    if not found:
+        return f"export {export_id}: the chain has no record of it"
+    record = found[0]
+    seq = int(record["seq"])
+    if anchored is not None and seq > anchored:
+        return (
+            f"export {export_id}: its record (seq {seq}) is past the last checkpoint (seq {anchored}):"
+            " verify with K_0, or export again once a checkpoint covers it"
+        )
+    named = record.get("sessions")
+    named = [str(s) for s in named] if isinstance(named, list) else []
+    for session in named:
+        if session not in sessions:
+            return f"session {session}: named by the export's record (seq {seq}), missing from the bundle"
+    for session in sessions:
+        if session not in named:
+            return f"session {session}: in the bundle, but not named by the export's record (seq {seq})"
+    return None
 
 
 def _session(root: Path, session: str, records: list[dict[str, Any]], report: BundleReport) -> str | None:

@@ -5,6 +5,12 @@ Layout (what ``deploy/rsyslog/gateway-collector.conf`` writes)::
     COLLECTED/HOST/audit.jsonl        every record shipped by HOST, as sent (MSG byte for byte)
     COLLECTED/HOST/checkpoints.jsonl  its signed checkpoints
 
+Any other layout per host works too: one mixed stream (a SIEM export), or
+several files in any order (rotated, split by day). Every regular file in
+``COLLECTED/HOST`` is read, and each line is told apart by its content: a
+signed checkpoint has ``sig`` and ``head``, a record has ``mac``. A syslog
+header kept in front of the JSON is skipped.
+
 Shipping is at least once, so exact duplicates are accepted; two different
 records with one seq are tampering. Records missing at the collector are
 *gaps*, reported apart from tampering. With K_0 every MAC is checked (the
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,8 @@ class HostReport:
     duplicates: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)
     checkpoints: int | None = None
+    #: the highest seq a valid checkpoint vouches for (with a public key)
+    anchored_seq: int = 0
     macs_checked: bool = False
     kind: str | None = None
     detail: str = ""
@@ -60,17 +69,18 @@ class HostReport:
         )
 
 
-def stream(directory: Path) -> Path:
-    """A host's records: ``audit.jsonl`` (the shipped layout), or the one file a SIEM export holds."""
-    if (directory / AUDIT).is_file():
-        return directory / AUDIT
-    files = [p for p in directory.iterdir() if p.is_file() and p.name != CHECKPOINTS]
-    return files[0] if len(files) == 1 else directory / AUDIT
+def files(directory: Path) -> list[Path]:
+    """Every regular file a host's directory holds (hidden files aside), in name order."""
+    try:
+        found = [p for p in directory.iterdir() if not p.name.startswith(".") and p.is_file()]
+    except OSError:
+        return []
+    return sorted(found)
 
 
 def hosts(collected: Path) -> list[Path]:
-    """Every host directory the collector holds."""
-    return sorted(p for p in collected.iterdir() if p.is_dir() and stream(p).is_file())
+    """Every host directory the collector holds (one with at least one file)."""
+    return sorted(p for p in collected.iterdir() if p.is_dir() and files(p))
 
 
 def is_checkpoint(record: dict[str, Any]) -> bool:
@@ -84,38 +94,43 @@ def _json_part(line: bytes) -> bytes:
     return line[start:] if start > 0 else line
 
 
+def _lines(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as f:
+            yield from f
+
+
 def unique_lines(
-    path: Path, checkpoints: list[bytes] | None = None
+    paths: list[Path], checkpoints: list[bytes] | None = None
 ) -> tuple[dict[int, bytes], int, list[str]]:
     """seq -> line, the number of exact duplicates, and problems (a second, different record for a seq).
 
-    Checkpoints mixed into the stream go to *checkpoints* (when given) instead of being records.
+    Checkpoints (told apart by content) go to *checkpoints* (when given) instead of being records.
     """
     by_seq: dict[int, bytes] = {}
     duplicates, problems = 0, []
-    with path.open("rb") as f:
-        for raw in f:
-            line = _json_part(raw.rstrip(b"\n").rstrip(b"\r"))
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-                seq = record["seq"]
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"a line that is not a sealed record: {line[:60]!r}")
-                continue
-            if isinstance(record, dict) and is_checkpoint(record):
-                if checkpoints is not None:
-                    checkpoints.append(line)
-                continue
-            if not isinstance(seq, int):
-                problems.append(f"a record without a seq: {line[:60]!r}")
-            elif seq in by_seq and by_seq[seq] != line:
-                problems.append(f"two different records with seq {seq}")
-            elif seq in by_seq:
-                duplicates += 1
-            else:
-                by_seq[seq] = line
+    for raw in _lines(paths):
+        line = _json_part(raw.rstrip(b"\n").rstrip(b"\r"))
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+            seq = record["seq"]
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"a line that is not a sealed record: {line[:60]!r}")
+            continue
+        if isinstance(record, dict) and is_checkpoint(record):
+            if checkpoints is not None:
+                checkpoints.append(line)
+            continue
+        if not isinstance(seq, int):
+            problems.append(f"a record without a seq: {line[:60]!r}")
+        elif seq in by_seq and by_seq[seq] != line:
+            problems.append(f"two different records with seq {seq}")
+        elif seq in by_seq:
+            duplicates += 1
+        else:
+            by_seq[seq] = line
     return by_seq, duplicates, problems
 
 
@@ -133,7 +148,7 @@ def verify_host(directory: Path, key: bytes | None, public: Ed25519PublicKey | N
     """Verify one host's collected chain (and checkpoints, with *public*)."""
     report = HostReport(directory.name, macs_checked=key is not None)
     mixed: list[bytes] = []
-    by_seq, report.duplicates, problems = unique_lines(stream(directory), mixed)
+    by_seq, report.duplicates, problems = unique_lines(files(directory), mixed)
     if problems:
         report.kind, report.detail = "edited", problems[0]
         return report
@@ -157,23 +172,19 @@ def verify_host(directory: Path, key: bytes | None, public: Ed25519PublicKey | N
                 return report
         previous, expected = line, seq + 1
     if public is not None:
-        _check_anchors(directory, public, by_seq, report, mixed)
+        _check_anchors(public, by_seq, report, mixed)
     return report
 
 
 def _check_anchors(
-    directory: Path,
     public: Ed25519PublicKey,
     by_seq: dict[int, bytes],
     report: HostReport,
     mixed: list[bytes],
 ) -> None:
-    path = directory / CHECKPOINTS
-    lines = [x for x in path.read_bytes().splitlines() if x.strip()] if path.exists() else []
-    lines += mixed  # a stream that kept checkpoints among the records
     report.checkpoints = 0
     seen: set[bytes] = set()
-    for raw in lines:
+    for raw in mixed:
         if raw in seen:
             continue  # at least once: the same checkpoint twice
         seen.add(raw)
@@ -190,6 +201,8 @@ def _check_anchors(
             return
         if isinstance(seq, int) and seq > report.last_seq:
             report.gaps.append((report.last_seq + 1, seq))  # signed, but the records never arrived
+        elif isinstance(seq, int):
+            report.anchored_seq = max(report.anchored_seq, seq)
         report.checkpoints += 1
 
 
@@ -203,7 +216,7 @@ class Against:
 
 def against(audit: Path, collected_file: Path) -> Against:
     """Fail when the collector holds records that are gone from the host, or that differ."""
-    theirs, _, problems = unique_lines(collected_file)
+    theirs, _, problems = unique_lines([collected_file])
     if problems:
         return Against(False, f"the collector's copy is damaged: {problems[0]}")
     ours: dict[int, bytes] = {}

@@ -67,6 +67,7 @@ async def execute(session: Session, plan: Plan) -> Exit:
         state=rt.settings.state,
         pinned=plan.pinned,
         checkpoint_public=rt.checkpoint_public,
+        checkpoint=rt.write_checkpoint,
         principal=session.conn.principal or "",
         requests=rt.requests,
         audit=session.audit,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit import store
-from gateway.audit.collected import hosts, stream, unique_lines
+from gateway.audit.collected import files, hosts, unique_lines
 from gateway.sessions import query
 from gateway.sessions.index import Index
 
@@ -36,7 +36,7 @@ def host_records(directory: Path) -> Iterator[dict[str, Any]]:
 
 
 def _records(directory: Path) -> Iterator[dict[str, Any]]:
-    by_seq, _, _ = unique_lines(stream(directory))
+    by_seq, _, _ = unique_lines(files(directory))
     for seq in sorted(by_seq):
         record = json.loads(by_seq[seq])
         if isinstance(record, dict):

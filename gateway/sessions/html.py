@@ -6,12 +6,15 @@ audit records. A Content-Security-Policy forbids every network request (no
 ``connect-src``, ``img-src`` or anything else beyond inline script and style
 and the player's WebAssembly), so the file opens from disk and can reach
 nothing. The chain's verification result and each recording's SHA-256 are
-computed when the file is made; the footer says how to check a bundle
-independently.
+computed when the file is made. The file also carries the tar bundle itself
+(base64 in a ``<script type="application/gzip">`` element that never runs), so
+``gateway audit verify --bundle FILE.html`` checks the very file Charlotte
+hands over, and the page offers the bundle as a download.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -158,6 +161,20 @@ table.records code, table.typed code { white-space: pre-wrap; word-break: break-
 footer { margin-top: 3em; font-size: 13px; color: #555; }
 """
 
+#: the element that carries the bundle; ``audit verify --bundle`` finds it by this id
+BUNDLE_ID = "gateway-bundle"
+
+OFFER_BUNDLE = """
+const carried = document.getElementById("gateway-bundle");
+const link = document.getElementById("gateway-bundle-link");
+if (carried && link) {
+  const raw = atob(carried.textContent.trim());
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  link.href = URL.createObjectURL(new Blob([bytes], { type: "application/gzip" }));
+}
+"""
+
 START_PLAYERS = """
 for (const [element, config] of Object.entries(window.GATEWAY_CASTS || {})) {
   AsciinemaPlayer.create({ data: config.cast }, document.getElementById(element), {
@@ -167,8 +184,8 @@ for (const [element, config] of Object.entries(window.GATEWAY_CASTS || {})) {
 """
 
 
-def render(index: Index, state: Path, sessions: list[str], verdict: tuple[bool, str]) -> str:
-    """The whole evidence file for *sessions*."""
+def render(index: Index, state: Path, sessions: list[str], verdict: tuple[bool, str], bundle: bytes) -> str:
+    """The whole evidence file for *sessions*, carrying their tar *bundle*."""
     for session in sessions:  # every id is checked before anything is read
         checked_id(session)
     sections, digests = [], []
@@ -196,15 +213,20 @@ def render(index: Index, state: Path, sessions: list[str], verdict: tuple[bool, 
 <h3>Recordings and their SHA-256</h3><table><tr><th>recording</th><th>SHA-256</th></tr>{digest_rows}</table>
 {"".join(sections)}
 <footer>
-<p>This file is a readable view, not the evidence itself. To check the sessions independently, export the
-tar bundle (<code>gateway sessions export {ids} --out bundle.tar.gz</code>, or over SSH
-<code>ssh audit@HOST sessions export {ids} &gt; bundle.tar.gz</code>) and run
-<code>gateway audit verify --bundle bundle.tar.gz --key K0</code> (the initial key K_0, kept off the host), or
-<code>--pubkey checkpoint.pub</code> with the checkpoint public key alone: it checks every record, link and
-checkpoint, and every recording against the digest in its <code>session.end</code> record.</p>
+<p>This page is a readable view. The evidence is the bundle it carries
+(<a id="gateway-bundle-link" download="bundle.tar.gz" href="#">bundle.tar.gz</a>, also inside this file).
+To check it independently, on any machine, run
+<code>gateway audit verify --bundle THIS-FILE.html --key K0</code> (the initial key K_0, kept off the host),
+or
+<code>--pubkey checkpoint.pub</code> with the checkpoint public key alone (the same works on the
+<code>bundle.tar.gz</code>): it checks every record, link and checkpoint, that the export's own record in the
+chain names exactly these sessions, and every recording against the digest in its <code>session.end</code>
+record.</p>
 <p>Player: asciinema-player {html.escape(_asset("VERSION").strip())} (Apache-2.0), inlined; this page makes no
 network request (its Content-Security-Policy forbids them).</p>
 </footer>
+<script type="application/gzip" id="{BUNDLE_ID}">{base64.b64encode(bundle).decode()}</script>
+<script>{OFFER_BUNDLE}</script>
 <script>{_asset("asciinema-player.min.js")}</script>
 <script>{START_PLAYERS}</script>
 </body></html>

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -128,3 +130,90 @@ def test_tampering_is_named(evidence: Any, tmp_path: Path) -> None:
     _rewrite(bundle, dropped, drop)
     status, said = verdict(dropped)
     assert status == 1 and ids[1] in said and "missing" in said, said
+
+
+def test_a_session_taken_out_of_the_bundle_is_named(evidence: Any, tmp_path: Path) -> None:
+    """Every trace of one session removed, manifest rewritten: the export's own record still names it."""
+    gw, ids = evidence
+    bundle = tmp_path / "b.tar.gz"
+    made = gateway_cli("sessions", "export", "--state", str(gw.state), *ids[:3], "--out", str(bundle))
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(bundle) as tar:
+        events = [json.loads(x) for x in tar.extractfile(f"sessions/{ids[1]}.jsonl").read().splitlines()]  # type: ignore[union-attr]
+    theirs = {f"sessions/{ids[1]}.jsonl"} | {str(e["recording"]) for e in events if e.get("recording")}
+
+    def take_out(name: str, data: bytes) -> bytes | None:
+        if name in theirs:
+            return None
+        if name == "MANIFEST.json":
+            manifest = json.loads(data)
+            manifest["sessions"].remove(ids[1])
+            manifest["files"] = {k: v for k, v in manifest["files"].items() if k not in theirs}
+            return json.dumps(manifest).encode()
+        return data
+
+    smaller = tmp_path / "smaller.tar.gz"
+    _rewrite(bundle, smaller, take_out)
+    for how in (
+        ("--key", str(gw.state / "audit" / "initial.key")),
+        ("--pubkey", str(gw.state / "audit" / "checkpoint.pub")),
+    ):
+        done = gateway_cli("audit", "verify", "--bundle", str(smaller), *how)
+        said = done.stdout + done.stderr
+        assert done.returncode == 1 and ids[1] in said and "named by the export's record" in said, said
+
+
+def test_the_export_is_itself_in_the_chain(evidence: Any, tmp_path: Path) -> None:
+    gw, ids = evidence
+    mark = gw.mark()
+    bundle = tmp_path / "b.tar.gz"
+    assert (
+        gateway_cli("sessions", "export", "--state", str(gw.state), ids[0], "--out", str(bundle)).returncode
+        == 0
+    )
+    exported = gw.since(mark, lambda e: e["event"] == "sessions.export")
+    assert [e["sessions"] for e in exported if e["event"] == "sessions.export"] == [[ids[0]]]
+    assert exported[-1]["by"] == "host"
+
+
+def test_the_html_evidence_file_is_a_bundle(evidence: Any, tmp_path: Path) -> None:
+    """The HTML Charlotte hands over verifies as it is, over SSH and from the CLI; an edited copy does not."""
+    gw, ids = evidence
+    public = str(gw.state / "audit" / "checkpoint.pub")
+    page = tmp_path / "evidence.html"
+    made = gateway_cli("sessions", "export", "--state", str(gw.state), *ids[:2], "--html", str(page))
+    assert made.returncode == 0, made.stderr
+    assert "audit verify --bundle" in page.read_text()
+    done = gateway_cli("audit", "verify", "--bundle", str(page), "--pubkey", public)
+    assert done.returncode == 0 and ", ".join(ids[:2]) in done.stdout, done.stdout + done.stderr
+    over_ssh = subprocess.run(
+        gw.ssh_argv("audit", "sessions", "export", "--html", ids[2], key="charlotte"),
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert over_ssh.returncode == 0, over_ssh.stderr
+    fetched = tmp_path / "fetched.html"
+    fetched.write_bytes(over_ssh.stdout)
+    done = gateway_cli("audit", "verify", "--bundle", str(fetched), "--pubkey", public)
+    assert done.returncode == 0 and ids[2] in done.stdout, done.stdout + done.stderr
+    text = fetched.read_text()
+    start = text.index('id="gateway-bundle">') + len('id="gateway-bundle">')
+    carried = base64.b64decode(text[start : text.index("</script>", start)])
+    changed = tmp_path / "changed.tar.gz"
+    (tmp_path / "carried.tar.gz").write_bytes(carried)
+    _rewrite(
+        tmp_path / "carried.tar.gz",
+        changed,
+        lambda n, d: d.replace(b"evidence-2", b"evidence-X") if n.startswith("recordings/") else d,
+    )
+    edited = tmp_path / "edited.html"
+    edited.write_text(
+        text[:start]
+        + base64.b64encode(changed.read_bytes()).decode()
+        + text[text.index("</script>", start) :]
+    )
+    done = gateway_cli("audit", "verify", "--bundle", str(edited), "--pubkey", public)
+    assert done.returncode == 1 and "does not match its digest" in done.stdout + done.stderr
+    junk = tmp_path / "junk.html"
+    junk.write_text("<!DOCTYPE html><p>no bundle here</p>")
+    done = gateway_cli("audit", "verify", "--bundle", str(junk), "--pubkey", public)
+    assert done.returncode == 2 and "carries" in done.stdout + done.stderr
