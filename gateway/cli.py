@@ -597,6 +597,10 @@ def verify(
         click.echo(f"checked: {report.summary()}")
         _fail(f"audit: {report.where}: {report.kind}: {report.detail}", report.exit_status)
     click.echo(f"ok: chain intact: {report.summary()}")
+    if key is None and (state / "audit" / "initial.key").exists():
+        from gateway.audit.verify import K0_ON_HOST_WEAKENS  # noqa: PLC0415
+
+        click.echo(f"note: {K0_ON_HOST_WEAKENS}")
     if against is not None:
         result = _against(state, against)
         if not result.ok:
@@ -812,8 +816,9 @@ def list_(
 @click.argument("session")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
 def show(state: Path, session: str, as_json: bool) -> None:
-    """A session's records in time order."""
+    """A session's records in time order, then its typed input (keys named: ^C, ESC, ^M)."""
     from gateway.sessions import query  # noqa: PLC0415
+    from gateway.sessions.replay import show_text  # noqa: PLC0415
 
     with _index(state) as index:
         try:
@@ -821,7 +826,7 @@ def show(state: Path, session: str, as_json: bool) -> None:
         except query.QueryError as exc:
             _fail(f"gateway: {exc}", 1)
             return
-    click.echo(query.json_lines(events) if as_json else query.show_text(events), nl=False)
+    click.echo(query.json_lines(events) if as_json else show_text(state, events), nl=False)
 
 
 @sessions.command()

@@ -93,6 +93,13 @@ async def serve(
     if primary:  # the "listening on" line stays the first line on stdout
         oplog.log().info("started", listen=f"{settings.listen.host}:{port}", workers=settings.workers)
         notify.ready(f"listening on {settings.listen.host}:{port}")
+        if (settings.state / "audit" / "initial.key").exists():  # after the first line: it stays first
+            oplog.log().warning(
+                "initial key still on this host",
+                path=str(settings.state / "audit" / "initial.key"),
+                why="root here can recompute every MAC and rewrite the chain",
+                fix="gateway audit export-key",
+            )
     async with Tasks("server") as tasks:
         tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
         tasks.spawn(watch(runtime), "watch")

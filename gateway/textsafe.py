@@ -24,17 +24,17 @@ def visible(text: str) -> str:
     return UNSAFE.sub(_escape, text)
 
 
-def _key(match: re.Match[str]) -> str:
+def _key(match: re.Match[str], enter: str) -> str:
     code = ord(match.group())
     if code == 0x1B:
         return "ESC"
     if code == 0x0D:
-        return "\n"  # Enter, as typed
+        return enter
     if code < 0x20:
         return "^" + chr(code + 0x40)
     return _escape(match)
 
 
-def keys(text: str) -> str:
-    """Typed input as a reader names the keys: ``^C``, ``^D``, ``ESC``, ``\x7f``, Enter as a line end."""
-    return UNSAFE.sub(_key, text.replace("\r\n", "\r"))
+def keys(text: str, enter: str = "\n") -> str:
+    """Typed input as a reader names the keys: ``^C``, ``^D``, ``ESC``, ``\x7f``; Enter as *enter*."""
+    return UNSAFE.sub(lambda m: _key(m, enter), text.replace("\r\n", "\r"))

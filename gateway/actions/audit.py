@@ -23,14 +23,14 @@ from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
 from gateway.actions.moderate import follow_output, moderate
 from gateway.audit.checkpoint import load_public
-from gateway.audit.verify import Report, verify
+from gateway.audit.verify import K0_ON_HOST_WEAKENS, Report, verify
 from gateway.errors import Refusal
 from gateway.sessions import query
 from gateway.sessions.export import announcer, export
 from gateway.sessions.grep import Match, compile_pattern, grep_rows
 from gateway.sessions.html import chain_verdict, render
 from gateway.sessions.index import Index
-from gateway.sessions.replay import recording_path
+from gateway.sessions.replay import recording_path, show_text
 from gateway.tasks import Tasks
 
 WATCH_POLL = 0.2
@@ -151,7 +151,7 @@ def _answer(index: Index, ctx: ActionContext, args: argparse.Namespace) -> bytes
             return query.json_lines(query.list_sessions(index, filters)).encode()
         return query.list_table(index, filters).encode()
     if args.verb == "show":
-        return query.show_text(query.show(index, args.id)).encode()
+        return show_text(state, query.show(index, args.id)).encode()
     if ctx.audit is None:
         raise query.QueryError("exports are recorded in the audit chain, and this session cannot write it")
     buffer = io.BytesIO()
@@ -169,7 +169,7 @@ async def _verify(ctx: ActionContext) -> Exit:
         )
     report = await asyncio.to_thread(_run_verify, ctx.state, key_file, ctx.checkpoint_public)
     if report.intact:
-        await send(ctx, f"ok: chain intact: {report.summary()}\n".encode())
+        await send(ctx, f"ok: chain intact: {report.summary()}\nnote: {K0_ON_HOST_WEAKENS}\n".encode())
         return Exit(0)
     await send(ctx, f"checked: {report.summary()}\n".encode())
     await send(ctx, f"audit: {report.where}: {report.kind}: {report.detail}\n".encode())

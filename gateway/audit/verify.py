@@ -32,6 +32,14 @@ TAMPERING = (
     "truncated-tail",
 )
 
+#: what ``audit verify`` says when it checks with the K_0 still on the host
+K0_ON_HOST_WEAKENS = (
+    "K_0 is still on this host (audit/initial.key): this verdict shows the records agree with a key root"
+    " here can read, so it cannot show that root did not rewrite them; the checkpoints (--pubkey, shipped"
+    " off the host) and the collector's copy (--against) still can. Run `gateway audit export-key` to move"
+    " it off."
+)
+
 
 @dataclass(frozen=True)
 class Entry:

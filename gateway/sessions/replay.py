@@ -9,10 +9,12 @@ import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from gateway.sessions import query
 from gateway.sessions.index import Index
 from gateway.sessions.query import QueryError
+from gateway.textsafe import keys
 
 MAX_PAUSE = 2.0  # long idle gaps are shortened, as asciinema's idle limit does
 
@@ -25,17 +27,34 @@ def recording_path(index: Index, state: Path, session: str) -> Path:
     return state / str(row[0])
 
 
-def output_events(path: Path) -> Iterator[tuple[float, str]]:
-    """(time, text) of each output event, read line by line."""
+def cast_events(path: Path, wanted: str = "o") -> Iterator[tuple[float, str]]:
+    """(time, text) of each event of one kind (``o`` output, ``i`` input), read line by line."""
     with path.open(encoding="utf-8", errors="replace") as f:
         f.readline()  # the header
         for line in f:
             try:
                 stamp, code, data = json.loads(line)
-            except ValueError:
+            except (ValueError, TypeError):
                 return  # a torn last line: the session was cut
-            if code == "o":
+            if code == wanted:
                 yield float(stamp), str(data)
+
+
+def output_events(path: Path) -> Iterator[tuple[float, str]]:
+    """(time, text) of each output event."""
+    return cast_events(path, "o")
+
+
+def show_text(state: Path, events: list[dict[str, Any]]) -> str:
+    """``sessions show``: the records, then what was typed, keys named (``^C``, ``ESC``, ``^M`` for Enter)."""
+    lines = [query.show_text(events)]
+    for name in sorted({str(e["recording"]) for e in events if e.get("recording")}):
+        path = state / name
+        if path.is_file():
+            lines += [
+                f"typed  +{stamp:.3f}s  {keys(data, enter='^M')}\n" for stamp, data in cast_events(path, "i")
+            ]
+    return "".join(lines)
 
 
 ANSWER_SETTLE = 0.2  # the terminal's last answers (to ESC[6n and the like) arrive within this

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,20 @@ def test_the_html_evidence_file_is_a_bundle(evidence: Any, tmp_path: Path) -> No
     junk.write_text("<!DOCTYPE html><p>no bundle here</p>")
     done = gateway_cli("audit", "verify", "--bundle", str(junk), "--pubkey", public)
     assert done.returncode == 2 and "carries" in done.stdout + done.stderr
+
+
+def test_serve_warns_at_start_while_k0_is_on_the_host(own_gateway: Any) -> None:
+    gw = own_gateway()
+    assert gw.proc.stdout is not None
+    seen: list[str] = []
+
+    def read() -> None:  # a thread: the pipe's text buffer may already hold the line, so no select
+        for _ in range(20):
+            seen.append(gw.proc.stdout.readline())
+            if "initial key still on this host" in seen[-1] or not seen[-1]:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert any("initial key still on this host" in x and "export-key" in x for x in seen), seen

@@ -26,8 +26,10 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 
 
-def _session(gateway: Gateway, *lines: str, action: str = "debug", target: str = "") -> str:
-    """Run a PTY shell typing *lines*; return its session id."""
+def _session(
+    gateway: Gateway, *lines: str, action: str = "debug", target: str = "", interrupt: bool = False
+) -> str:
+    """Run a PTY shell typing *lines* (then ^C at a `cat`, with *interrupt*); return its session id."""
     mark = gateway.mark()
     argv = gateway.ssh_argv(action, target, opts=("-tt",))
     env = {"TERM": "xterm", "PATH": "/usr/bin:/bin"}
@@ -35,6 +37,11 @@ def _session(gateway: Gateway, *lines: str, action: str = "debug", target: str =
     child.expect(r"[#$] ")
     for line in lines:
         child.sendline(line)
+    if interrupt:
+        child.sendline("cat")
+        time.sleep(0.5)
+        child.sendcontrol("c")
+        child.expect(r"[#$] ")
     child.sendline("exit")
     child.expect(pexpect.EOF)
     child.close()
@@ -127,6 +134,25 @@ def test_the_html_file_plays_offline_in_a_real_browser(
     taken = _chromium(page, tmp_path / "profile2", network, "--window-size=1200,1600", f"--screenshot={shot}")
     assert taken.returncode == 0 and shot.stat().st_size > 10_000
     assert network.page_requests() == []  # the page asked the network for nothing
+
+
+def test_control_keys_read_as_keys_in_show_and_in_the_html(
+    gateway: Gateway, web1: str, tmp_path: Path
+) -> None:
+    sid = _session(gateway, "echo keys-MARK", target=web1, interrupt=True)
+    shown = gateway_cli("sessions", "show", sid, "--state", str(gateway.state))
+    assert shown.returncode == 0, shown.stderr
+    typed = [line for line in shown.stdout.splitlines() if line.startswith("typed ")]
+    assert any(line.endswith("^C") for line in typed), shown.stdout
+    assert any("echo keys-MARK^J" in line for line in typed), shown.stdout  # pexpect types LF
+    assert "\x03" not in shown.stdout
+    page = tmp_path / "keys.html"
+    assert (
+        gateway_cli("sessions", "export", sid, "--html", str(page), "--state", str(gateway.state)).returncode
+        == 0
+    )
+    text = page.read_text()
+    assert "<code>^C</code>" in text and "\x03" not in text
 
 
 def test_the_network_watch_sees_a_page_that_does_ask(tmp_path: Path, network: NetworkWatch) -> None:

@@ -111,3 +111,18 @@ def test_export_key_prints_k0_and_removes_it(tmp_path: Path) -> None:
     assert moved.returncode == 0 and moved.stdout.strip() == k0
     assert not (tmp_path / "audit" / "initial.key").exists()
     assert "removed" in moved.stderr
+
+
+def test_verify_says_what_k0_on_the_host_weakens(tmp_path: Path) -> None:
+    from gateway.audit import AuditLog  # noqa: PLC0415
+
+    log = AuditLog(tmp_path / "audit")
+    log.emit("test.event")
+    log.close()
+    here = _gateway("audit", "verify", "--state", str(tmp_path))
+    assert here.returncode == 0 and here.stdout.startswith("ok:")
+    assert "K_0 is still on this host" in here.stdout and "export-key" in here.stdout
+    k0 = tmp_path / "k0"
+    k0.write_text(_gateway("audit", "export-key", "--state", str(tmp_path)).stdout)
+    off = _gateway("audit", "verify", "--state", str(tmp_path), "--key", str(k0))
+    assert off.returncode == 0 and "still on this host" not in off.stdout

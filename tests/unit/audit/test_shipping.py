@@ -100,3 +100,38 @@ def test_a_mixed_stream_with_checkpoints_and_syslog_headers_is_intact(tmp_path: 
     report = verify_host(host, key, checkpoint.load_public(directory / "checkpoint.pub"))
     assert report.intact, report.detail
     assert report.records == len(records) and report.checkpoints >= 1
+    edited = (host / "siem-export.log").read_bytes().replace(b'"n":2', b'"n":9', 1)
+    (host / "siem-export.log").write_bytes(edited)
+    assert not verify_host(host, key, None).intact
+
+
+def test_several_files_in_any_order_are_one_host(tmp_path: Path) -> None:
+    """Rotated or split files, named in no useful order, checkpoints in a file of their own or mixed in."""
+    from gateway.audit import AuditLog, checkpoint  # noqa: PLC0415
+    from gateway.audit.store import log_files  # noqa: PLC0415
+
+    directory = tmp_path / "state" / "audit"
+    log = AuditLog(directory)
+    signer = checkpoint.signing_key(directory)
+    for k in range(9):
+        log.emit("test.event", n=k)
+        checkpoint.write_checkpoint(directory, signer)
+    log.close()
+    records = [x for p in log_files(directory) for x in p.read_bytes().splitlines()]
+    marks = (directory / "checkpoints.jsonl").read_bytes().splitlines()
+    host = tmp_path / "collected" / "web1"
+    host.mkdir(parents=True)
+    (host / "z-first.log").write_bytes(b"\n".join(records[:3] + marks[:2]) + b"\n")
+    (host / "a-last.log").write_bytes(b"\n".join(records[6:]) + b"\n")
+    (host / "m-middle.log").write_bytes(b"\n".join(records[3:6]) + b"\n")
+    (host / "signed.jsonl").write_bytes(b"\n".join(marks[2:]) + b"\n")
+    key = bytes.fromhex((directory / "initial.key").read_text())
+    public = checkpoint.load_public(directory / "checkpoint.pub")
+    report = verify_host(host, key, public)
+    assert report.intact and not report.gaps, report.summary()
+    assert report.records == len(records) and report.checkpoints == len(marks)
+    (host / "m-middle.log").write_bytes((host / "m-middle.log").read_bytes().replace(b'"n":4', b'"n":7'))
+    assert not verify_host(host, key, public).intact
+    (host / "m-middle.log").unlink()
+    gapped = verify_host(host, key, public)
+    assert gapped.intact and gapped.gaps  # a missing file is a gap, not tampering

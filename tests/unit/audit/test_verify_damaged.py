@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.audit import AuditLog
+from gateway.audit.bundle import verify_bundle
 from gateway.audit.collected import verify_host
 from gateway.audit.verify import verify
 
@@ -48,3 +54,51 @@ def test_damaged_files_give_a_verdict(which: str, junk: bytes, keep: int) -> Non
         host.mkdir()
         (host / "audit.jsonl").write_bytes(next(directory.glob("audit-*.jsonl")).read_bytes() + junk)
         verify_host(host, key, None)  # a verdict, whatever the bytes
+        (host / "more.log").write_bytes(junk)  # several files, checkpoints told apart by content
+        verify_host(host, None, Ed25519PrivateKey.generate().public_key())
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    which=st.sampled_from(["manifest", "audit", "checkpoints", "session", "whole", "html"]),
+    junk=JUNK,
+    keep=st.integers(0, 400),
+    honest_digests=st.booleans(),
+    export_id=st.one_of(st.none(), st.just("E1"), st.integers()),
+)
+def test_damaged_bundles_give_a_verdict(
+    which: str, junk: bytes, keep: int, honest_digests: bool, export_id: object
+) -> None:
+    """Bundles (tar.gz or HTML) with damaged members, manifests of wrong types, junk: a status, no traceback."""
+    key_pair = Ed25519PrivateKey.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "audit"
+        key = _chain(directory)
+        chain_bytes = next(directory.glob("audit-*.jsonl")).read_bytes()
+        members = {
+            "audit/audit-20260101-001.jsonl": chain_bytes[:keep] + junk if which == "audit" else chain_bytes,
+            "audit/checkpoints.jsonl": junk if which == "checkpoints" else b"",
+            "sessions/abc.jsonl": junk if which == "session" else b"{}\n",
+        }
+        files = {n: hashlib.sha256(d).hexdigest() if honest_digests else "0" * 64 for n, d in members.items()}
+        manifest = {"export": export_id, "sessions": ["abc"], "files": files}
+        members["MANIFEST.json"] = junk if which == "manifest" else json.dumps(manifest).encode()
+        data = _tar(members)
+        if which == "whole":
+            data = data[:keep] + junk
+        if which == "html":
+            data = b'<script type="application/gzip" id="gateway-bundle">' + junk + b"</script>"
+        bundle = Path(tmp) / "bundle"
+        bundle.write_bytes(data)
+        for report in (verify_bundle(bundle, key, None), verify_bundle(bundle, None, key_pair.public_key())):
+            assert report.status in (0, 1, 2) and (report.ok or report.problem)
