@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -440,6 +441,11 @@ def schema() -> None:
 )
 @click.option("--fingerprint", help="Only the line for this key (sshd's AuthorizedKeysCommand ... %f).")
 @click.option(
+    "--user",
+    "login",
+    help="The account sshd authenticates (%u): an action's own account names the action (the daemon's).",
+)
+@click.option(
     "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
 )
 @click.option(
@@ -453,10 +459,12 @@ def authorized_keys(
     state: Path,
     program: str | None,
     fingerprint: str | None,
+    login: str | None,
     door_socket: Path | None,
     keys_socket: Path | None,
 ) -> None:
     """Print authorized_keys lines that force `gateway dispatch`: every key, or one (--fingerprint)."""
+    del login  # only the daemon binds a login to a ticket; a line printed here has no ticket
     from gateway.authorized_keys import Door, key_line, render  # noqa: PLC0415
     from gateway.dispatch.door_server import default_program  # noqa: PLC0415
     from gateway.runtime import load_snapshot  # noqa: PLC0415
@@ -478,6 +486,27 @@ def authorized_keys(
         _audit_unknown_key(state, fingerprint)
         return
     click.echo(line)
+
+
+@main.command("openssh-setup")
+@_policies
+@_keys
+@click.option("--door-user", default="gw", show_default=True, help="The door account (sshd's login).")
+@click.option("--keys-user", default="gwkeys", show_default=True, help="The account of sshd's key lookup.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+def openssh_setup(policies: Path, keys: Path, door_user: str, keys_user: str, dry_run: bool) -> None:
+    """The accounts sshd needs: the door's, the key lookup's, and one per action (`ssh ACTION@HOST`)."""
+    from gateway.openssh_setup import setup  # noqa: PLC0415
+
+    loaded = _load(policies, keys)
+    try:
+        steps = setup(loaded.actions, door_user, keys_user, dry_run=dry_run)
+    except (ValueError, OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        _fail(f"gateway: openssh-setup: {str(detail).strip()}", 1)
+        return
+    for step in steps:
+        click.echo(step.line())
 
 
 def _audit_unknown_key(state: Path, fingerprint: str) -> None:

@@ -187,14 +187,15 @@ def key_line(argv: list[str]) -> str | None:
     """``authorized-keys --fingerprint FP``: the daemon's answer ("" for no such key), or None."""
     names = {"--policies": "policies", "--keys": "keys", "--state": "state", "--program": "program"}
     sockets = {"--door-socket": "door_socket", "--keys-socket": "keys_socket"}
-    values = parse(argv, {**names, **sockets, "--fingerprint": "fingerprint"})
+    values = parse(argv, {**names, **sockets, "--fingerprint": "fingerprint", "--user": "login"})
     if values is None or "fingerprint" not in values:
         return None
     sock = connect(keys_socket_path(values))
     if sock is None:
         return None
     try:
-        sock.sendall(wire.encode("keyline", values["fingerprint"], values.get("program", "")))
+        request = ("keyline", values["fingerprint"], values.get("program", ""), values.get("login", ""))
+        sock.sendall(wire.encode(*request))
         answer = receive(sock, bytearray())
     except OSError:
         answer = None

@@ -168,9 +168,10 @@ class DoorServer:
                 if not keys and name == "session" and len(request or ()) in (6, 7) and len(fds) == 3:
                     assert request is not None
                     await self._session(conn, (pid, uid), request[1:], (fds[0], fds[1], fds[2]), rest)
-                elif keys and name == "keyline" and len(request or ()) == 3 and not fds:
+                elif keys and name == "keyline" and len(request or ()) in (3, 4) and not fds:
                     assert request is not None
-                    await self._keyline(conn, (pid, uid), request[1], request[2])
+                    login = request[3] if len(request) == 4 else ""
+                    await self._keyline(conn, (pid, uid), request[1], request[2], login)
                 elif request is not None:
                     self._refused(uid, "not a request this socket takes", request=printable(name[:32]))
                     await _send(conn, "refused", REFUSED)
@@ -182,16 +183,16 @@ class DoorServer:
                         os.close(fd)
 
     async def _keyline(
-        self, conn: socket.socket, peer: tuple[int, int], fingerprint: str, program: str
+        self, conn: socket.socket, peer: tuple[int, int], fingerprint: str, program: str, login: str
     ) -> None:
-        fingerprint = fingerprint[:128]
+        fingerprint, login = fingerprint[:128], printable(login[:64])
         settings = self.rt.settings
         program = program or settings.door_program or default_program()
         principal = self.rt.keys.principal_for(fingerprint)
         monitor = peers.sshd_monitor(peer[0])
         ticket = None
         if principal is not None and (monitor is not None or peer[1] == 0):
-            ticket = self.tickets.mint(principal, fingerprint, monitor)
+            ticket = self.tickets.mint(principal, fingerprint, monitor, login)
         door = Door(program, settings.policies, settings.keys, settings.state, settings.door_socket, ticket)
         try:
             line = key_line(self.rt.policy, self.rt.keys, fingerprint, door)
@@ -206,11 +207,11 @@ class DoorServer:
 
     def _admit(
         self, peer: tuple[int, int], principal: str, connection: str, token: str
-    ) -> tuple[str, str] | None:
-        """The principal and the peer the session runs as: the ticket's; None when refused (audited)."""
+    ) -> tuple[str, str, str] | None:
+        """The principal, peer and login the session runs as: the ticket's; None when refused (audited)."""
         pid, uid = peer
         if uid == 0 and not token:
-            return principal, connection  # root could do anything the daemon can
+            return principal, connection, ""  # root could do anything the daemon can
         ticket = self.tickets.redeem(token) if token else None
         claims = {
             "claimed_principal": printable(principal[:64]),
@@ -231,7 +232,7 @@ class DoorServer:
             )
         else:
             real = peers.connection(ticket.monitor) if ticket.monitor is not None else connection
-            return ticket.principal, real
+            return ticket.principal, real, ticket.login
         return None
 
     async def _session(
@@ -247,13 +248,13 @@ class DoorServer:
         if admitted is None:
             await _send(conn, "refused", REFUSED)
             return
-        principal, connection = admitted
+        principal, connection, login = admitted
         process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None)
         await _send(conn, "accepted")
         async with Tasks("door-session") as tasks:
             tasks.spawn(_control(conn, process, rest), "control")
             with process.attached():
-                await run_door_session(self.rt, principal, command or None, connection, process)
+                await run_door_session(self.rt, principal, command or None, connection, process, login)
         await _send(conn, "status", str(process.status), process.signal or "")
 
 

@@ -15,11 +15,12 @@ import time
 from pathlib import PurePath
 from typing import Any
 
-from gateway.command import MAX_COMMAND, has_control, printable
+from gateway.command import parse_command, printable
+from gateway.dispatch.sftp_refusal import refuse_in_sftp
 from gateway.dispatch.stdio import FdProcess, signals_attached
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.runtime import Runtime
-from gateway.session import Session
+from gateway.session import Session, messages
 from gateway.settings import Settings
 
 USAGE = "gateway: usage: ssh USER@HOST ACTION [TARGET] [ARGS...]"
@@ -47,48 +48,71 @@ class DispatchConnection:
         )
 
 
+def login_action(rt: Runtime, login: str) -> str | None:
+    """The action a login names (``ssh debug@HOST`` through sshd), or None: the command's first word is.
+
+    sshd's login is the account ``gateway openssh-setup`` made for an action;
+    the door's own account (``--door-user``, ``gw``) names none.
+    """
+    if not login or login == rt.settings.door_user or login not in rt.policy.actions:
+        return None
+    return login
+
+
+def subsystem_of(original: str | None) -> str | None:
+    """sftp, when sshd ran a forced command for a subsystem request (it passes the subsystem's program)."""
+    first = (original or "").strip().partition(" ")[0]
+    return "sftp" if PurePath(first).name in SUBSYSTEM_PROGRAMS else None
+
+
+def _legacy_scp(original: str | None) -> bool:
+    """``scp -t PATH`` as the whole command: the Session refuses it, whichever the login."""
+    return (original or "").lstrip().startswith("scp ")
+
+
 def split(original: str | None) -> tuple[str, str]:
-    """SSH_ORIGINAL_COMMAND -> (action, the rest); Refusal for what is never dispatched."""
-    if original is None or not original.strip():
+    """``ssh gw@HOST ACTION [TARGET] [ARGS]``: (action, the rest); Refusal for a plain login.
+
+    Control characters and bad quoting in the rest are the Session's to refuse,
+    as on the native port; the first word only has to be a word.
+    """
+    first, _, rest = (original or "").strip().partition(" ")
+    if not first:
         raise Refusal(USAGE, reason="plain login (no command)", kind="usage")
-    if len(original) > MAX_COMMAND or has_control(original):
-        raise Refusal(
-            "gateway: control characters are not allowed in the command",
-            reason="control characters",
-            kind="command",
-        )
-    first, _, rest = original.strip().partition(" ")
-    if PurePath(first).name in SUBSYSTEM_PROGRAMS:
-        raise Refusal(
-            "gateway: subsystems (sftp) are not available",
-            reason=f"subsystem {printable(first)}",
-            kind="subsystem",
-        )
-    if first == "scp":
-        raise Refusal("gateway: scp is not available", reason="legacy scp", kind="scp")
-    return printable(first), rest  # the rest is parsed (and refused if need be) by the Session
+    parse_command(first)  # control characters, overlong: refused as on the native port
+    return first, rest
 
 
 async def run_door_session(
-    rt: Runtime, principal: str, original: str | None, ssh_connection: str, process: FdProcess
+    rt: Runtime,
+    principal: str,
+    original: str | None,
+    ssh_connection: str,
+    process: FdProcess,
+    login: str = "",
 ) -> None:
     """Decide and run one door request on *process*; its status ends up in ``process.status``."""
+    action = login_action(rt, login)
+    process.subsystem = subsystem_of(original)
+    conn = DispatchConnection(rt, principal, action or "", ssh_connection)
     try:
-        action, rest = split(original)
+        if process.subsystem is None and action is None and not _legacy_scp(original):
+            first, original = split(original)
+            conn.username = printable(first)
+        if principal not in rt.keys.principals:
+            line = f"gateway: {conn.username}: permission denied"
+            raise Refusal(line, reason="unknown principal", kind="action")
     except Refusal as refusal:
-        _refuse(DispatchConnection(rt, principal, "", ssh_connection), process, refusal)
-        return
-    conn = DispatchConnection(rt, principal, action, ssh_connection)
-    if principal not in rt.keys.principals:
-        unknown = Refusal(f"gateway: {action}: permission denied", reason="unknown principal", kind="action")
-        _refuse(conn, process, unknown)
+        Session(conn, process, 1).refuse(refusal)
         return
     with contextlib.suppress(AuditUnavailable):
         conn.audit("connection.open")
-        conn.audit("auth.accept", principal=principal, action=action)
-    process.command = rest or None
+        conn.audit("auth.accept", principal=principal, action=conn.username)
+    process.command = None if process.subsystem else (original or None)
     try:
         await Session(conn, process, 1).run()
+        if process.subsystem == "sftp":  # sshd drops a subsystem's stderr: say it in SFTP
+            await refuse_in_sftp(process, messages.SFTP_UNAVAILABLE)
     finally:
         with contextlib.suppress(AuditUnavailable):
             conn.audit("connection.close", duration=round(time.monotonic() - conn.opened, 3))
@@ -99,24 +123,12 @@ async def dispatch(settings: Settings, principal: str) -> int:
     rt = Runtime.start(settings)
     process = FdProcess(None, term=os.environ.get("TERM"), reason=os.environ.get("GATEWAY_REASON"))
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
+    login = os.environ.get("LOGNAME", "")  # in-process runs as root, below sshd: its environment
     try:
         with process.attached(), signals_attached(process):
-            await run_door_session(rt, principal, original, os.environ.get("SSH_CONNECTION", ""), process)
+            connection = os.environ.get("SSH_CONNECTION", "")
+            await run_door_session(rt, principal, original, connection, process, login)
     finally:
         await rt.engine.close()
         rt.audit.close()
     return process.status
-
-
-def _refuse(conn: DispatchConnection, process: FdProcess, refusal: Refusal) -> None:
-    with contextlib.suppress(AuditUnavailable):
-        conn.audit(
-            "request.deny",
-            kind=refusal.kind,
-            reason=refusal.reason,
-            principal=conn.principal,
-            action=conn.username,
-        )
-    newline = "\r\n" if process.get_terminal_type() else "\n"
-    process.stderr.write((refusal.public + newline).encode())
-    process.exit(1)

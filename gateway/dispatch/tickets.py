@@ -30,6 +30,8 @@ class Ticket:
     #: the connection's sshd monitor (pid, start time); None for a lookup root made by hand
     monitor: tuple[int, int] | None
     expires: float
+    #: the account sshd authenticated (``%u``): an action's own account names the action
+    login: str = ""
 
 
 class TicketBook:
@@ -40,13 +42,14 @@ class TicketBook:
         self.limit = limit
         self._open: OrderedDict[str, Ticket] = OrderedDict()
 
-    def mint(self, principal: str, fingerprint: str, monitor: tuple[int, int] | None) -> str:
+    def mint(self, principal: str, fingerprint: str, monitor: tuple[int, int] | None, login: str = "") -> str:
         """A new ticket for a key lookup sshd made."""
         self._expire()
         while len(self._open) >= self.limit:
             self._open.popitem(last=False)
         token = secrets.token_hex(16)
-        self._open[token] = Ticket(principal, fingerprint, monitor, time.monotonic() + self.lifetime)
+        expires = time.monotonic() + self.lifetime
+        self._open[token] = Ticket(principal, fingerprint, monitor, expires, login)
         return token
 
     def redeem(self, token: str) -> Ticket | None:

@@ -144,6 +144,10 @@ class Session:
     def _label(self) -> str:
         return self.action if self.action in self.rt.policy.actions else "other"
 
+    def refuse(self, refusal: Refusal) -> None:
+        """Refuse this session: the one refusal path for every door (metrics, ``request.deny``, one line)."""
+        self._refuse(refusal)
+
     def _refuse(self, refusal: Refusal) -> None:
         metrics.REQUESTS.labels(self._label, "limit" if refusal.kind == "session-limit" else "deny").inc()
         with contextlib.suppress(AuditUnavailable):

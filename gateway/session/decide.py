@@ -71,11 +71,7 @@ async def authorize(
     subsystem = requested_subsystem(process.subsystem)
     if subsystem is not None:
         name = printable(subsystem)
-        line = (
-            "gateway: sftp is not available"
-            if name == "sftp"
-            else f"gateway: subsystem {name} is not available"
-        )
+        line = messages.SFTP_UNAVAILABLE if name == "sftp" else f"gateway: subsystem {name} is not available"
         raise Refusal(line, reason=f"subsystem {name}", kind="subsystem")
     command = parse_command(process.command)
     if named is not None:  # ssh ACTION+TARGET@HOST [ARGS]: the same as ssh ACTION@HOST TARGET [ARGS]

@@ -14,6 +14,9 @@ REFUSED_STATUS = 1
 ENGINE_DOWN = "gateway: the Docker engine is not reachable; try again later"
 AUDIT_DOWN = "gateway: the audit log is unavailable; nothing was run"
 
+#: the refusal of an sftp subsystem request, on every door
+SFTP_UNAVAILABLE = "gateway: sftp is not available"
+
 
 def newline(pty: bool) -> str:
     """A terminal in raw mode needs CR LF."""

@@ -51,14 +51,24 @@ class Sshd:
     #: the door and keys sockets and the door account's copy of the package
     run_dir: Path = Path("/run/gateway")
 
-    def argv(self, *words: str, key: str = "betty", opts: tuple[str, ...] = ()) -> list[str]:
-        return ssh_command(self.port, self.keys[key], DOOR_USER, words, opts)
+    #: what `gateway openssh-setup` printed
+    setup: str = ""
+
+    def argv(
+        self, *words: str, key: str = "betty", opts: tuple[str, ...] = (), user: str = DOOR_USER
+    ) -> list[str]:
+        return ssh_command(self.port, self.keys[key], user, words, opts)
 
     def run(
-        self, *words: str, key: str = "betty", opts: tuple[str, ...] = (), stdin: str = ""
+        self,
+        *words: str,
+        key: str = "betty",
+        opts: tuple[str, ...] = (),
+        stdin: str = "",
+        user: str = DOOR_USER,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*words, key=key, opts=opts),
+            self.argv(*words, key=key, opts=opts, user=user),
             input=stdin,
             capture_output=True,
             text=True,
@@ -116,7 +126,9 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     policies = base / "policies"
     shutil.copytree(gateway.policies, policies)
     # 1. the gateway, with its door socket where `gw` can reach it
-    ensure_accounts()  # 2. the accounts
+    ensure_accounts()
+    setup = gateway_cli("openssh-setup", "--policies", str(policies), "--keys", str(gateway.keydir))
+    assert setup.returncode == 0, setup.stderr  # 2. the accounts: gw, gwkeys, one per action
     gw = start_gateway(
         base / "state", policies, gateway.keydir, gateway.keys,
         extra=(
@@ -146,7 +158,7 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    yield Sshd(port, gateway.keys, gw, config, run_dir)
+    yield Sshd(port, gateway.keys, gw, config, run_dir, setup.stdout)
     proc.terminate()
     proc.wait(timeout=10)
     assert stop_gateway(gw) == 0
@@ -368,3 +380,51 @@ def test_the_reason_crosses_the_door(sshd: Sshd) -> None:
     assert missing.returncode == 1 and "needs a reason" in missing.stderr
     allow = [e for e in sshd.gateway.since(mark) if e["event"] == "request.allow" and e.get("reason")]
     assert allow and allow[0]["reason"] == "INC-5"
+
+
+def test_the_same_commands_as_on_the_native_port(sshd: Sshd, web1: str) -> None:
+    """`ssh debug@HOST web1 hostname`, `ssh -t debug@HOST web1`, `ssh memory@HOST`, through sshd."""
+    mark = sshd.gateway.mark()
+    argv = sshd.run(web1, "hostname", user="debug")
+    assert (argv.returncode, argv.stdout, argv.stderr) == (0, "web1\n", ""), argv.stderr
+    status = sshd.run(web1, "sh", "-c", "'echo err >&2; exit 3'", user="debug")
+    assert (status.returncode, status.stderr) == (3, "err\n")
+    memory = sshd.run(key="dan", user="memory")
+    assert memory.returncode == 0 and "Mem:" in memory.stdout, memory.stderr
+    child = spawn(sshd.argv(web1, opts=("-tt",), user="debug"), size=(30, 90), timeout=20)
+    child.sendline("hostname; stty size")
+    child.expect("web1")
+    child.expect("30 90")
+    resize_then_exit(child, 35, 100, 0)
+    ends = _events(sshd.gateway, mark, "session.end")
+    assert [e["action"] for e in ends] == ["debug", "debug", "memory", "debug"]
+    assert all(e["door"] == "openssh" for e in ends)
+    denied = sshd.run(web1, key="dan", user="debug")
+    assert (denied.returncode, denied.stderr) == (1, f"gateway: debug {web1}: permission denied\n")
+    assert sshd.run("debug", web1, "hostname").stdout == "web1\n"  # ssh gw@HOST ACTION stays
+
+
+def test_an_action_named_like_a_host_account_is_left_alone(sshd: Sshd) -> None:
+    import pwd  # noqa: PLC0415
+
+    backup = pwd.getpwnam("backup")  # Debian's own, uid 34
+    assert backup.pw_gecos != "gateway action"
+    assert "debug: created" in sshd.setup or "debug: already set up" in sshd.setup
+    shipped = gateway_cli(
+        "openssh-setup", "--policies", str(ROOT / "policies"), "--keys", str(ROOT / "keys"), "--dry-run"
+    )  # the repo's example policy has a `backup` action
+    assert shipped.returncode == 0, shipped.stderr
+    assert f"backup: left alone: an account of this host (uid {backup.pw_uid})" in shipped.stdout
+    assert f"ssh {DOOR_USER}@HOST backup" in shipped.stdout
+    assert pwd.getpwnam("backup") == backup  # untouched
+
+
+def test_sftp_through_sshd_gets_the_gateways_line(sshd: Sshd) -> None:
+    common = copy_opts(sshd.port, sshd.keys["betty"])
+    for user in (DOOR_USER, "debug"):
+        sftp = subprocess.run(
+            ["sftp", "-b", "-", *common, f"{user}@127.0.0.1"],
+            input="ls\n", capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert sftp.returncode != 0
+        assert "gateway: sftp is not available" in sftp.stderr, sftp.stderr
