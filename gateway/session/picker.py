@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from gateway.errors import DockerError
+from gateway.command import printable
+from gateway.errors import DockerError, Refusal
 from gateway.policy import Allow, Request, Target, decide
 
 if TYPE_CHECKING:
@@ -55,7 +56,13 @@ async def pick_target(session: Session) -> str | None:
         return None
     if answer.isdigit() and 1 <= int(answer) <= len(choices):
         return choices[int(answer) - 1]
-    return answer if answer in choices else None
+    if answer in choices:
+        return answer
+    if not answer.strip():
+        return None  # nothing chosen: the usual "needs a target" line
+    # the same words for a name that exists but is not granted and one that does not exist
+    shown = printable(answer.strip())
+    raise Refusal(f"gateway: {shown} is not one of your targets", reason=f"picker: {shown}", kind="action")
 
 
 async def _choices(session: Session, principal: str) -> list[str]:

@@ -110,6 +110,22 @@ def test_the_picker_lists_running_granted_targets(gateway: Gateway, web1: str, s
     assert child.exitstatus == 3
 
 
+def test_a_picked_name_not_granted_gets_the_same_line_as_one_that_does_not_exist(
+    gateway: Gateway, web1: str, containers: Any
+) -> None:
+    db1 = containers.run("db1")  # running, but betty's debug grant covers only the web containers
+    lines = []
+    for name in (db1, "no-such-container"):
+        child = spawn(gateway.ssh_argv("debug", key="betty", opts=("-tt",)), prompt=False)
+        child.expect("number or name: ")
+        child.sendline(name)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        lines.append(child.before.strip().splitlines()[-1].replace(name, "NAME"))
+    assert lines[0] == lines[1] == "gateway: NAME is not one of your targets", lines
+
+
 def test_the_picker_by_number_and_a_bad_answer(gateway: Gateway, web1: str) -> None:
     child = spawn(gateway.ssh_argv("debug", opts=("-tt",)), prompt=False)
     child.expect("number or name: ")
@@ -124,7 +140,7 @@ def test_the_picker_by_number_and_a_bad_answer(gateway: Gateway, web1: str) -> N
     bad = spawn(gateway.ssh_argv("debug", opts=("-tt",)), prompt=False)
     bad.expect("number or name: ")
     bad.sendline("nosuch")
-    bad.expect("debug needs a target")
+    bad.expect("gateway: nosuch is not one of your targets")  # issue 24: was "debug needs a target"
     bad.expect(pexpect.EOF)
     bad.close()
     assert bad.exitstatus == 1
