@@ -93,6 +93,8 @@ class _ActionBase(_Model):
     recorded: ClassVar[bool] = True
     #: whether every word of the command is an argument (no target word)
     takes_query: ClassVar[bool] = False
+    #: whether it works on a stopped target (it needs no running process); else it is refused
+    runs_on_stopped: ClassVar[bool] = False
 
     #: seconds without input or output before the session is ended (None: never)
     idle_timeout: Annotated[float, Field(gt=0)] | None = None
@@ -100,6 +102,11 @@ class _ActionBase(_Model):
     max_duration: Annotated[float, Field(gt=0)] | None = None
     #: the most a session's recording may hold; the session ends when it is reached
     recording_max_bytes: Size = RECORDING_MAX_BYTES
+
+    def stopped_line(self, action: str, target: str) -> str:
+        """The refusal for a stopped *target* (when it does not run on one)."""
+        del action
+        return f"gateway: {target} is not running"
 
     @property
     def accepts_args(self) -> bool:
@@ -182,6 +189,14 @@ class SidekickAction(_ActionBase):
     allow_args: bool = False
     record_input: bool | None = None
 
+    def stopped_line(self, action: str, target: str) -> str:
+        """Say what the sidekick would do, and why it does not: it would not start the target."""
+        command = " ".join(self.command)
+        return (
+            f"gateway: {target} is not running: {action} runs `{command}` in a sidekick beside a running"
+            f" {target} and does not start it; start {target} first"
+        )
+
     @property
     def records_input(self) -> bool:
         """Input is recorded for interactive sidekicks unless the policy says otherwise."""
@@ -207,6 +222,8 @@ class SignalAction(_ActionBase):
 class LogsAction(_ActionBase):
     """The target's recent log lines, optionally followed."""
 
+    runs_on_stopped: ClassVar[bool] = True  # a stopped container's logs are still there
+
     type: Literal["logs"]
     tail: Annotated[int, Field(ge=0)] | Literal["all"] = 100
     follow: bool = False
@@ -217,6 +234,7 @@ class BackupAction(_ActionBase):
     """A tar stream of the target's paths on stdout."""
 
     recorded: ClassVar[bool] = False  # a tar stream: size and SHA-256 only
+    runs_on_stopped: ClassVar[bool] = True  # the Engine API's archive endpoint reads a stopped container
     type: Literal["backup"]
     paths: Annotated[tuple[AbsPath, ...], Field(min_length=1)]
 

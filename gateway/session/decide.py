@@ -92,10 +92,9 @@ async def authorize(
         line = messages.deny_line(decision.code, action, command) + help_hint(rt.policy, principal)
         raise Refusal(line, reason=decision.reason, kind="action")
     validate(decision.spec, command.args)
-    if container is not None and not container.running:
-        raise Refusal(
-            f"gateway: {container.name} is not running", reason="container not running", kind="action"
-        )
+    if container is not None and not container.running and not decision.spec.runs_on_stopped:
+        line = decision.spec.stopped_line(action, container.name)
+        raise Refusal(line, reason="container not running", kind="action")
     pinned = pin_target(decision.spec, container) if container is not None else None
     return Plan(decision.spec, decision.grant, command, container, pinned, decision.conditions)
 

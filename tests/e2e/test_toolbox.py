@@ -286,3 +286,24 @@ def test_engine_unreachable_then_back(toolbox: Gateway, web1: str, tmp_path: Pat
         assert back.returncode == 0, back.stderr
     finally:
         assert stop_gateway(gw) == 0
+
+
+def test_backup_and_a_sidekick_on_a_stopped_container(toolbox: Gateway, containers: Containers) -> None:
+    """The archive endpoint reads a stopped container; a sidekick says what it would do."""
+    name = containers.run("db-stopped")
+    _docker("exec", name, "sh", "-c", "mkdir -p /data && echo kept > /data/note")
+    _docker("stop", "-t", "0", name)
+    argv = toolbox.ssh_argv("backup", name, key="dan")
+    backup = subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    assert backup.returncode == 0, backup.stderr
+    with tarfile.open(fileobj=io.BytesIO(backup.stdout)) as tar:
+        member = tar.extractfile("data/note")
+        assert member is not None and member.read() == b"kept\n"
+    beside = toolbox.ssh("status", name, key="dan")  # a sidekick says what it would do, and why not
+    assert beside.returncode == 1
+    assert beside.stderr == (
+        f"gateway: {name} is not running: status runs `fooctl status` in a sidekick beside a running"
+        f" {name} and does not start it; start {name} first\n"
+    )
+    shell = toolbox.ssh("hup", name, key="dan")  # a signal needs a running process: refused as before
+    assert (shell.returncode, shell.stderr) == (1, f"gateway: {name} is not running\n")
