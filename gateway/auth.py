@@ -18,6 +18,7 @@ from asyncssh.public_key import CERT_TYPE_USER
 from gateway import metrics
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
+from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session
 from gateway.sshhooks import (
@@ -53,15 +54,17 @@ class GatewayServer(asyncssh.SSHServer):
 
     # ----------------------------------------------------------- audit helpers
 
-    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to this connection."""
         self.rt.audit.emit(event, durable=durable, session_id=self.session_id, peer=self.peer, **fields)
 
-    def refused(self, kind: str, **fields: Any) -> None:
+    def refused(self, kind: RefusalKind, **fields: Any) -> None:
         """Record a refused protocol request; never raises."""
         metrics.REFUSALS.labels(metrics.kind_label(kind)).inc()
         with contextlib.suppress(AuditUnavailable):  # refusing anyway: nothing runs
-            self.audit("request.deny", kind=kind, principal=self.principal, action=self.username, **fields)
+            self.audit(
+                Event.REQUEST_DENY, kind=kind, principal=self.principal, action=self.username, **fields
+            )
 
     # ----------------------------------------------------------- lifecycle
 
@@ -89,14 +92,14 @@ class GatewayServer(asyncssh.SSHServer):
         # Without an audit log nothing will run (the allow record gates every
         # action), but the client still gets a clear line instead of a hang-up.
         with contextlib.suppress(AuditUnavailable):
-            self.audit("connection.open")
+            self.audit(Event.CONNECTION_OPEN)
 
     def _turn_away(self, reason: str) -> None:
         """Count every turned-away connection; audit the first per source and minute."""
         self._turned_away = True
         metrics.TURNED_AWAY.labels(metrics.turn_away_label(reason)).inc()
         if self.rt.limits.refusals.note(self.peer_host, reason):
-            self.refused("connection-limit", reason=reason, source=self.peer_host)
+            self.refused(RefusalKind.CONNECTION_LIMIT, reason=reason, source=self.peer_host)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Record the end of the connection; one that never logged in may earn a penalty."""
@@ -114,7 +117,9 @@ class GatewayServer(asyncssh.SSHServer):
             self.rt.connections.discard(self._conn)
         reason = str(exc) if exc else None
         with contextlib.suppress(AuditUnavailable):
-            self.audit("connection.close", duration=round(time.monotonic() - self._opened, 3), error=reason)
+            self.audit(
+                Event.CONNECTION_CLOSE, duration=round(time.monotonic() - self._opened, 3), error=reason
+            )
 
     # ----------------------------------------------------------- authentication
 
@@ -166,7 +171,7 @@ class GatewayServer(asyncssh.SSHServer):
         if reason is not None:
             with contextlib.suppress(AuditUnavailable):
                 self.audit(
-                    "auth.reject",
+                    Event.AUTH_REJECT,
                     fingerprint=ca,
                     action=self.username,
                     reason=reason,
@@ -185,7 +190,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._failures += 1
         metrics.AUTH_FAILURES.inc()
         with contextlib.suppress(AuditUnavailable):
-            self.audit("auth.reject", fingerprint=fingerprint, action=self.username, reason="unknown key")
+            self.audit(Event.AUTH_REJECT, fingerprint=fingerprint, action=self.username, reason="unknown key")
 
     def auth_completed(self) -> None:
         """Record which principal got in, with which key."""
@@ -194,7 +199,7 @@ class GatewayServer(asyncssh.SSHServer):
             self.rt.limits.authenticated(self.peer_host)
         with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
             self.audit(
-                "auth.accept",
+                Event.AUTH_ACCEPT,
                 fingerprint=self.fingerprint,
                 principal=self.principal,
                 action=self.username,
@@ -208,7 +213,7 @@ class GatewayServer(asyncssh.SSHServer):
         if self._conn is None:
             return False
         if self._sessions >= self.rt.settings.max_sessions_per_connection:
-            self.refused("session-limit", limit=self.rt.settings.max_sessions_per_connection)
+            self.refused(RefusalKind.SESSION_LIMIT, limit=self.rt.settings.max_sessions_per_connection)
             raise _prohibited("gateway: too many sessions on this connection")
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
@@ -222,32 +227,32 @@ class GatewayServer(asyncssh.SSHServer):
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
         """``ssh -L`` / ``-D``: refused, administratively prohibited."""
-        self.refused("direct-tcpip", destination=f"{printable(dest_host)}:{dest_port}")
+        self.refused(RefusalKind.DIRECT_TCPIP, destination=f"{printable(dest_host)}:{dest_port}")
         raise _prohibited(FORWARDING)
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         """``ssh -R``: refused (a global request carries no reason)."""
-        self.refused("tcpip-forward", listen=f"{printable(listen_host)}:{listen_port}")
+        self.refused(RefusalKind.TCPIP_FORWARD, listen=f"{printable(listen_host)}:{listen_port}")
         return False
 
     def unix_connection_requested(self, dest_path: str) -> bool:
         """Unix socket forwarding: refused, administratively prohibited."""
-        self.refused("direct-streamlocal", destination=printable(dest_path))
+        self.refused(RefusalKind.DIRECT_STREAMLOCAL, destination=printable(dest_path))
         raise _prohibited(FORWARDING)
 
     def unix_server_requested(self, listen_path: str) -> bool:
         """Remote unix socket forwarding: refused."""
-        self.refused("streamlocal-forward", listen=printable(listen_path))
+        self.refused(RefusalKind.STREAMLOCAL_FORWARD, listen=printable(listen_path))
         return False
 
     def tun_requested(self, unit: int | None) -> bool:
         """Layer 3 tunnels: refused, administratively prohibited."""
-        self.refused("tun", unit=unit)
+        self.refused(RefusalKind.TUN, unit=unit)
         raise _prohibited("gateway: tunnels are not available")
 
     def tap_requested(self, unit: int | None) -> bool:
         """Layer 2 tunnels: refused, administratively prohibited."""
-        self.refused("tap", unit=unit)
+        self.refused(RefusalKind.TAP, unit=unit)
         raise _prohibited("gateway: tunnels are not available")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gateway.errors import ConfigError, GatewayError, LoadError, Problem
+from gateway.events import Event
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -515,7 +516,7 @@ def _audit_unknown_key(state: Path, fingerprint: str) -> None:
 
     with contextlib.suppress(GatewayError, OSError):
         log = AuditLog(state / "audit")
-        log.emit("auth.reject", fingerprint=fingerprint[:128], reason="unknown key", door="openssh")
+        log.emit(Event.AUTH_REJECT, fingerprint=fingerprint[:128], reason="unknown key", door="openssh")
         log.close()
 
 

@@ -10,6 +10,7 @@ import shlex
 from typing import NamedTuple
 
 from gateway.errors import Refusal
+from gateway.events import RefusalKind
 
 MAX_COMMAND = 4096
 MAX_ARGS = 256
@@ -36,12 +37,12 @@ def parse_command(text: str | None) -> Command:
     if text is None or text == "":
         return Command(None)
     if len(text) > MAX_COMMAND:
-        raise Refusal("gateway: the command is too long", reason="command too long", kind="command")
+        raise Refusal("gateway: the command is too long", reason="command too long", kind=RefusalKind.COMMAND)
     if has_control(text):
         raise Refusal(
             "gateway: control characters are not allowed in the command",
             reason="control characters in the command",
-            kind="command",
+            kind=RefusalKind.COMMAND,
         )
     try:
         words = shlex.split(text, posix=True)
@@ -49,10 +50,10 @@ def parse_command(text: str | None) -> Command:
         raise Refusal(
             "gateway: cannot parse the command (unbalanced quotes?)",
             reason=f"shlex: {exc}",
-            kind="command",
+            kind=RefusalKind.COMMAND,
         ) from exc
     if len(words) > MAX_ARGS:
-        raise Refusal("gateway: too many arguments", reason="too many arguments", kind="command")
+        raise Refusal("gateway: too many arguments", reason="too many arguments", kind=RefusalKind.COMMAND)
     if not words:
         return Command(None)  # only spaces
     return Command(words[0], tuple(words[1:]))

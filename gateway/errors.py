@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from gateway.events import RefusalKind
+
 
 class GatewayError(Exception):
     """The root of every error this package raises on purpose."""
@@ -78,7 +80,7 @@ class Refusal(GatewayError):
     the detail for the audit log; ``kind`` names what was refused.
     """
 
-    def __init__(self, public: str, *, reason: str, kind: str = "request") -> None:
+    def __init__(self, public: str, *, reason: str, kind: RefusalKind) -> None:
         super().__init__(reason)
         self.public = public
         self.reason = reason

@@ -17,6 +17,7 @@ from gateway.audit.ship import Shipper, backlog, hostname, tls_context
 from gateway.audit.syslog import Destination
 from gateway.dispatch.door_server import DoorServer
 from gateway.errors import AuditUnavailable, ConfigError, DockerError
+from gateway.events import Event
 from gateway.metrics import MetricsServer
 from gateway.readiness import Readiness
 from gateway.runtime import Runtime
@@ -138,7 +139,7 @@ def write_summaries(runtime: Runtime, *, everything: bool = False) -> None:
     """One record per source and reason for the connections turned away in a minute."""
     for source, reason, count in runtime.limits.refusals.due(everything=everything):
         with contextlib.suppress(AuditUnavailable):
-            runtime.audit.emit("connection.refused", source=source, reason=reason, count=count)
+            runtime.audit.emit(Event.CONNECTION_REFUSED, source=source, reason=reason, count=count)
 
 
 async def _refusal_summaries(runtime: Runtime) -> None:
@@ -155,4 +156,4 @@ async def reap_sidekicks(runtime: Runtime) -> None:
     except (DockerError, TimeoutError):
         return  # no engine yet: container actions will say so
     if count:
-        runtime.audit.emit("sidekick.reaped", count=count)
+        runtime.audit.emit(Event.SIDEKICK_REAPED, count=count)

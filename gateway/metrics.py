@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from gateway.events import RefusalKind
+
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
     "gateway_requests", "Session requests by action and outcome.", ["action", "outcome"], registry=REGISTRY
@@ -52,11 +54,7 @@ SHIPPED = Counter(
 )
 REFUSALS = Counter("gateway_refusals", "Refused protocol requests by kind.", ["kind"], registry=REGISTRY)
 
-KINDS = frozenset({
-    "action", "command", "subsystem", "scp", "env", "agent-forwarding", "x11-forwarding", "direct-tcpip",
-    "tcpip-forward", "direct-streamlocal", "streamlocal-forward", "tun", "tap", "session-limit",
-    "connection-limit", "audit", "usage",
-})  # fmt: skip
+KINDS = frozenset(RefusalKind)
 
 
 def turn_away_label(reason: str) -> str:
@@ -74,8 +72,8 @@ def turn_away_label(reason: str) -> str:
 
 
 def kind_label(kind: str) -> str:
-    """A refusal kind, or ``other``."""
-    return kind if kind in KINDS else "other"
+    """A refusal kind from the catalogue, or ``other``."""
+    return str(kind) if kind in KINDS else "other"
 
 
 class _Quiet(WSGIRequestHandler):

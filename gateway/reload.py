@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from gateway import oplog
 from gateway.errors import AuditUnavailable, LoadError
+from gateway.events import Event
 from gateway.keys import KeyRing, read_keys
 from gateway.policy.diff import diff
 from gateway.policy_files import Fingerprint, fingerprint
@@ -59,7 +60,11 @@ def _failed(runtime: Runtime, why: str, errors: list[str], removed: list[str]) -
     oplog.log().warning("reload failed", why=why, errors=errors, removed_keys=removed)
     with contextlib.suppress(AuditUnavailable):
         runtime.audit.emit(
-            "policy.reload_failed", why=why, policy=runtime.policy.digest, errors=errors, removed_keys=removed
+            Event.POLICY_RELOAD_FAILED,
+            why=why,
+            policy=runtime.policy.digest,
+            errors=errors,
+            removed_keys=removed,
         )
     return False
 
@@ -99,7 +104,7 @@ async def reload(runtime: Runtime, why: str) -> bool:
     runtime.keys, runtime.policy = keys, policy
     with contextlib.suppress(AuditUnavailable):
         runtime.audit.emit(
-            "policy.reload",
+            Event.POLICY_RELOAD,
             why=why,
             policy=policy.digest,
             previous=previous,

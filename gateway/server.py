@@ -13,6 +13,7 @@ import asyncssh
 from gateway import notify, oplog, strictmodes
 from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
+from gateway.events import Event
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, write_summaries
 from gateway.policy.diff import facts
@@ -72,10 +73,12 @@ async def serve(
         jobs = HostJobs.prepare(runtime)
     acceptor = await listen(runtime)
     port = acceptor.get_port()
-    runtime.audit.emit("server.start", listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest)
+    runtime.audit.emit(
+        Event.SERVER_START, listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest
+    )
     if primary:  # the policy in force, for `audit grants` (reloads then carry only the change)
         for part in snapshot_records(sorted(facts(runtime.policy)), runtime.policy.digest):
-            runtime.audit.emit("policy.snapshot", **part)
+            runtime.audit.emit(Event.POLICY_SNAPSHOT, **part)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,7 +145,7 @@ async def _drain(runtime: Runtime) -> None:
         return
     oplog.log().info("draining", sessions=len(runtime.sessions), seconds=seconds)
     with contextlib.suppress(Exception):
-        runtime.audit.emit("server.drain", sessions=len(runtime.sessions), seconds=seconds)
+        runtime.audit.emit(Event.SERVER_DRAIN, sessions=len(runtime.sessions), seconds=seconds)
     for session in runtime.sessions:
         session.notify(f"gateway: the gateway is shutting down; this session ends within {seconds:g}s")
     await runtime.sessions.wait_quiet(seconds)
@@ -163,7 +166,7 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
     )  # their children are being ended: let them write session.end
     write_summaries(runtime, everything=True)
     with contextlib.suppress(Exception):
-        runtime.audit.emit("server.stop")
+        runtime.audit.emit(Event.SERVER_STOP)
     with contextlib.suppress(OSError, ValueError):
         runtime.write_checkpoint()
     await runtime.engine.close()

@@ -22,6 +22,7 @@ from asyncssh.packet import SSHPacket
 
 from gateway.command import printable
 from gateway.environment import accepted_var
+from gateway.events import RefusalKind
 
 TESTED = ("2.23", "2.24")
 _HANDLERS = (
@@ -42,7 +43,7 @@ if (
 ):
     raise ImportError(f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
 
-OnRefused = Callable[..., None]
+OnRefused = Callable[..., None]  # (RefusalKind, **fields)
 
 
 #: a subsystem reaches the session under this prefix, so asyncssh's own sftp branch never runs
@@ -72,16 +73,16 @@ def install_refusal_hooks(chan: SSHServerChannel[Any], on_refused: OnRefused) ->
         if accepted is not None:  # Debian's sshd: AcceptEnv LANG LC_*; and GATEWAY_REASON
             chan._env[accepted[0].encode()] = accepted[1].encode()
             return True
-        on_refused("env", name=printable(name.decode("utf-8", "replace")))
+        on_refused(RefusalKind.ENV, name=printable(name.decode("utf-8", "replace")))
         return False
 
     def agent(packet: SSHPacket) -> bool:
         packet.check_end()
-        on_refused("agent-forwarding")
+        on_refused(RefusalKind.AGENT_FORWARDING)
         return False
 
     def x11(packet: SSHPacket) -> bool:
-        on_refused("x11-forwarding")
+        on_refused(RefusalKind.X11_FORWARDING)
         return False
 
     def subsystem(packet: SSHPacket) -> bool:

@@ -24,13 +24,14 @@ from gateway.actions.moderate import moderate
 from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.textsafe import visible
 
 USAGE = "gateway: usage: ssh approve@HOST [--json] | R-ID | deny R-ID WHY... | watch R-ID"
 
 
 def _usage() -> Refusal:
-    return Refusal(USAGE, reason="approve: bad words", kind="command")
+    return Refusal(USAGE, reason="approve: bad words", kind=RefusalKind.COMMAND)
 
 
 def _line(request: Request, now: float) -> str:
@@ -61,7 +62,9 @@ async def run_approve(ctx: ActionContext) -> Exit:
     """List, approve or deny."""
     book, words = ctx.requests, list(ctx.args)
     if book is None:
-        raise Refusal("gateway: approvals are not available here", reason="no request book", kind="action")
+        raise Refusal(
+            "gateway: approvals are not available here", reason="no request book", kind=RefusalKind.ACTION
+        )
     if words in ([], ["--json"]):
         now = time.time()
         pending = book.for_approver(ctx.principal)
@@ -74,7 +77,7 @@ async def run_approve(ctx: ActionContext) -> Exit:
         moderated = ctx.moderation.find(words[1])
         if moderated is None:
             raise Refusal(f"gateway: no moderated session {printable(words[1])}", reason="no such moderation",
-                          kind="approval")  # fmt: skip
+                          kind=RefusalKind.APPROVAL)  # fmt: skip
         return await moderate(ctx, ctx.moderation, moderated)
     if len(words) >= 3 and words[0] == "deny" and ID_RE.match(words[1].upper()):
         return await _decide(ctx, words[1], " ".join(words[2:]))
@@ -89,14 +92,14 @@ async def _decide(ctx: ActionContext, request_id: str, why: str | None) -> Exit:
         else:
             request = ctx.requests.deny(request_id, ctx.principal, printable(why)[:200])
     except ApprovalError as exc:
-        raise Refusal(f"gateway: {exc}", reason=str(exc), kind="approval") from None
+        raise Refusal(f"gateway: {exc}", reason=str(exc), kind=RefusalKind.APPROVAL) from None
     if ctx.audit is not None:
         with contextlib.suppress(AuditUnavailable):
             if why is None:
-                ctx.audit("request.approved", durable=True, request=request.id, by=ctx.principal,
+                ctx.audit(Event.REQUEST_APPROVED, durable=True, request=request.id, by=ctx.principal,
                           met=request.state == APPROVED, requester=request.requester)  # fmt: skip
             else:
-                ctx.audit("request.denied", durable=True, request=request.id, by=ctx.principal,
+                ctx.audit(Event.REQUEST_DENIED, durable=True, request=request.id, by=ctx.principal,
                           why=request.why, requester=request.requester)  # fmt: skip
     if why is not None:
         line = f"denied {request.id} ({request.requester}: {request.action} {request.target})"

@@ -25,6 +25,7 @@ from gateway.actions.moderate import follow_output, moderate
 from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import K0_ON_HOST_WEAKENS, Report, verify
 from gateway.errors import Refusal
+from gateway.events import RefusalKind
 from gateway.sessions import query
 from gateway.sessions.export import announcer, export
 from gateway.sessions.grep import Match, compile_pattern, grep_rows
@@ -39,7 +40,9 @@ USAGE = "usage: sessions list|show ID|export [--html] ID...|grep PATTERN|watch I
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise Refusal(f"gateway: audit: {message} ({USAGE})", reason=f"bad query: {message}", kind="command")
+        raise Refusal(
+            f"gateway: audit: {message} ({USAGE})", reason=f"bad query: {message}", kind=RefusalKind.COMMAND
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +76,9 @@ def parse(words: tuple[str, ...]) -> argparse.Namespace:
         return _parser().parse_args(list(words))
     except argparse.ArgumentError as exc:
         raise Refusal(
-            f"gateway: audit: {exc.message} ({USAGE})", reason=f"bad query: {exc.message}", kind="command"
+            f"gateway: audit: {exc.message} ({USAGE})",
+            reason=f"bad query: {exc.message}",
+            kind=RefusalKind.COMMAND,
         ) from None
 
 
@@ -94,7 +99,7 @@ async def run_audit(ctx: ActionContext) -> Exit:
             return await _grep(ctx, index, args)
         body = _answer(index, ctx, args)
     except query.QueryError as exc:
-        raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind="command") from None
+        raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind=RefusalKind.COMMAND) from None
     finally:
         index.close()
     await send(ctx, body)
@@ -165,7 +170,9 @@ async def _verify(ctx: ActionContext) -> Exit:
     key_file = ctx.state / "audit" / "initial.key"
     if not key_file.is_file():
         raise Refusal(
-            "gateway: audit: the initial key is not on this host", reason="no initial key", kind="command"
+            "gateway: audit: the initial key is not on this host",
+            reason="no initial key",
+            kind=RefusalKind.COMMAND,
         )
     report = await asyncio.to_thread(_run_verify, ctx.state, key_file, ctx.checkpoint_public)
     if report.intact:

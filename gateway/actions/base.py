@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.environment import checked_term, clean_env
+from gateway.events import Event
 
 if TYPE_CHECKING:
     from gateway.approvals import RequestBook
@@ -47,6 +48,13 @@ class Writer(Protocol):
 
     async def drain(self) -> None:
         """Wait until the client can take more."""
+
+
+class Audit(Protocol):
+    """An audit record tied to the session: an event from the catalogue and its fields."""
+
+    def __call__(self, event: Event, *, durable: bool = ..., **fields: Any) -> None:
+        """Write it; raise AuditUnavailable when it did not reach the chain."""
 
 
 class Closing(Protocol):
@@ -164,7 +172,7 @@ class ActionContext:
     #: access requests (the approve action decides them)
     requests: RequestBook | None = None
     #: an audit record tied to this session
-    audit: Callable[..., None] | None = None
+    audit: Audit | None = None
     #: moderated sessions (moderators join them through approve or audit watch)
     moderation: ModerationBoard | None = None
     #: the policy in force (the help action reads it)

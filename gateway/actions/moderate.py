@@ -19,6 +19,7 @@ import asyncssh
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.moderation import STOP, Moderated, ModerationBoard
 from gateway.tasks import Tasks
 
@@ -31,10 +32,10 @@ async def moderate(ctx: ActionContext, board: ModerationBoard, moderated: Modera
         raise Refusal(
             f"gateway: you may not moderate {moderated.key}",
             reason=f"not a moderator of {moderated.key}",
-            kind="approval",
+            kind=RefusalKind.APPROVAL,
         )
     token = board.join(moderated, ctx.principal)
-    _record(ctx, "moderator.joined", moderated)
+    _record(ctx, Event.MODERATOR_JOINED, moderated)
     try:
         who = f"{moderated.requester}: {moderated.what}"
         hello = f"gateway: moderating {moderated.key} ({who}); Ctrl-] ends it\r\n"
@@ -45,11 +46,11 @@ async def moderate(ctx: ActionContext, board: ModerationBoard, moderated: Modera
             await until_hangup(ctx, tasks, [follow])
     finally:
         board.leave(moderated, token)
-        _record(ctx, "moderator.left", moderated)
+        _record(ctx, Event.MODERATOR_LEFT, moderated)
     return Exit(0)
 
 
-def _record(ctx: ActionContext, event: str, moderated: Moderated) -> None:
+def _record(ctx: ActionContext, event: Event, moderated: Moderated) -> None:
     if ctx.audit is not None:
         with contextlib.suppress(AuditUnavailable):
             ctx.audit(event, durable=True, moderation=moderated.key, moderated_session=moderated.session_id,

@@ -33,6 +33,7 @@ from gateway.confine.profile import read as read_profile
 from gateway.confine.spawn import SPAWNER, Confined
 from gateway.docker import ContainerInfo
 from gateway.errors import Refusal
+from gateway.events import RefusalKind
 from gateway.policy.models import Action, ShellAction
 
 
@@ -46,13 +47,15 @@ def pin_target(spec: Action, container: ContainerInfo) -> Pinned | None:
         raise Refusal(
             f"gateway: {container.name} changed while connecting; try again",
             reason=f"container changed: {exc}",
-            kind="action",
+            kind=RefusalKind.ACTION,
         ) from None
 
 
 def _refuse(container: str, reason: str) -> Refusal:
     return Refusal(
-        f"gateway: {container}: could not confine the session; nothing was run", reason=reason, kind="action"
+        f"gateway: {container}: could not confine the session; nothing was run",
+        reason=reason,
+        kind=RefusalKind.ACTION,
     )
 
 

@@ -19,6 +19,7 @@ from gateway.actions.channel import client_input, drain, send, until_hangup
 from gateway.docker.sidekick import Sidekick, close_stdin
 from gateway.docker.streams import STDERR
 from gateway.errors import ImageNotFound, Refusal
+from gateway.events import RefusalKind
 from gateway.policy.models import SidekickAction
 from gateway.tasks import Tasks
 
@@ -69,7 +70,9 @@ async def run_sidekick(ctx: ActionContext) -> Exit:
     except ImageNotFound:
         image = spec.image or ctx.container.image
         raise Refusal(
-            f"gateway: the sidekick image {image} is not on this host", reason="image missing"
+            f"gateway: the sidekick image {image} is not on this host",
+            reason="image missing",
+            kind=RefusalKind.ACTION,
         ) from None
     ctx.summary["sidekick"] = sidekick.id
     try:

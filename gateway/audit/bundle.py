@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
+from gateway.events import Event
 from gateway.sessions.export import member_name, sha256_file
 from gateway.sessions.html import BUNDLE_ID
 from gateway.sessions.query import QueryError
@@ -231,7 +232,7 @@ def _export_record(
     """The chain's record of this export names exactly the bundle's sessions; a problem, or None."""
     if not isinstance(export_id, str) or not export_id:
         return "the manifest names no export record: nothing shows that no session was taken out"
-    found = [r for r in records if r.get("event") == "sessions.export" and r.get("export") == export_id]
+    found = [r for r in records if r.get("event") == Event.SESSIONS_EXPORT and r.get("export") == export_id]
     if not found:
         return f"export {export_id}: the chain has no record of it"
     record = found[0]
@@ -267,7 +268,7 @@ def _session(root: Path, session: str, records: list[dict[str, Any]], report: Bu
         return f"session {session}: sessions/{session}.jsonl differs from the chain's records"
     for record in mine:
         name, digest = record.get("recording"), record.get("recording_sha256")
-        if record.get("event") != "session.end" or not name or not digest:
+        if record.get("event") != Event.SESSION_END or not name or not digest:
             continue
         path = root / str(name)
         if not path.is_file():

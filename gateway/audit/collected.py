@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import chain, store
+from gateway.events import Event
 
 AUDIT, CHECKPOINTS = "audit.jsonl", "checkpoints.jsonl"
 
@@ -138,7 +139,7 @@ def _recovered_after_torn(line: bytes, previous: bytes | None) -> bool:
     """A host that crashed mid-write tore a line (never shipped) and resumed with audit.recovered."""
     record = json.loads(line)
     return (
-        record.get("event") == "audit.recovered"
+        record.get("event") == Event.AUDIT_RECOVERED
         and previous is not None
         and (record.get("prev") == chain.digest(previous))
     )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.events import Event
 from gateway.policy.diff import Fact
 
 CHUNK = 50
@@ -39,7 +40,7 @@ class Grants:
     def apply(self, record: dict[str, Any]) -> None:
         """Fold one record in."""
         event, stamp = record.get("event"), str(record.get("ts", ""))
-        if event == "policy.snapshot":
+        if event == Event.POLICY_SNAPSHOT:
             if record.get("part") == 1:
                 self.since, self.complete = {}, True
             for item in record.get("facts") or []:
@@ -47,7 +48,7 @@ class Grants:
                 if fact is not None:
                     self.since.setdefault(fact, stamp)
             self.last = f"policy.snapshot seq {record.get('seq')}"
-        elif event == "policy.reload" and isinstance(record.get("changes"), dict):
+        elif event == Event.POLICY_RELOAD and isinstance(record.get("changes"), dict):
             changes = record["changes"]
             for item in changes.get("changes") or []:
                 fact = _fact(item[1:]) if isinstance(item, list) and item else None

@@ -13,6 +13,7 @@ from gateway.audit import chain, store
 from gateway.audit.store import ChainState
 from gateway.audit.writer import ChainWriter
 from gateway.errors import AuditUnavailable
+from gateway.events import Event
 
 
 class _StructlogSink:
@@ -50,7 +51,7 @@ class AuditLog:
             ],
         )
 
-    def emit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+    def emit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """Seal and append one record; raise AuditUnavailable if it did not reach the file."""
         try:
             self._logger.info(event, _durable=durable, **fields)

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import chain, checkpoint, store
+from gateway.events import Event
 
 TAMPERING = (
     "edited",
@@ -183,7 +184,11 @@ class _Walker:
 
     def torn(self, entry: Entry, following: Entry | None) -> Report | None:
         record = following.record if following is not None else None
-        if record and record.get("event") == "audit.recovered" and record.get("torn_file") == entry.file.name:
+        if (
+            record
+            and record.get("event") == Event.AUDIT_RECOVERED
+            and record.get("torn_file") == entry.file.name
+        ):
             # The torn record may have used up a seq before the crash; the recovery
             # record's own MAC (checked next) vouches for where the chain resumes.
             if record.get("seq") == self.expected + 1:

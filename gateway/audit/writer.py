@@ -16,6 +16,7 @@ from typing import Any
 from gateway.audit import chain, store
 from gateway.audit.store import ChainState
 from gateway.errors import AuditUnavailable
+from gateway.events import Event
 
 
 def timestamp() -> str:
@@ -66,7 +67,7 @@ class ChainWriter:
         records = list(events)
         if path.name != state.file and state.file and store.ends_torn(self.directory / state.file):
             torn = (self.directory / state.file).stat().st_size - state.size
-            recovered = {"event": "audit.recovered", "ts": records[0].get("ts"), "torn_file": state.file}
+            recovered = {"event": Event.AUDIT_RECOVERED, "ts": records[0].get("ts"), "torn_file": state.file}
             records.insert(0, {**recovered, "torn_bytes": torn})
             durable = True
         self._append(path, records, state, durable=durable)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import Refusal
+from gateway.events import RefusalKind
 from gateway.fdwait import wait_fd
 
 ZYGOTE = Path(__file__).resolve().with_name("zygote.py")
@@ -104,7 +105,9 @@ async def _send(sock: socket.socket, data: bytes, fds: list[int]) -> None:
 
 
 def _failed(reason: str) -> Refusal:
-    return Refusal("gateway: could not confine the session; nothing was run", reason=reason, kind="action")
+    return Refusal(
+        "gateway: could not confine the session; nothing was run", reason=reason, kind=RefusalKind.ACTION
+    )
 
 
 class Confined:
@@ -156,7 +159,9 @@ class Confined:
             self.returncode = os.waitstatus_to_exitcode(int(message["exit"]))
         elif "refuse" in message:
             raise Refusal(
-                f"gateway: {message['refuse']}", reason=str(message.get("reason", "")), kind="action"
+                f"gateway: {message['refuse']}",
+                reason=str(message.get("reason", "")),
+                kind=RefusalKind.ACTION,
             )
         elif "error" in message:
             raise _failed(str(message["error"]))

@@ -44,6 +44,7 @@ from gateway.dispatch.main import run_door_session
 from gateway.dispatch.stdio import FdProcess
 from gateway.dispatch.tickets import TicketBook
 from gateway.errors import AuditUnavailable, ConfigError
+from gateway.events import Event
 from gateway.fdwait import wait_fd
 from gateway.runtime import Runtime
 from gateway.tasks import Tasks
@@ -152,7 +153,7 @@ class DoorServer:
     def _refused(self, uid: int, reason: str, **fields: str) -> None:
         record: dict[str, object] = {"uid": uid, "reason": reason, **fields}
         with contextlib.suppress(AuditUnavailable):
-            self.rt.audit.emit("door.refused", durable=False, **record)
+            self.rt.audit.emit(Event.DOOR_REFUSED, durable=False, **record)
 
     async def _serve(self, conn: socket.socket, *, keys: bool) -> None:
         with conn:
@@ -201,7 +202,7 @@ class DoorServer:
         if line is None:
             with contextlib.suppress(AuditUnavailable):
                 self.rt.audit.emit(
-                    "auth.reject", fingerprint=fingerprint, reason="unknown key", door="openssh"
+                    Event.AUTH_REJECT, fingerprint=fingerprint, reason="unknown key", door="openssh"
                 )
         await _send(conn, "line", line or "")
 

@@ -19,6 +19,7 @@ from gateway.command import parse_command, printable
 from gateway.dispatch.sftp_refusal import refuse_in_sftp
 from gateway.dispatch.stdio import FdProcess, signals_attached
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session, messages
 from gateway.settings import Settings
@@ -41,7 +42,7 @@ class DispatchConnection:
         self.peer = f"{client[0]}:{client[1]}" if len(client) >= 2 else ""
         self.opened = time.monotonic()
 
-    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to this connection, marked as coming through OpenSSH."""
         self.rt.audit.emit(
             event, durable=durable, session_id=self.session_id, peer=self.peer, door="openssh", **fields
@@ -78,7 +79,7 @@ def split(original: str | None) -> tuple[str, str]:
     """
     first, _, rest = (original or "").strip().partition(" ")
     if not first:
-        raise Refusal(USAGE, reason="plain login (no command)", kind="usage")
+        raise Refusal(USAGE, reason="plain login (no command)", kind=RefusalKind.USAGE)
     parse_command(first)  # control characters, overlong: refused as on the native port
     return first, rest
 
@@ -101,13 +102,13 @@ async def run_door_session(
             conn.username = printable(first)
         if principal not in rt.keys.principals:
             line = f"gateway: {conn.username}: permission denied"
-            raise Refusal(line, reason="unknown principal", kind="action")
+            raise Refusal(line, reason="unknown principal", kind=RefusalKind.ACTION)
     except Refusal as refusal:
         Session(conn, process, 1).refuse(refusal)
         return
     with contextlib.suppress(AuditUnavailable):
-        conn.audit("connection.open")
-        conn.audit("auth.accept", principal=principal, action=conn.username)
+        conn.audit(Event.CONNECTION_OPEN)
+        conn.audit(Event.AUTH_ACCEPT, principal=principal, action=conn.username)
     process.command = None if process.subsystem else (original or None)
     try:
         await Session(conn, process, 1).run()
@@ -115,7 +116,7 @@ async def run_door_session(
             await refuse_in_sftp(process, messages.SFTP_UNAVAILABLE)
     finally:
         with contextlib.suppress(AuditUnavailable):
-            conn.audit("connection.close", duration=round(time.monotonic() - conn.opened, 3))
+            conn.audit(Event.CONNECTION_CLOSE, duration=round(time.monotonic() - conn.opened, 3))
 
 
 async def dispatch(settings: Settings, principal: str) -> int:

@@ -22,6 +22,7 @@ from gateway.approvals import APPROVED, DENIED, Request
 from gateway.command import printable
 from gateway.environment import MAX_REASON, REASON, checked_reason
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
 from gateway.policy.compiled import Conditions
 from gateway.session.decide import Plan
@@ -74,13 +75,15 @@ async def _moderators(session: Session, moderated: Moderated) -> None:
             changed.cancel()
             if closed in done:
                 raise Refusal(
-                    "", reason=f"the requester left while waiting for {moderated.key}", kind="approval"
+                    "",
+                    reason=f"the requester left while waiting for {moderated.key}",
+                    kind=RefusalKind.APPROVAL,
                 )
             if not done:
                 raise Refusal(
                     f"gateway: no moderator joined {moderated.key} in time; nothing was run",
                     reason=f"{moderated.key}: no moderator in time",
-                    kind="approval",
+                    kind=RefusalKind.APPROVAL,
                 )
     finally:
         closed.cancel()
@@ -98,13 +101,13 @@ async def _reason(session: Session, cond: Conditions, what: str) -> str | None:
             f'gateway: {what} needs a reason: ssh -o SetEnv={REASON}="..." {session.action}@HOST'
             + (f" {what.partition(' ')[2]}" if " " in what else ""),
             reason="no reason given",
-            kind="reason",
+            kind=RefusalKind.REASON,
         )
     if cond.reason_pattern is not None and re2.search(cond.reason_pattern, given) is None:
         raise Refusal(
             f"gateway: the reason for {what} must match {cond.reason_pattern}",
             reason=f"reason {printable(given)!r} does not match {cond.reason_pattern}",
-            kind="reason",
+            kind=RefusalKind.REASON,
         )
     return given
 
@@ -153,7 +156,7 @@ async def _approved(
         request = book.file(principal, session.action, target, reason, cond)
         with contextlib.suppress(AuditUnavailable):
             session.audit(
-                "request.filed", durable=True, request=request.id, reason=reason, needs=request.describe()
+                Event.REQUEST_FILED, durable=True, request=request.id, reason=reason, needs=request.describe()
             )
     session.notify(f"gateway: {what} needs approval ({request.describe()}): request {request.id}; waiting")
     wait = session.rt.settings.approval_wait
@@ -162,18 +165,18 @@ async def _approved(
     except TimeoutError:
         book.expire(request)
         with contextlib.suppress(AuditUnavailable):
-            session.audit("request.expired", request=request.id)
+            session.audit(Event.REQUEST_EXPIRED, request=request.id)
         raise Refusal(
             f"gateway: request {request.id} was not approved within {wait:g}s; nothing was run",
             reason=f"request {request.id}: no approval in time",
-            kind="approval",
+            kind=RefusalKind.APPROVAL,
         ) from None
     if request.state == DENIED:
         why = f": {request.why}" if request.why else ""
         raise Refusal(
             f"gateway: request {request.id} was denied by {request.denied_by}{printable(why)}",
             reason=f"request {request.id} denied by {request.denied_by}",
-            kind="approval",
+            kind=RefusalKind.APPROVAL,
         )
     return request
 
@@ -193,7 +196,9 @@ async def _until_decided(session: Session, request: Request, seconds: float) -> 
             if closed in done:
                 changed.cancel()
                 raise Refusal(
-                    "", reason=f"the requester left; request {request.id} stays pending", kind="approval"
+                    "",
+                    reason=f"the requester left; request {request.id} stays pending",
+                    kind=RefusalKind.APPROVAL,
                 )
             changed.result()
     finally:

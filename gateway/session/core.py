@@ -17,6 +17,7 @@ from gateway.actions import Exit
 from gateway.actions.base import Channel
 from gateway.diskspace import room
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
 from gateway.session import messages
 from gateway.session.conditions import satisfy
@@ -47,7 +48,7 @@ class Session:
         """Whether the client asked for a terminal."""
         return self.process.get_terminal_type() is not None
 
-    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """An audit event for this session."""
         self.conn.audit(event, durable=durable, **self._fields, **fields)
 
@@ -106,9 +107,11 @@ class Session:
         try:
             if getattr(plan.spec, "privileged", False):
                 extra["privileged"] = True
-            self.audit("request.allow", durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra)
+            self.audit(
+                Event.REQUEST_ALLOW, durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra
+            )
         except AuditUnavailable:
-            self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind="audit"))
+            self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind=RefusalKind.AUDIT))
             self.rt.limits.release_session(principal)
             return
         self.rt.sessions.add(self)
@@ -126,7 +129,9 @@ class Session:
     def _admit(self, plan: Plan) -> None:
         """Session limits (in total, per principal), the drain, the disk; raises Refusal."""
         if self.rt.draining:
-            raise Refusal("gateway: the gateway is shutting down", reason="draining", kind="session-limit")
+            raise Refusal(
+                "gateway: the gateway is shutting down", reason="draining", kind=RefusalKind.SESSION_LIMIT
+            )
         if plan.spec.recorded:
             free, floor = room(self.rt.settings.state, self.rt.settings.recordings_min_free)
             metrics.STATE_FREE.set(free)
@@ -134,11 +139,13 @@ class Session:
                 raise Refusal(
                     "gateway: the gateway's disk is nearly full; recorded sessions are refused for now",
                     reason=f"recordings: {free} bytes free, below the floor of {floor}",
-                    kind="session-limit",
+                    kind=RefusalKind.SESSION_LIMIT,
                 )
         reason = self.rt.limits.admit_session(self.conn.principal or "")
         if reason is not None:
-            raise Refusal("gateway: too many sessions; try again later", reason=reason, kind="session-limit")
+            raise Refusal(
+                "gateway: too many sessions; try again later", reason=reason, kind=RefusalKind.SESSION_LIMIT
+            )
 
     @property
     def _label(self) -> str:
@@ -149,9 +156,12 @@ class Session:
         self._refuse(refusal)
 
     def _refuse(self, refusal: Refusal) -> None:
-        metrics.REQUESTS.labels(self._label, "limit" if refusal.kind == "session-limit" else "deny").inc()
+        outcome = "limit" if refusal.kind == RefusalKind.SESSION_LIMIT else "deny"
+        metrics.REQUESTS.labels(self._label, outcome).inc()
         with contextlib.suppress(AuditUnavailable):
-            self.audit("request.deny", kind=refusal.kind, reason=refusal.reason, policy=self.rt.policy.digest)
+            self.audit(
+                Event.REQUEST_DENY, kind=refusal.kind, reason=refusal.reason, policy=self.rt.policy.digest
+            )
         if refusal.public:  # empty: the client has gone
             self.notify(refusal.public)
         with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.confine import Pinned
 from gateway.docker import ContainerInfo
 from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
+from gateway.events import Event, RefusalKind
 from gateway.policy import Allow, Request, Target, decide
 from gateway.policy.compiled import Conditions, Policy
 from gateway.policy.models import Action, HelpAction
@@ -37,7 +38,7 @@ class Connection(Protocol):
     #: the target named in the login (``ssh ACTION+TARGET@HOST``), if any
     login_target: str | None
 
-    def audit(self, event: str, *, durable: bool = False, **fields: Any) -> None:
+    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to the connection."""
 
 
@@ -72,7 +73,7 @@ async def authorize(
     if subsystem is not None:
         name = printable(subsystem)
         line = messages.SFTP_UNAVAILABLE if name == "sftp" else f"gateway: subsystem {name} is not available"
-        raise Refusal(line, reason=f"subsystem {name}", kind="subsystem")
+        raise Refusal(line, reason=f"subsystem {name}", kind=RefusalKind.SUBSYSTEM)
     command = parse_command(process.command)
     if named is not None:  # ssh ACTION+TARGET@HOST [ARGS]: the same as ssh ACTION@HOST TARGET [ARGS]
         command = Command(named, command.words)
@@ -81,7 +82,7 @@ async def authorize(
         command = Command(None, command.words)  # every word is the query
     fields.update(target=command.target, args=list(command.args) or None)
     if is_legacy_scp(command):
-        raise Refusal("gateway: scp is not available", reason="legacy scp", kind="scp")
+        raise Refusal("gateway: scp is not available", reason="legacy scp", kind=RefusalKind.SCP)
     principal = conn.principal or ""
     container = None
     if spec is not None and spec.needs_target and command.target is not None:
@@ -90,11 +91,11 @@ async def authorize(
     decision = decide(rt.policy, Request(principal, action, wanted, command.args, source=conn.peer_host))
     if not isinstance(decision, Allow):
         line = messages.deny_line(decision.code, action, command) + help_hint(rt.policy, principal)
-        raise Refusal(line, reason=decision.reason, kind="action")
+        raise Refusal(line, reason=decision.reason, kind=RefusalKind.ACTION)
     validate(decision.spec, command.args)
     if container is not None and not container.running and not decision.spec.runs_on_stopped:
         line = decision.spec.stopped_line(action, container.name)
-        raise Refusal(line, reason="container not running", kind="action")
+        raise Refusal(line, reason="container not running", kind=RefusalKind.ACTION)
     pinned = pin_target(decision.spec, container) if container is not None else None
     return Plan(decision.spec, decision.grant, command, container, pinned, decision.conditions)
 
@@ -109,9 +110,11 @@ async def _resolve(
         info = await rt.engine.inspect(name)
     except ContainerNotFound:
         line = messages.denied(action, name) + help_hint(rt.policy, principal)
-        raise Refusal(line, reason="no such container", kind="action") from None
+        raise Refusal(line, reason="no such container", kind=RefusalKind.ACTION) from None
     except DockerUnavailable as exc:
-        raise Refusal(messages.ENGINE_DOWN, reason=f"docker unavailable: {exc}", kind="action") from None
+        raise Refusal(
+            messages.ENGINE_DOWN, reason=f"docker unavailable: {exc}", kind=RefusalKind.ACTION
+        ) from None
     fields.update(container=info.id, image=info.image)
     return info
 

@@ -18,6 +18,7 @@ import asyncssh
 
 from gateway.command import printable
 from gateway.errors import DockerError, Refusal
+from gateway.events import RefusalKind
 from gateway.policy import Allow, Request, Target, decide
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ async def pick_target(session: Session) -> str | None:
         return None  # nothing chosen: the usual "needs a target" line
     # the same words for a name that exists but is not granted and one that does not exist
     shown = printable(answer.strip())
-    raise Refusal(f"gateway: {shown} is not one of your targets", reason=f"picker: {shown}", kind="action")
+    raise Refusal(
+        f"gateway: {shown} is not one of your targets", reason=f"picker: {shown}", kind=RefusalKind.ACTION
+    )
 
 
 async def _choices(session: Session, principal: str) -> list[str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gateway.actions import ActionContext, Exit, runner_for
 from gateway.actions.base import clamped
 from gateway.errors import AuditUnavailable, DockerError, Refusal
+from gateway.events import Event
 from gateway.recording import AsciicastRecorder, NullRecorder, Recorder
 from gateway.session import messages
 from gateway.session.decide import Plan
@@ -85,7 +86,7 @@ async def execute(session: Session, plan: Plan) -> Exit:
         moderated.end = lambda why, line: end_session(session, why, line)
         moderators = asyncio.get_running_loop().create_task(watch_moderators(session, moderated))
     try:
-        session.audit("session.start", recording=recorder.name, pty=session.pty, pid=os.getpid())
+        session.audit(Event.SESSION_START, recording=recorder.name, pty=session.pty, pid=os.getpid())
         outcome = await runner_for(plan.spec)(ctx)
     except (Refusal, DockerError, OSError, AuditUnavailable) as exc:
         outcome, error = Exit(messages.REFUSED_STATUS), session.failed(exc)
@@ -98,7 +99,7 @@ async def execute(session: Session, plan: Plan) -> Exit:
             moderators.cancel()
         with contextlib.suppress(AuditUnavailable):
             session.audit(
-                "session.end",
+                Event.SESSION_END,
                 exit_status=outcome.status,
                 signal=outcome.signal,
                 error=error or session.ended_by,
@@ -140,6 +141,6 @@ def end_session(session: Session, why: str, line: str) -> None:
     session.ended_by = why
     session.notify(line)
     with contextlib.suppress(AuditUnavailable):
-        session.audit("session.limit", reason=why)
+        session.audit(Event.SESSION_LIMIT, reason=why)
     with contextlib.suppress(Exception):
         session.process.exit(messages.REFUSED_STATUS)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.audit import store
+from gateway.events import Event
 from gateway.sessions.index import Index
 from gateway.sessions.query import QueryError, checked_id, show
 
@@ -77,7 +78,7 @@ def announcer(emit: Callable[..., None], checkpoint: Callable[[], None] | None) 
     """An Announce that writes the record with *emit* (durably), then signs a checkpoint if it can."""
 
     def announce(export_id: str, sessions: list[str]) -> None:
-        emit("sessions.export", durable=True, export=export_id, sessions=sessions)
+        emit(Event.SESSIONS_EXPORT, durable=True, export=export_id, sessions=sessions)
         if checkpoint is not None:
             checkpoint()
 

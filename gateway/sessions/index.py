@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit import store
+from gateway.events import Event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -23,7 +24,7 @@ CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
 """
-ENDINGS = ("session.end", "session.interrupted")
+ENDINGS = (Event.SESSION_END, Event.SESSION_INTERRUPTED)
 
 
 def session_key(session_id: str, channel: int) -> str:
@@ -100,7 +101,7 @@ class Index:
         )
         event, channel = record.get("event"), int(record.get("channel") or 1)
         key = session_key(session_id, channel)
-        if event == "session.start":
+        if event == Event.SESSION_START:
             allow = self._allow(session_id, channel)
             self.db.execute(
                 "INSERT OR REPLACE INTO sessions (id, session_id, channel, start, principal, action, target,"
@@ -116,7 +117,7 @@ class Index:
                 " bytes_out = ?, state = ? WHERE id = ?",
                 (record.get("ts"), record.get("duration"), record.get("exit_status"), record.get("signal"),
                  record.get("bytes_in"), record.get("bytes_out"),
-                 "ended" if event == "session.end" else "interrupted", key),
+                 "ended" if event == Event.SESSION_END else "interrupted", key),
             )  # fmt: skip
 
     def _allow(self, session_id: str, channel: int) -> tuple[str | None, str | None, str | None]:
@@ -126,7 +127,7 @@ class Index:
         )
         for (text,) in rows:
             allow = json.loads(text)
-            if allow.get("event") == "request.allow" and int(allow.get("channel") or 1) == channel:
+            if allow.get("event") == Event.REQUEST_ALLOW and int(allow.get("channel") or 1) == channel:
                 people = allow.get("approvers") or allow.get("moderators")
                 return (
                     allow.get("reason"),

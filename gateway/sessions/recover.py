@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from gateway.audit import AuditLog
+from gateway.events import Event
 from gateway.sessions.index import Index
 
 
@@ -34,7 +35,7 @@ def mark_interrupted(state: Path, audit: AuditLog) -> int:
                 fields = {"recording": row["recording"], "recording_size": len(data),
                           "recording_sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
             audit.emit(
-                "session.interrupted",
+                Event.SESSION_INTERRUPTED,
                 durable=True,
                 session_id=row["session_id"],
                 channel=row["channel"],

@@ -1,0 +1,148 @@
+"""The catalogue: every audit event name and every refusal kind, each written here once.
+
+The chain writer, the index, metrics and the docs' table
+(``docs/AUDIT-EVENTS.md``, made by ``python -m gateway.events``) all use these.
+``AuditLog.emit`` takes an ``Event``, so a new record type cannot be written
+without being listed, and described, here. Both are ``StrEnum``: a record
+carries the plain string (``"request.deny"``), as before.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Event(StrEnum):
+    """An audit record's ``event``."""
+
+    SERVER_START = "server.start"
+    SERVER_DRAIN = "server.drain"
+    SERVER_STOP = "server.stop"
+    POLICY_SNAPSHOT = "policy.snapshot"
+    POLICY_RELOAD = "policy.reload"
+    POLICY_RELOAD_FAILED = "policy.reload_failed"
+    CONNECTION_OPEN = "connection.open"
+    CONNECTION_REFUSED = "connection.refused"
+    CONNECTION_CLOSE = "connection.close"
+    AUTH_ACCEPT = "auth.accept"
+    AUTH_REJECT = "auth.reject"
+    DOOR_REFUSED = "door.refused"
+    REQUEST_ALLOW = "request.allow"
+    REQUEST_DENY = "request.deny"
+    REQUEST_FILED = "request.filed"
+    REQUEST_APPROVED = "request.approved"
+    REQUEST_DENIED = "request.denied"
+    REQUEST_EXPIRED = "request.expired"
+    MODERATOR_JOINED = "moderator.joined"
+    MODERATOR_LEFT = "moderator.left"
+    SESSION_START = "session.start"
+    SESSION_LIMIT = "session.limit"
+    SESSION_END = "session.end"
+    SESSION_INTERRUPTED = "session.interrupted"
+    SESSIONS_EXPORT = "sessions.export"
+    SIDEKICK_REAPED = "sidekick.reaped"
+    AUDIT_RECOVERED = "audit.recovered"
+
+
+EVENTS: dict[Event, str] = {
+    Event.SERVER_START: "the gateway started listening (address, policy digest)",
+    Event.SERVER_DRAIN: "a stop began: new sessions are refused while the open ones finish",
+    Event.SERVER_STOP: "the gateway stopped",
+    Event.POLICY_SNAPSHOT: "the whole policy in force at start, in parts (for `audit grants`)",
+    Event.POLICY_RELOAD: "a reload took effect: digests, who gained and lost what, keys added and removed",
+    Event.POLICY_RELOAD_FAILED: "a reload was refused (the old policy stays; removed keys are still dropped)",
+    Event.CONNECTION_OPEN: "a client connected (peer address; `door` marks the OpenSSH door)",
+    Event.CONNECTION_REFUSED: "connections turned away before authentication, counted per source",
+    Event.CONNECTION_CLOSE: "a connection ended (duration, and why when it was cut)",
+    Event.AUTH_ACCEPT: "a key (or certificate) was accepted for a principal and an action",
+    Event.AUTH_REJECT: "a key that is not in keys/ (or a bad certificate) was refused",
+    Event.DOOR_REFUSED: "the OpenSSH door refused a request: no valid ticket, or a peer it does not trust",
+    Event.REQUEST_ALLOW: "a request was allowed by a grant; fsynced before anything runs",
+    Event.REQUEST_DENY: "a request was refused: `kind` (the catalogue below) and the reason",
+    Event.REQUEST_FILED: "an access request waits for approvals (its id and what it asks for)",
+    Event.REQUEST_APPROVED: "an approver approved a request",
+    Event.REQUEST_DENIED: "an approver turned a request down",
+    Event.REQUEST_EXPIRED: "a request was not approved in time",
+    Event.MODERATOR_JOINED: "a moderator began watching a moderated session",
+    Event.MODERATOR_LEFT: "a moderator stopped watching",
+    Event.SESSION_START: "the action started (its recording, PTY, the process that runs it)",
+    Event.SESSION_LIMIT: "a limit ended the session (idle, duration, recording size, moderators gone)",
+    Event.SESSION_END: "the action ended: exit status or signal, bytes, duration, the recording's digest",
+    Event.SESSION_INTERRUPTED: "found at start: a session cut by a crash, with its recording's digest",
+    Event.SESSIONS_EXPORT: "sessions were exported: the export's id and its sessions (checked by `--bundle`)",
+    Event.SIDEKICK_REAPED: "sidekicks left by a killed gateway were removed at start",
+    Event.AUDIT_RECOVERED: "the first record after a crash tore the last line (the torn bytes)",
+}
+
+
+class RefusalKind(StrEnum):
+    """What a refusal (``request.deny``'s ``kind``, and the metrics label) was about."""
+
+    ACTION = "action"
+    COMMAND = "command"
+    USAGE = "usage"
+    REASON = "reason"
+    APPROVAL = "approval"
+    SUBSYSTEM = "subsystem"
+    SCP = "scp"
+    ENV = "env"
+    AGENT_FORWARDING = "agent-forwarding"
+    X11_FORWARDING = "x11-forwarding"
+    DIRECT_TCPIP = "direct-tcpip"
+    TCPIP_FORWARD = "tcpip-forward"
+    DIRECT_STREAMLOCAL = "direct-streamlocal"
+    STREAMLOCAL_FORWARD = "streamlocal-forward"
+    TUN = "tun"
+    TAP = "tap"
+    SESSION_LIMIT = "session-limit"
+    CONNECTION_LIMIT = "connection-limit"
+    AUDIT = "audit"
+
+
+KINDS: dict[RefusalKind, str] = {
+    RefusalKind.ACTION: "the action or target is not granted, does not exist, or is not running",
+    RefusalKind.COMMAND: "the command: control characters, quoting, size, arguments the action does not take",
+    RefusalKind.USAGE: "no action named (a plain login to the door account)",
+    RefusalKind.REASON: "the grant asks for a reason and none (or one that does not match) was given",
+    RefusalKind.APPROVAL: "the grant asks for approvals that did not come",
+    RefusalKind.SUBSYSTEM: "a subsystem (sftp) was asked for",
+    RefusalKind.SCP: "legacy scp (`scp -O`)",
+    RefusalKind.ENV: "an environment variable other than the locale and GATEWAY_REASON",
+    RefusalKind.AGENT_FORWARDING: "agent forwarding",
+    RefusalKind.X11_FORWARDING: "X11 forwarding",
+    RefusalKind.DIRECT_TCPIP: "a local forward or `ssh -W`",
+    RefusalKind.TCPIP_FORWARD: "a remote forward",
+    RefusalKind.DIRECT_STREAMLOCAL: "a Unix-socket forward",
+    RefusalKind.STREAMLOCAL_FORWARD: "a remote Unix-socket forward",
+    RefusalKind.TUN: "a tun device (`ssh -w`)",
+    RefusalKind.TAP: "a tap device",
+    RefusalKind.SESSION_LIMIT: "too many sessions (all, per principal, per connection), a full disk, a stop",
+    RefusalKind.CONNECTION_LIMIT: "too many connections",
+    RefusalKind.AUDIT: "the audit log cannot be written: nothing runs",
+}
+
+
+def table() -> str:
+    """The docs' table (docs/AUDIT-EVENTS.md), from the catalogue."""
+    lines = [
+        "# Audit events and refusal kinds",
+        "",
+        "Made by `python -m gateway.events` from `gateway/events.py`; a test keeps the two equal.",
+        "Every record also has `seq`, `ts`, `prev` and `mac`; session records carry `session_id`,",
+        "`principal`, `action`, `channel` and, through sshd, `door: openssh`.",
+        "",
+        "| event | when |",
+        "| --- | --- |",
+        *(f"| `{event}` | {EVENTS[event]} |" for event in Event),
+        "",
+        "## Refusal kinds (`request.deny`'s `kind`, `gateway_refusals{kind}`)",
+        "",
+        "| kind | what was refused |",
+        "| --- | --- |",
+        *(f"| `{kind}` | {KINDS[kind]} |" for kind in RefusalKind),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(table(), end="")
