@@ -28,14 +28,14 @@ from gateway.policy.compiled import Conditions
 from gateway.session.decide import Plan
 
 if TYPE_CHECKING:
-    from gateway.session.core import Session
+    from gateway.session.base import SessionBase
 
 ASK_SECONDS = 120.0
 ERASE = (b"\x7f", b"\x08")
 CANCEL = (b"\x03", b"\x04")
 
 
-async def satisfy(session: Session, plan: Plan) -> dict[str, Any]:
+async def satisfy(session: SessionBase, plan: Plan) -> dict[str, Any]:
     """What the allow record adds (reason, request, approvers); Refusal when a condition fails."""
     cond = plan.conditions
     if cond is None:
@@ -56,7 +56,7 @@ async def satisfy(session: Session, plan: Plan) -> dict[str, Any]:
     return fields
 
 
-async def _moderators(session: Session, moderated: Moderated) -> None:
+async def _moderators(session: SessionBase, moderated: Moderated) -> None:
     """Until enough moderators watch; Refusal when the wait ends or the requester leaves."""
     session.notify(
         f"gateway: {moderated.what} is moderated ({moderated.need.describe()}): waiting for a moderator:"
@@ -89,7 +89,7 @@ async def _moderators(session: Session, moderated: Moderated) -> None:
         closed.cancel()
 
 
-async def _reason(session: Session, cond: Conditions, what: str) -> str | None:
+async def _reason(session: SessionBase, cond: Conditions, what: str) -> str | None:
     wanted = cond.reason_required or cond.reason_pattern is not None
     given = session.process.env.get(REASON)
     if given is None and wanted and session.pty:
@@ -112,7 +112,7 @@ async def _reason(session: Session, cond: Conditions, what: str) -> str | None:
     return given
 
 
-async def _ask(session: Session) -> str | None:
+async def _ask(session: SessionBase) -> str | None:
     """``reason: `` on the client's terminal; the line typed (echoed here: the client is in raw mode)."""
     out = session.process.stdout
     out.write(b"reason: ")
@@ -145,7 +145,7 @@ async def _ask(session: Session) -> str | None:
 
 
 async def _approved(
-    session: Session, cond: Conditions, what: str, target: str, reason: str | None
+    session: SessionBase, cond: Conditions, what: str, target: str, reason: str | None
 ) -> Request:
     book, principal = session.rt.requests, session.conn.principal or ""
     found = book.usable(principal, session.action, target)
@@ -181,7 +181,7 @@ async def _approved(
     return request
 
 
-async def _until_decided(session: Session, request: Request, seconds: float) -> None:
+async def _until_decided(session: SessionBase, request: Request, seconds: float) -> None:
     """Until the request is approved or denied (TimeoutError after *seconds*); a hang-up ends the wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds

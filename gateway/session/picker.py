@@ -22,14 +22,14 @@ from gateway.events import RefusalKind
 from gateway.policy import Allow, Request, Target, decide
 
 if TYPE_CHECKING:
-    from gateway.session.core import Session
+    from gateway.session.base import SessionBase
 
 ANSWER_SECONDS = 60.0
 MAX_ANSWER = 64
 MAX_LISTED = 50
 
 
-async def pick_target(session: Session) -> str | None:
+async def pick_target(session: SessionBase) -> str | None:
     """The chosen target, or None (no PTY, a command was given, nothing to pick, no valid answer)."""
     rt, action = session.rt, session.action
     spec = rt.policy.actions.get(action)
@@ -68,7 +68,7 @@ async def pick_target(session: Session) -> str | None:
     )
 
 
-async def _choices(session: Session, principal: str) -> list[str]:
+async def _choices(session: SessionBase, principal: str) -> list[str]:
     rt = session.rt
     try:
         running = await rt.engine.running()
@@ -82,12 +82,12 @@ async def _choices(session: Session, principal: str) -> list[str]:
     return allowed[:MAX_LISTED]
 
 
-def _write(session: Session, text: str) -> None:
+def _write(session: SessionBase, text: str) -> None:
     with contextlib.suppress(Exception):
         session.process.stdout.write(text.encode())
 
 
-async def _read_line(session: Session) -> str | None:
+async def _read_line(session: SessionBase) -> str | None:
     """One line typed on the client's raw terminal, echoed as typed; None on Ctrl-C, Ctrl-D or EOF."""
     line = ""
     while True:

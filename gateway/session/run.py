@@ -19,12 +19,12 @@ from gateway.session.decide import Plan
 
 if TYPE_CHECKING:
     from gateway.moderation import Moderated
-    from gateway.session.core import Session
+    from gateway.session.base import SessionBase
 
 WATCH_INTERVAL = 0.5
 
 
-def recorder_for(session: Session, plan: Plan) -> Recorder:
+def recorder_for(session: SessionBase, plan: Plan) -> Recorder:
     """The session's asciicast recorder, or a NullRecorder for an unrecorded action."""
     if not plan.spec.recorded:
         return NullRecorder()
@@ -52,7 +52,7 @@ def recorder_for(session: Session, plan: Plan) -> Recorder:
     )
 
 
-async def execute(session: Session, plan: Plan) -> Exit:
+async def execute(session: SessionBase, plan: Plan) -> Exit:
     """Run *plan* to its end; write session.start and session.end; return how it ended."""
     rt = session.rt
     recorder = recorder_for(session, plan)
@@ -112,7 +112,7 @@ async def execute(session: Session, plan: Plan) -> Exit:
     return outcome
 
 
-async def watch_limits(session: Session, ctx: ActionContext) -> None:
+async def watch_limits(session: SessionBase, ctx: ActionContext) -> None:
     """End the session at the action's idle timeout or maximum duration."""
     spec, started = ctx.spec, time.monotonic()
     while True:
@@ -127,14 +127,14 @@ async def watch_limits(session: Session, ctx: ActionContext) -> None:
     end_session(session, why, f"gateway: {why}; it is being closed")
 
 
-async def watch_moderators(session: Session, moderated: Moderated) -> None:
+async def watch_moderators(session: SessionBase, moderated: Moderated) -> None:
     """End the session as soon as fewer moderators watch than its grant needs."""
     while moderated.enough():
         await moderated.changed.wait()
     end_session(session, "the moderators left", "gateway: the moderators left; the session is ended")
 
 
-def end_session(session: Session, why: str, line: str) -> None:
+def end_session(session: SessionBase, why: str, line: str) -> None:
     """End the session at a limit: one line to the client, a ``session.limit`` record, exit 1."""
     if session.ended_by is not None:
         return

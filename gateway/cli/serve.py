@@ -1,0 +1,170 @@
+"""`gateway serve`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.common import (
+    duration_param,
+    fail,
+    keys_option,
+    main,
+    policies_option,
+    size_param,
+    state_option,
+)
+from gateway.errors import ConfigError, GatewayError, LoadError
+
+
+@main.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:2222",
+    show_default=True,
+    help="HOST:PORT to listen on (port 0: any free port).",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between signed checkpoints (0: off).",
+)
+@click.option(
+    "--audit-syslog",
+    multiple=True,
+    help="Ship every audit record to a syslog collector: tcp://HOST:PORT or tls://HOST:PORT (repeatable).",
+)
+@click.option(
+    "--audit-syslog-ca", type=click.Path(path_type=Path), help="CA certificates for tls:// collectors."
+)
+@click.option(
+    "--audit-syslog-cert", type=click.Path(path_type=Path), help="A client certificate, if asked for."
+)
+@click.option("--audit-syslog-key", type=click.Path(path_type=Path), help="The client certificate's key.")
+@click.option("--host-name", help="This host's name in shipped records (default: the machine's).")
+@click.option("--ciphers", help="Ciphers as sshd's Ciphers: LIST, +LIST, -LIST or ^LIST.")
+@click.option("--macs", help="MACs as sshd's MACs: LIST, +LIST, -LIST or ^LIST.")
+@click.option("--kex-algs", help="Key exchange as sshd's KexAlgorithms: LIST, +LIST, -LIST or ^LIST.")
+@click.option(
+    "--door-socket",
+    type=click.Path(path_type=Path),
+    help="The local socket `gateway dispatch` hands sessions to (default STATE/door.sock).",
+)
+@click.option("--door-user", help="A user (name or uid) besides root that may use the door socket.")
+@click.option(
+    "--keys-socket",
+    type=click.Path(path_type=Path),
+    help="Where sshd's AuthorizedKeysCommand asks for key lines (default: keys.sock beside the door socket).",
+)
+@click.option(
+    "--keys-user",
+    help="sshd's AuthorizedKeysCommandUser (name or uid), besides root; never the door user.",
+)
+@click.option(
+    "--door-program",
+    help="How sshd runs the gateway, in the lines served to AuthorizedKeysCommand"
+    " (default: this Python -S gateway/door.py).",
+)
+@click.option(
+    "--checkpoint-key",
+    type=click.Path(path_type=Path),
+    help="The Ed25519 checkpoint signing key (default STATE/audit/checkpoint.key; created if missing).",
+)
+@click.option(
+    "--no-strict-modes", is_flag=True, help="Serve even if policy, key or state files are writable by others."
+)
+@click.option(
+    "--trusted-user-ca-keys",
+    type=click.Path(path_type=Path),
+    help="OpenSSH CA public keys for user certificates.",
+)
+@click.option(
+    "--max-sessions", type=int, default=2000, show_default=True, help="Concurrent sessions in total."
+)
+@click.option("--max-sessions-per-principal", type=int, default=200, show_default=True)
+@click.option(
+    "--approval-wait",
+    callback=lambda _ctx, _param, value: duration_param(value),
+    default="10m",
+    show_default=True,
+    help="How long a request waits for approval in its connection (30m, 1h, or seconds).",
+)
+@click.option(
+    "--recordings-min-free",
+    callback=lambda _ctx, _param, value: size_param(value),
+    help="Refuse recorded sessions below this much free space, e.g. 2G (default: 1G or 5%, the larger).",
+)
+@click.option(
+    "--max-unauthenticated",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Connections still authenticating.",
+)
+@click.option(
+    "--max-unauthenticated-per-source",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Connections still authenticating from one address (its share of the above).",
+)
+@click.option(
+    "--auth-failure-limit",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Failures per source per minute before it is throttled.",
+)
+@click.option("--login-timeout", type=float, default=20.0, show_default=True, help="Seconds to authenticate.")
+@click.option(
+    "--drain-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, how long open sessions may finish.",
+)
+@click.option(
+    "--metrics", "metrics", default=None, help="HOST:PORT for /metrics and /healthz (off unless given)."
+)
+@click.option("--log-format", type=click.Choice(["json", "console"]), default="json", show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT).",
+)
+@policies_option
+@keys_option
+@state_option
+def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: Any) -> None:
+    """Run the SSH gateway."""
+    from gateway.settings import Listen, Settings  # noqa: PLC0415 - pydantic: only where needed
+    from gateway.workers import run  # noqa: PLC0415 - keep `policy check` start-up light
+
+    def ready(host: str, port: int) -> None:
+        click.echo(f"gateway: listening on {host}:{port}", nl=True)
+        click.echo(f"gateway: connect with: ssh -p {port} -t ACTION@{host} TARGET")
+        sys.stdout.flush()
+
+    try:
+        settings = Settings(
+            listen=Listen.parse(listen),
+            metrics=Listen.parse(metrics) if metrics else None,
+            strict_modes=not no_strict_modes,
+            **options,
+        )
+        run(settings, ready)
+    except LoadError as exc:
+        fail(str(exc), 1)
+    except ConfigError as exc:
+        fail(f"gateway: {exc}", 2)
+    except GatewayError as exc:
+        fail(f"gateway: {exc}", 1)
+    except OSError as exc:
+        fail(f"gateway: cannot listen on {listen}: {exc.strerror}", 1)
