@@ -21,6 +21,7 @@ from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session
+from gateway.ssh_channel import SSHChannel
 from gateway.sshhooks import (
     install_certificate_hook,
     install_kex_hooks,
@@ -221,7 +222,7 @@ class GatewayServer(asyncssh.SSHServer):
         number = self._sessions
 
         async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:
-            await Session(self, process, number).run()
+            await Session(self, SSHChannel(process), number).run()
 
         return chan, asyncssh.SSHServerProcess(start, None, SFTP_VERSION, False)
 

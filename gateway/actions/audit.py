@@ -144,7 +144,7 @@ async def _grep(ctx: ActionContext, index: Index, args: argparse.Namespace) -> E
 
 
 async def _stop_on_close(ctx: ActionContext, stop: threading.Event) -> None:
-    await ctx.process.channel.wait_closed()
+    await ctx.process.wait_closed()
     stop.set()
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.channel import Channel, TerminalSize, clamped
 from gateway.environment import checked_term, clean_env
 from gateway.events import Event
 
@@ -22,95 +23,11 @@ if TYPE_CHECKING:
     from gateway.recording import Recorder
 
 
-#: the largest terminal dimension we pass on (TIOCSWINSZ and the Engine API take 16 bits)
-MAX_DIMENSION = 0xFFFF
-TerminalSize = tuple[int, int, int, int]
-
-
-def clamped(size: tuple[int, int, int, int]) -> TerminalSize:
-    """A client's (cols, rows, xpixels, ypixels), each forced into 0..65535."""
-    cols, rows, xpix, ypix = (min(max(int(v), 0), MAX_DIMENSION) for v in size)
-    return cols, rows, xpix, ypix
-
-
-class Reader(Protocol):
-    """The client's input: bytes, or a resize/signal/break raised as asyncssh exceptions."""
-
-    async def read(self, n: int = ..., /) -> bytes:
-        """Up to *n* bytes; b"" at EOF."""
-
-
-class Writer(Protocol):
-    """The client's stdout or stderr."""
-
-    def write(self, data: bytes, /) -> None:
-        """Queue *data*."""
-
-    async def drain(self) -> None:
-        """Wait until the client can take more."""
-
-
 class Audit(Protocol):
     """An audit record tied to the session: an event from the catalogue and its fields."""
 
     def __call__(self, event: Event, *, durable: bool = ..., **fields: Any) -> None:
         """Write it; raise AuditUnavailable when it did not reach the chain."""
-
-
-class Closing(Protocol):
-    """The channel underneath: its end can be awaited."""
-
-    async def wait_closed(self) -> None:
-        """Return once the client has gone."""
-
-
-class Channel(Protocol):
-    """What every runner and the session see of the client, whichever door it came through.
-
-    ``asyncssh.SSHServerProcess`` (``gateway serve``) and
-    ``dispatch.stdio.FdProcess`` (sshd's descriptors, through the door) both
-    satisfy it.
-    """
-
-    @property
-    def command(self) -> str | None:
-        """The exec request's command, None for a shell request."""
-
-    @property
-    def subsystem(self) -> str | None:
-        """The subsystem asked for, if any."""
-
-    @property
-    def stdin(self) -> Reader:
-        """Client input."""
-
-    @property
-    def stdout(self) -> Writer:
-        """Client output."""
-
-    @property
-    def stderr(self) -> Writer:
-        """Client error output."""
-
-    @property
-    def channel(self) -> Closing:
-        """The channel, for its end."""
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        """What the client's accepted environment requests set (only checked locale variables)."""
-
-    def get_terminal_type(self) -> str | None:
-        """TERM when the client asked for a PTY."""
-
-    def get_terminal_size(self) -> tuple[int, int, int, int]:
-        """(cols, rows, xpixels, ypixels)."""
-
-    def exit(self, status: int, /) -> None:
-        """End the session with an exit status."""
-
-    def exit_with_signal(self, signal: str, /) -> None:
-        """End the session with the signal the child died of."""
 
 
 @dataclass

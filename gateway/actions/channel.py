@@ -13,9 +13,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncssh
-
-from gateway.actions.base import ActionContext, clamped
+from gateway.actions.base import ActionContext
+from gateway.channel import Break, Resize, Signal
 from gateway.tasks import Tasks
 
 CHUNK = 65536
@@ -37,7 +36,7 @@ async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool
     try:
         sink.write(data)
         await sink.drain()
-    except (asyncssh.Error, OSError):
+    except OSError:  # the adapters turn their transport's errors into OSError
         return False
     return True
 
@@ -55,21 +54,17 @@ async def client_input(
 ) -> AsyncIterator[bytes]:
     """What the client types, recorded unless *echo_off*; resizes and signals go to the callbacks."""
     while True:
-        try:
-            data = await ctx.process.stdin.read(CHUNK)
-        except asyncssh.TerminalSizeChanged as exc:
-            cols, rows, xpix, ypix = clamped((exc.width, exc.height, exc.pixwidth, exc.pixheight))
-            ctx.recorder.resize(cols, rows)
-            await on_resize(cols, rows, xpix, ypix)
+        data = await ctx.process.receive(CHUNK)
+        if isinstance(data, Resize):
+            ctx.recorder.resize(data.cols, data.rows)
+            await on_resize(data.cols, data.rows, data.xpix, data.ypix)
             continue
-        except asyncssh.SignalReceived as exc:
-            if exc.signal in CLIENT_SIGNALS:
-                await on_signal(signal.Signals[f"SIG{exc.signal}"])
+        if isinstance(data, Signal):
+            if data.name in CLIENT_SIGNALS:
+                await on_signal(signal.Signals[f"SIG{data.name}"])
             continue
-        except asyncssh.BreakReceived:
+        if isinstance(data, Break):
             continue
-        except (asyncssh.Error, OSError):
-            return
         if not data:
             return
         if echo_off():
@@ -87,7 +82,7 @@ async def until_hangup(ctx: ActionContext, tasks: Tasks, work: list[asyncio.Task
     asyncssh does not cancel a session when the client goes away, so each
     runner races its work against the channel closing.
     """
-    closed = tasks.spawn(ctx.process.channel.wait_closed(), "closed")
+    closed = tasks.spawn(ctx.process.wait_closed(), "closed")
     finished = tasks.spawn(asyncio.wait(work), "work")
     done, _ = await asyncio.wait({closed, finished}, return_when=asyncio.FIRST_COMPLETED)
     return finished in done

@@ -14,10 +14,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncssh
-
 from gateway.actions.base import ActionContext, Exit
 from gateway.actions.channel import send, until_hangup
+from gateway.channel import read_bytes
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind
 from gateway.moderation import STOP, Moderated, ModerationBoard
@@ -60,12 +59,7 @@ def _record(ctx: ActionContext, event: Event, moderated: Moderated) -> None:
 async def _keys(ctx: ActionContext, moderated: Moderated) -> None:
     """Ctrl-] from the moderator ends the moderated session at once."""
     while True:
-        try:
-            data = await ctx.process.stdin.read(1024)
-        except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived):
-            continue
-        except (asyncssh.Error, OSError):
-            return
+        data = await read_bytes(ctx.process)
         if not data:
             return
         if STOP in data and moderated.end is not None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import struct
 
-from gateway.actions.base import Channel
+from gateway.channel import Channel, read_bytes
 
 FXP_INIT, FXP_VERSION, FXP_STATUS = 1, 2, 101
 FX_PERMISSION_DENIED = 3
@@ -45,7 +45,7 @@ async def _packets(process: Channel, line: str) -> None:
         while len(pending) < 4 or len(pending) < 4 + struct.unpack(">I", pending[:4])[0]:
             if len(pending) >= 4 and struct.unpack(">I", pending[:4])[0] > MAX_PACKET:
                 return
-            chunk = await process.stdin.read(MAX_PACKET)
+            chunk = await read_bytes(process, MAX_PACKET)
             if not chunk:
                 return
             pending += chunk

@@ -20,8 +20,7 @@ import termios
 import tty
 from collections.abc import Iterator
 
-import asyncssh
-
+from gateway.channel import Received, Resize, clamped
 from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
@@ -31,31 +30,6 @@ CHUNK = 65536
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-class _Reader:
-    def __init__(self, owner: FdProcess) -> None:
-        self.owner = owner
-
-    async def read(self, n: int = CHUNK) -> bytes:
-        fd = self.owner.fds[0]
-        while True:
-            if self.owner.resize_pending:
-                self.owner.resize_pending = False
-                cols, rows, xpix, ypix = self.owner.get_terminal_size()
-                raise asyncssh.TerminalSizeChanged(cols, rows, xpix, ypix)
-            try:
-                return os.read(fd, n)
-            except BlockingIOError:
-                pass
-            except OSError:
-                return b""
-            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.owner.wake = ready
-            try:
-                await wait_fd(fd, ready=ready)
-            finally:
-                self.owner.wake = None
 
 
 class _Writer:
@@ -88,14 +62,6 @@ class _Writer:
             del self.pending[:written]
 
 
-class _Channel:
-    def __init__(self) -> None:
-        self.closed = asyncio.Event()
-
-    async def wait_closed(self) -> None:
-        await self.closed.wait()
-
-
 class FdProcess:
     """Three descriptors from sshd as a session channel."""
 
@@ -111,16 +77,39 @@ class FdProcess:
         self._env = {REASON: checked} if checked else {}
         self.subsystem: str | None = None
         self.fds = fds
-        self.stdin = _Reader(self)
         self.stdout = _Writer(fds[1])
         self.stderr = _Writer(fds[2])
-        self.channel = _Channel()
+        self.closed = asyncio.Event()
         self.resize_pending = False
         self.wake: asyncio.Future[None] | None = None
         self.status: int = 0
         self.signal: str | None = None
         self._tty = os.isatty(fds[0])
         self._term = (term or "xterm") if self._tty else None
+
+    async def receive(self, n: int = CHUNK, /) -> Received:
+        """Bytes from sshd, or the resize it told the door of; ``b""`` at EOF or on an error."""
+        fd = self.fds[0]
+        while True:
+            if self.resize_pending:
+                self.resize_pending = False
+                return Resize(*clamped(self.get_terminal_size()))
+            try:
+                return os.read(fd, n)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return b""
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.wake = ready
+            try:
+                await wait_fd(fd, ready=ready)
+            finally:
+                self.wake = None
+
+    async def wait_closed(self) -> None:
+        """Return once the client has gone (sshd's side hung up, or the session ended)."""
+        await self.closed.wait()
 
     @property
     def env(self) -> dict[str, str]:
@@ -145,12 +134,12 @@ class FdProcess:
     def exit(self, status: int) -> None:
         """Remember the exit status for the caller to return."""
         self.status = status
-        self.channel.closed.set()
+        self.closed.set()
 
     def exit_with_signal(self, signal_name: str, *_: object) -> None:
         """Remember the signal the child died of."""
         self.signal, self.status = signal_name, 128 + signal.Signals[f"SIG{signal_name}"]
-        self.channel.closed.set()
+        self.closed.set()
 
     def resized(self) -> None:
         """sshd's PTY changed size (SIGWINCH reached the door)."""
@@ -160,7 +149,7 @@ class FdProcess:
 
     def hang_up(self) -> None:
         """The client went away (SIGHUP reached the door, or the door itself is gone)."""
-        self.channel.closed.set()
+        self.closed.set()
 
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:

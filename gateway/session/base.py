@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from gateway.actions.base import Channel
+    from gateway.channel import Channel
     from gateway.events import Event
     from gateway.moderation import Moderated
     from gateway.runtime import Runtime

@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import asyncssh
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
 from gateway.approvals import APPROVED, DENIED, Request
+from gateway.channel import read_bytes
 from gateway.command import printable
 from gateway.environment import MAX_REASON, REASON, checked_reason
 from gateway.errors import AuditUnavailable, Refusal
@@ -64,7 +64,7 @@ async def _moderators(session: SessionBase, moderated: Moderated) -> None:
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + session.rt.settings.approval_wait
-    closed = loop.create_task(session.process.channel.wait_closed())
+    closed = loop.create_task(session.process.wait_closed())
     try:
         while not moderated.enough():
             left = deadline - loop.time()
@@ -120,10 +120,7 @@ async def _ask(session: SessionBase) -> str | None:
     try:
         async with asyncio.timeout(ASK_SECONDS):
             while True:
-                try:
-                    data = await session.process.stdin.read(1024)
-                except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived):
-                    continue
+                data = await read_bytes(session.process)
                 if not data:
                     return None
                 for byte in (data[k : k + 1] for k in range(len(data))):
@@ -140,7 +137,7 @@ async def _ask(session: SessionBase) -> str | None:
                     elif byte >= b" " and len(typed) < MAX_REASON:
                         typed += byte
                         out.write(byte)
-    except (TimeoutError, asyncssh.Error, OSError):
+    except (TimeoutError, OSError):
         return None
 
 
@@ -185,7 +182,7 @@ async def _until_decided(session: SessionBase, request: Request, seconds: float)
     """Until the request is approved or denied (TimeoutError after *seconds*); a hang-up ends the wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    closed = loop.create_task(session.process.channel.wait_closed())
+    closed = loop.create_task(session.process.wait_closed())
     try:
         while request.state not in (APPROVED, DENIED):
             left = deadline - loop.time()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
 from gateway.actions import Exit
-from gateway.actions.base import Channel
+from gateway.channel import Channel
 from gateway.diskspace import room
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.actions import validate
-from gateway.actions.base import Channel
 from gateway.actions.shell import pin_target
+from gateway.channel import Channel
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.confine import Pinned
 from gateway.docker import ContainerInfo

@@ -14,8 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-import asyncssh
-
+from gateway.channel import read_bytes
 from gateway.command import printable
 from gateway.errors import DockerError, Refusal
 from gateway.events import RefusalKind
@@ -91,12 +90,7 @@ async def _read_line(session: SessionBase) -> str | None:
     """One line typed on the client's raw terminal, echoed as typed; None on Ctrl-C, Ctrl-D or EOF."""
     line = ""
     while True:
-        try:
-            data = await session.process.stdin.read(1024)
-        except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived):
-            continue
-        except (asyncssh.Error, OSError):
-            return None
+        data = await read_bytes(session.process)
         if not data:
             return None
         for byte in data:

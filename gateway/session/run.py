@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gateway.actions import ActionContext, Exit, runner_for
-from gateway.actions.base import clamped
+from gateway.channel import clamped
 from gateway.errors import AuditUnavailable, DockerError, Refusal
 from gateway.events import Event
 from gateway.recording import AsciicastRecorder, NullRecorder, Recorder

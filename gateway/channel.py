@@ -1,0 +1,109 @@
+"""The seam between a transport and the session: what the client sends, as typed events.
+
+A transport (``gateway serve``'s asyncssh server, the OpenSSH door's
+descriptors) is adapted to ``Channel``; the session and every runner see only
+this. Client input arrives from ``Channel.receive()`` as bytes, or as a
+``Resize``, a ``Signal`` or a ``Break``; ``b""`` is the end (EOF, or the
+channel is gone). Nothing here knows asyncssh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+#: the largest terminal dimension we pass on (TIOCSWINSZ and the Engine API take 16 bits)
+MAX_DIMENSION = 0xFFFF
+TerminalSize = tuple[int, int, int, int]
+
+
+def clamped(size: tuple[int, int, int, int]) -> TerminalSize:
+    """A client's (cols, rows, xpixels, ypixels), each forced into 0..65535."""
+    cols, rows, xpix, ypix = (min(max(int(v), 0), MAX_DIMENSION) for v in size)
+    return cols, rows, xpix, ypix
+
+
+@dataclass(frozen=True)
+class Resize:
+    """The client's terminal changed size (already clamped)."""
+
+    cols: int
+    rows: int
+    xpix: int = 0
+    ypix: int = 0
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The client asked for a signal (its RFC 4254 name: ``INT``, ``TERM``, ...)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """The client sent a break."""
+
+
+Received = bytes | Resize | Signal | Break
+
+
+class Writer(Protocol):
+    """The client's stdout or stderr."""
+
+    def write(self, data: bytes, /) -> None:
+        """Queue *data*."""
+
+    async def drain(self) -> None:
+        """Wait until the client can take more."""
+
+
+class Channel(Protocol):
+    """One session channel of one client, whichever door it came through."""
+
+    @property
+    def command(self) -> str | None:
+        """The exec request's command, None for a shell request."""
+
+    @property
+    def subsystem(self) -> str | None:
+        """The subsystem asked for, if any."""
+
+    @property
+    def stdout(self) -> Writer:
+        """Client output."""
+
+    @property
+    def stderr(self) -> Writer:
+        """Client error output."""
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """What the client's accepted environment requests set (checked locale variables, a reason)."""
+
+    async def receive(self, n: int = 65536, /) -> Received:
+        """The next thing the client sent: up to *n* bytes, or an event; ``b""`` at the end."""
+
+    async def wait_closed(self) -> None:
+        """Return once the client has gone."""
+
+    def get_terminal_type(self) -> str | None:
+        """TERM when the client asked for a PTY."""
+
+    def get_terminal_size(self) -> tuple[int, int, int, int]:
+        """(cols, rows, xpixels, ypixels)."""
+
+    def exit(self, status: int, /) -> None:
+        """End the session with an exit status."""
+
+    def exit_with_signal(self, signal: str, /) -> None:
+        """End the session with the signal the child died of."""
+
+
+async def read_bytes(channel: Channel, n: int = 1024) -> bytes:
+    """The next bytes the client typed, passing over resizes, signals and breaks; ``b""`` at the end."""
+    while True:
+        received = await channel.receive(n)
+        if isinstance(received, bytes):
+            return received
