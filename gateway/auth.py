@@ -20,7 +20,7 @@ from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
-from gateway.session import Session
+from gateway.session import Session, door
 from gateway.ssh_channel import SSHChannel
 from gateway.sshhooks import (
     install_certificate_hook,
@@ -41,12 +41,12 @@ class GatewayServer(asyncssh.SSHServer):
         self.session_id = secrets.token_hex(8)
         self.peer = ""
         self.peer_host = ""
-        self.username = ""
+        self.action = ""
         self.login_target: str | None = None
         self.principal: str | None = None
         self.fingerprint: str | None = None
         self._conn: asyncssh.SSHServerConnection | None = None
-        self._opened = time.monotonic()
+        self.opened = time.monotonic()
         self._sessions = 0
         self._rejected: set[str] = set()
         self._unauthenticated = False
@@ -61,11 +61,7 @@ class GatewayServer(asyncssh.SSHServer):
 
     def refused(self, kind: RefusalKind, **fields: Any) -> None:
         """Record a refused protocol request; never raises."""
-        metrics.REFUSALS.labels(metrics.kind_label(kind)).inc()
-        with contextlib.suppress(AuditUnavailable):  # refusing anyway: nothing runs
-            self.audit(
-                Event.REQUEST_DENY, kind=kind, principal=self.principal, action=self.username, **fields
-            )
+        door.refused(self, kind, **fields)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -90,10 +86,7 @@ class GatewayServer(asyncssh.SSHServer):
             return
         metrics.CONNECTIONS.inc()
         self._unauthenticated = True
-        # Without an audit log nothing will run (the allow record gates every
-        # action), but the client still gets a clear line instead of a hang-up.
-        with contextlib.suppress(AuditUnavailable):
-            self.audit(Event.CONNECTION_OPEN)
+        door.opened(self)
 
     def _turn_away(self, reason: str) -> None:
         """Count every turned-away connection; audit the first per source and minute."""
@@ -116,11 +109,7 @@ class GatewayServer(asyncssh.SSHServer):
                 self.rt.limits.penalise(self.peer_host, stalled=stalled)
         if self._conn is not None:
             self.rt.connections.discard(self._conn)
-        reason = str(exc) if exc else None
-        with contextlib.suppress(AuditUnavailable):
-            self.audit(
-                Event.CONNECTION_CLOSE, duration=round(time.monotonic() - self._opened, 3), error=reason
-            )
+        door.closed(self, str(exc) if exc else None)
 
     # ----------------------------------------------------------- authentication
 
@@ -131,9 +120,7 @@ class GatewayServer(asyncssh.SSHServer):
         for clients that cannot send a command (PuTTY sessions, paramiko's
         ``invoke_shell``, editors' terminals).
         """
-        action, plus, target = printable(username).partition("+")
-        self.username = action
-        self.login_target = target if plus and target else None
+        self.action, self.login_target = door.split_login(username)
         return True
 
     def public_key_auth_supported(self) -> bool:
@@ -174,7 +161,7 @@ class GatewayServer(asyncssh.SSHServer):
                 self.audit(
                     Event.AUTH_REJECT,
                     fingerprint=ca,
-                    action=self.username,
+                    action=self.action,
                     reason=reason,
                     key_id=getattr(cert, "_key_id", None),
                 )
@@ -190,22 +177,14 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt.limits.failed(self.peer_host)
         self._failures += 1
         metrics.AUTH_FAILURES.inc()
-        with contextlib.suppress(AuditUnavailable):
-            self.audit(Event.AUTH_REJECT, fingerprint=fingerprint, action=self.username, reason="unknown key")
+        door.unknown_key(self.audit, fingerprint, action=self.action)
 
     def auth_completed(self) -> None:
         """Record which principal got in, with which key."""
         if self._unauthenticated:
             self._unauthenticated = False
             self.rt.limits.authenticated(self.peer_host)
-        with contextlib.suppress(AuditUnavailable):  # the allow record still gates every action
-            self.audit(
-                Event.AUTH_ACCEPT,
-                fingerprint=self.fingerprint,
-                principal=self.principal,
-                action=self.username,
-                target=self.login_target,
-            )
+        door.accepted(self, fingerprint=self.fingerprint)
 
     # ----------------------------------------------------------- channels
 

@@ -18,7 +18,6 @@ from gateway.cli.common import (
     state_option,
 )
 from gateway.errors import ConfigError, GatewayError, LoadError
-from gateway.events import Event
 
 
 @main.command("authorized-keys")
@@ -101,10 +100,11 @@ def openssh_setup(policies: Path, keys: Path, door_user: str, keys_user: str, dr
 def _audit_unknown_key(state: Path, fingerprint: str) -> None:
     """No daemon answered: record the unknown key in the chain ourselves, if we may write it."""
     from gateway.audit import AuditLog  # noqa: PLC0415
+    from gateway.session import door  # noqa: PLC0415
 
     with contextlib.suppress(GatewayError, OSError):
         log = AuditLog(state / "audit")
-        log.emit(Event.AUTH_REJECT, fingerprint=fingerprint[:128], reason="unknown key", door="openssh")
+        door.unknown_key(log.emit, fingerprint, door="openssh")
         log.close()
 
 

@@ -47,6 +47,7 @@ from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event
 from gateway.fdwait import wait_fd
 from gateway.runtime import Runtime
+from gateway.session.door import unknown_key
 from gateway.tasks import Tasks
 
 _UCRED = struct.Struct("3i")
@@ -200,10 +201,7 @@ class DoorServer:
         except ConfigError:
             line = None
         if line is None:
-            with contextlib.suppress(AuditUnavailable):
-                self.rt.audit.emit(
-                    Event.AUTH_REJECT, fingerprint=fingerprint, reason="unknown key", door="openssh"
-                )
+            unknown_key(self.rt.audit.emit, fingerprint, door="openssh")
         await _send(conn, "line", line or "")
 
     def _admit(

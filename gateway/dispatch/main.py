@@ -8,7 +8,6 @@ audit path, one recording path.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import time
@@ -18,10 +17,10 @@ from typing import Any
 from gateway.command import parse_command, printable
 from gateway.dispatch.sftp_refusal import refuse_in_sftp
 from gateway.dispatch.stdio import FdProcess, signals_attached
-from gateway.errors import AuditUnavailable, Refusal
+from gateway.errors import Refusal
 from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
-from gateway.session import Session, messages
+from gateway.session import Session, door, messages
 from gateway.settings import Settings
 
 USAGE = "gateway: usage: ssh USER@HOST ACTION [TARGET] [ARGS...]"
@@ -35,7 +34,7 @@ class DispatchConnection:
         self.rt = rt
         self.session_id = secrets.token_hex(8)
         self.principal: str | None = principal
-        self.username = action
+        self.action = action
         self.login_target: str | None = None
         client = ssh_connection.split()
         self.peer_host = client[0] if client else ""
@@ -99,24 +98,22 @@ async def run_door_session(
     try:
         if process.subsystem is None and action is None and not _legacy_scp(original):
             first, original = split(original)
-            conn.username = printable(first)
+            conn.action = printable(first)
         if principal not in rt.keys.principals:
-            line = f"gateway: {conn.username}: permission denied"
+            line = f"gateway: {conn.action}: permission denied"
             raise Refusal(line, reason="unknown principal", kind=RefusalKind.ACTION)
     except Refusal as refusal:
         Session(conn, process, 1).refuse(refusal)
         return
-    with contextlib.suppress(AuditUnavailable):
-        conn.audit(Event.CONNECTION_OPEN)
-        conn.audit(Event.AUTH_ACCEPT, principal=principal, action=conn.username)
+    door.opened(conn)
+    door.accepted(conn)
     process.command = None if process.subsystem else (original or None)
     try:
         await Session(conn, process, 1).run()
         if process.subsystem == "sftp":  # sshd drops a subsystem's stderr: say it in SFTP
             await refuse_in_sftp(process, messages.SFTP_UNAVAILABLE)
     finally:
-        with contextlib.suppress(AuditUnavailable):
-            conn.audit(Event.CONNECTION_CLOSE, duration=round(time.monotonic() - conn.opened, 3))
+        door.closed(conn)
 
 
 async def dispatch(settings: Settings, principal: str) -> int:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from gateway.events import Event
     from gateway.moderation import Moderated
     from gateway.runtime import Runtime
-    from gateway.session.decide import Connection
+    from gateway.session.door import Connection
 
 
 class SessionBase(Protocol):

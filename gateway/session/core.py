@@ -19,9 +19,10 @@ from gateway.diskspace import room
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
-from gateway.session import messages
+from gateway.session import door, messages
 from gateway.session.conditions import satisfy
-from gateway.session.decide import Connection, Plan, authorize
+from gateway.session.decide import Plan, authorize
+from gateway.session.door import Connection
 from gateway.session.picker import pick_target
 from gateway.session.run import execute
 
@@ -37,7 +38,7 @@ class Session:
         self.rt: Runtime = conn.rt
         self.process = process
         self.number = number
-        self.action = conn.username
+        self.action = conn.action
         self.ended_by: str | None = None
         #: the moderated session's board entry, while moderators are awaited or watch
         self.moderated: Moderated | None = None
@@ -158,10 +159,8 @@ class Session:
     def _refuse(self, refusal: Refusal) -> None:
         outcome = "limit" if refusal.kind == RefusalKind.SESSION_LIMIT else "deny"
         metrics.REQUESTS.labels(self._label, outcome).inc()
-        with contextlib.suppress(AuditUnavailable):
-            self.audit(
-                Event.REQUEST_DENY, kind=refusal.kind, reason=refusal.reason, policy=self.rt.policy.digest
-            )
+        fields = {k: v for k, v in self._fields.items() if k not in ("principal", "action")}  # the door's
+        door.refused(self.conn, refusal.kind, **fields, reason=refusal.reason, policy=self.rt.policy.digest)
         if refusal.public:  # empty: the client has gone
             self.notify(refusal.public)
         with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ nothing ran. The result is a Plan: what runs, under which grant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gateway.actions import validate
 from gateway.actions.shell import pin_target
@@ -16,30 +16,16 @@ from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.confine import Pinned
 from gateway.docker import ContainerInfo
 from gateway.errors import ContainerNotFound, DockerUnavailable, Refusal
-from gateway.events import Event, RefusalKind
+from gateway.events import RefusalKind
 from gateway.policy import Allow, Request, Target, decide
 from gateway.policy.compiled import Conditions, Policy
 from gateway.policy.models import Action, HelpAction
 from gateway.session import messages
+from gateway.session.door import Connection
 from gateway.sshhooks import requested_subsystem
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
-
-
-class Connection(Protocol):
-    """What a session needs from its connection: the SSH server's, or the command= door's."""
-
-    rt: Runtime
-    session_id: str
-    username: str
-    principal: str | None
-    peer_host: str
-    #: the target named in the login (``ssh ACTION+TARGET@HOST``), if any
-    login_target: str | None
-
-    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
-        """An audit event tied to the connection."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +54,7 @@ async def authorize(
 
     *named* is a target from the login name (``ACTION+TARGET``) or the target picker.
     """
-    rt, action = conn.rt, conn.username
+    rt, action = conn.rt, conn.action
     subsystem = requested_subsystem(process.subsystem)
     if subsystem is not None:
         name = printable(subsystem)

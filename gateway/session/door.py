@@ -1,0 +1,86 @@
+"""The front door every transport calls: the connection's records, the login split, every refusal.
+
+``gateway serve``'s SSH server (``auth.py``) and the OpenSSH door
+(``dispatch/main.py``) keep only what is theirs (keys, tickets, descriptors);
+what a connection is, how a login names an action, and how a refusal is
+counted, recorded and said are here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway import metrics
+from gateway.command import printable
+from gateway.errors import AuditUnavailable
+from gateway.events import Event, RefusalKind
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+
+class Connection(Protocol):
+    """One client connection, whichever transport brought it."""
+
+    rt: Runtime
+    session_id: str
+    #: the action the login (or the door's first word) names
+    action: str
+    #: who the key belongs to, once authenticated
+    principal: str | None
+    #: "host:port" of the client, and the host alone (for ``from:`` rules)
+    peer: str
+    peer_host: str
+    #: the target named in the login (``ssh ACTION+TARGET@HOST``), if any
+    login_target: str | None
+    #: monotonic time the connection opened
+    opened: float
+
+    def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
+        """An audit event tied to the connection."""
+
+
+def split_login(login: str) -> tuple[str, str | None]:
+    """``ACTION`` or ``ACTION+TARGET`` -> (action, target), made printable."""
+    action, plus, target = printable(login).partition("+")
+    return action, (target or None) if plus else None
+
+
+def opened(conn: Connection) -> None:
+    """``connection.open``; without an audit log nothing will run anyway (the allow record gates it)."""
+    with contextlib.suppress(AuditUnavailable):
+        conn.audit(Event.CONNECTION_OPEN)
+
+
+def accepted(conn: Connection, **fields: Any) -> None:
+    """``auth.accept`` for the connection's principal and action."""
+    with contextlib.suppress(AuditUnavailable):
+        conn.audit(
+            Event.AUTH_ACCEPT,
+            principal=conn.principal,
+            action=conn.action,
+            target=conn.login_target,
+            **fields,
+        )
+
+
+def refused(conn: Connection, kind: RefusalKind, **fields: Any) -> None:
+    """The one ``request.deny`` writer and refusal counter; never raises (refusing anyway)."""
+    metrics.REFUSALS.labels(metrics.kind_label(kind)).inc()
+    with contextlib.suppress(AuditUnavailable):
+        conn.audit(Event.REQUEST_DENY, kind=kind, principal=conn.principal, action=conn.action, **fields)
+
+
+def unknown_key(emit: Callable[..., None], fingerprint: str, **fields: Any) -> None:
+    """``auth.reject`` for a key that is not in keys/ (*emit*: a connection's, or the log's own)."""
+    with contextlib.suppress(AuditUnavailable, OSError):
+        emit(Event.AUTH_REJECT, fingerprint=fingerprint[:128], reason="unknown key", **fields)
+
+
+def closed(conn: Connection, error: str | None = None) -> None:
+    """``connection.close`` with the connection's duration."""
+    with contextlib.suppress(AuditUnavailable):
+        conn.audit(Event.CONNECTION_CLOSE, duration=round(time.monotonic() - conn.opened, 3), error=error)
