@@ -22,7 +22,6 @@ from gateway.errors import ConfigError
 from gateway.keys import KeyRing
 from gateway.policy import Policy
 from gateway.policy.compiled import CompiledGrant
-from gateway.policy.models import ShellAction
 
 SAFE_WORD = re.compile(r"^[A-Za-z0-9_./+=:@-]+$")
 
@@ -66,10 +65,7 @@ def options(policy: Policy, principal: str, command: str) -> str:
     grants = _grants(policy, principal)
     opts = ["restrict"]
     actions = {a for g in grants for a in g.actions}
-    if any(
-        isinstance(policy.actions[a], ShellAction) or getattr(policy.actions[a], "interactive", False)
-        for a in actions
-    ):
+    if any(policy.actions[a].wants_pty for a in actions):
         opts.append("pty")
     if grants and all(g.sources for g in grants):
         opts.append('from="' + ",".join(sorted({str(n) for g in grants for n in g.sources or ()})) + '"')

@@ -1,9 +1,9 @@
-"""Action runners, one module per action type, behind one protocol.
+"""Action runners, one module per action type, each registered with ``base.runs``.
 
 ::
 
-    policy.models.<Type>Action ──REGISTRY──► runner(ActionContext) -> Exit
-        ShellAction    ─► shell.run_shell       (nsenter, via bridge.run_local)
+    policy.models.<Type>Action ──RUNNERS──► runner(ActionContext) -> Exit
+        ShellAction    ─► shell.run_shell       (the container's namespaces, via bridge.run_local)
         HostAction     ─► host.run_host         (fixed argv, via bridge.run_local)
         SidekickAction ─► sidekick.run_sidekick (Engine API container with --volumes-from)
         SignalAction   ─► kill.run_signal       (docker kill -s)
@@ -13,61 +13,66 @@
         ApproveAction  ─► approve.run_approve   (approvers: list, approve, deny requests)
         HelpAction     ─► help.run_help         (the caller's own grants)
 
-``channel`` is the SSH side of every runner (send, input, hang-up) and taps
-the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
+A new type is its model (``policy.models.ActionBase`` with a ``type``
+literal: it registers itself) plus its module here (``@runs(Model)`` on the
+runner, with ``validate=`` and ``prepare=`` for what it checks before the
+allow record). Importing this package checks that every model has a runner.
+
+``channel`` is the client side of every runner (send, input, hang-up) and
+taps the recorder; ``bridge`` connects a local child to it, on a PTY or on pipes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from gateway.actions.approve import run_approve
-from gateway.actions.audit import parse as parse_audit_query
-from gateway.actions.audit import run_audit
-from gateway.actions.backup import run_backup
-from gateway.actions.base import ActionContext, Exit, Runner, Traffic
-from gateway.actions.help import run_help
-from gateway.actions.host import run_host
-from gateway.actions.kill import run_signal
-from gateway.actions.logs import run_logs
-from gateway.actions.shell import run_shell
-from gateway.actions.sidekick import run_sidekick
+from gateway.actions import approve, audit, backup, help, host, kill, logs, shell, sidekick  # noqa: F401
+from gateway.actions.base import RUNNERS, ActionContext, ActionType, Exit, Runner, Traffic, runs
 from gateway.policy import models
 
-REGISTRY: Mapping[type[models._ActionBase], Runner] = {
-    models.ShellAction: run_shell,
-    models.HostAction: run_host,
-    models.SidekickAction: run_sidekick,
-    models.SignalAction: run_signal,
-    models.LogsAction: run_logs,
-    models.BackupAction: run_backup,
-    models.AuditAction: run_audit,
-    models.ApproveAction: run_approve,
-    models.HelpAction: run_help,
-}
+if TYPE_CHECKING:
+    from gateway.confine import Pinned
+    from gateway.docker import ContainerInfo
 
 
-# Checks of the client's words that can refuse before the allow record is written.
-VALIDATORS: Mapping[type[models._ActionBase], Callable[[tuple[str, ...]], object]] = {
-    models.AuditAction: parse_audit_query,
-}
+def _type_of(spec: models.ActionBase) -> ActionType:
+    found = RUNNERS.get(type(spec))
+    if found is None:
+        raise LookupError(f"action type {type(spec).__name__} has no runner (actions.base.runs)")
+    return found
 
 
-def validate(spec: models.Action, args: tuple[str, ...]) -> None:
-    """Raise Refusal if the action's own parser rejects *args* (before anything runs)."""
-    check = VALIDATORS.get(type(spec))
+def runner_for(spec: models.ActionBase) -> Runner:
+    """The runner for *spec*'s type."""
+    return _type_of(spec).run
+
+
+def validate(spec: models.ActionBase, args: tuple[str, ...]) -> None:
+    """Raise Refusal if the type's own check rejects *args* (before anything runs)."""
+    check = _type_of(spec).validate
     if check is not None:
         check(args)
 
 
-def runner_for(spec: models.Action) -> Runner:
-    """The runner for *spec*'s type; every model type has one (checked at import)."""
-    return REGISTRY[type(spec)]
+def prepare(spec: models.ActionBase, container: ContainerInfo) -> Pinned | None:
+    """The type's step before the allow record with the target resolved (the shell pins it); Refusal."""
+    step = _type_of(spec).prepare
+    return step(spec, container) if step is not None else None  # type: ignore[arg-type]
 
 
-_missing = {t.__name__ for t in models.ACTION_MODELS} - {t.__name__ for t in REGISTRY}
-if _missing:  # pragma: no cover - a new action type without a runner is a build error
-    raise ImportError(f"action types without a runner: {sorted(_missing)}")
+_missing = sorted(m.__name__ for m in models.action_models() if m not in RUNNERS)
+if _missing:  # pragma: no cover - a type without its module is a build error
+    raise ImportError(f"action types without a runner: {_missing}")
 
 
-__all__ = ["REGISTRY", "ActionContext", "Exit", "Runner", "Traffic", "runner_for", "validate"]
+__all__ = [
+    "ActionContext",
+    "ActionType",
+    "Exit",
+    "Runner",
+    "Traffic",
+    "prepare",
+    "runner_for",
+    "runs",
+    "validate",
+]

@@ -18,13 +18,14 @@ import contextlib
 import json
 import time
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send
 from gateway.actions.moderate import moderate
 from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind
+from gateway.policy.models import ApproveAction
 from gateway.textsafe import visible
 
 USAGE = "gateway: usage: ssh approve@HOST [--json] | R-ID | deny R-ID WHY... | watch R-ID"
@@ -58,6 +59,7 @@ def _json(request: Request) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
+@runs(ApproveAction)
 async def run_approve(ctx: ActionContext) -> Exit:
     """List, approve or deny."""
     book, words = ctx.requests, list(ctx.args)

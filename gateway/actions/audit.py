@@ -19,13 +19,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send, until_hangup
 from gateway.actions.moderate import follow_output, moderate
 from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import K0_ON_HOST_WEAKENS, Report, verify
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
+from gateway.policy.models import AuditAction
 from gateway.sessions import query
 from gateway.sessions.export import announcer, export
 from gateway.sessions.grep import Match, compile_pattern, grep_rows
@@ -82,6 +83,7 @@ def parse(words: tuple[str, ...]) -> argparse.Namespace:
         ) from None
 
 
+@runs(AuditAction, validate=parse)
 async def run_audit(ctx: ActionContext) -> Exit:
     """Answer one query."""
     args = parse(ctx.args)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send, until_hangup
 from gateway.docker.streams import archive
 from gateway.policy.models import BackupAction
@@ -21,6 +21,7 @@ from gateway.tasks import Tasks
 BATCH = 1 << 20
 
 
+@runs(BackupAction)
 async def run_backup(ctx: ActionContext) -> Exit:
     """Stream every path as one tar archive; 255 when the client hangs up mid-stream."""
     assert isinstance(ctx.spec, BackupAction)

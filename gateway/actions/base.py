@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gateway.docker import ContainerInfo, Engine
     from gateway.moderation import ModerationBoard
     from gateway.policy.compiled import Policy
-    from gateway.policy.models import Action
+    from gateway.policy.models import Action, ActionBase
     from gateway.recording import Recorder
 
 
@@ -114,3 +114,34 @@ class Runner(Protocol):
 
     async def __call__(self, ctx: ActionContext) -> Exit:
         """Run the action to its end and say how it ended."""
+
+
+Validate = Callable[[tuple[str, ...]], object]
+Prepare = Callable[["Action", "ContainerInfo"], "Pinned | None"]
+
+
+@dataclass(frozen=True)
+class ActionType:
+    """What one action type's module adds to its model: how it runs, and what it does before the allow."""
+
+    run: Runner
+    #: checks the client's words (a Refusal) before the allow record: the audit query's parser
+    validate: Validate | None = None
+    #: before the allow record, with the target resolved: pin its process (the shell), or refuse
+    prepare: Prepare | None = None
+
+
+#: every action type's module, by its model (``runs`` fills it at import)
+RUNNERS: dict[type[ActionBase], ActionType] = {}
+
+
+def runs(
+    model: type[ActionBase], *, validate: Validate | None = None, prepare: Prepare | None = None
+) -> Callable[[Runner], Runner]:
+    """Register the decorated runner as *model*'s, with its checks before the allow record."""
+
+    def register(run: Runner) -> Runner:
+        RUNNERS[model] = ActionType(run, validate, prepare)
+        return run
+
+    return register

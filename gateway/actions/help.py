@@ -8,18 +8,18 @@ already say: a target that is not running is listed as the pattern it is.
 
 from __future__ import annotations
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send
 from gateway.errors import DockerError
 from gateway.policy.compiled import CompiledGrant, Policy, Target
-from gateway.policy.models import ShellAction
+from gateway.policy.models import HelpAction
 from gateway.textsafe import visible
 
 
 def usage(name: str, policy: Policy) -> str:
     """How to call action *name*: ``ssh -t debug@HOST TARGET [ARGS...]``."""
     spec = policy.actions[name]
-    pty = "-t " if isinstance(spec, ShellAction) or getattr(spec, "interactive", False) else ""
+    pty = "-t " if spec.wants_pty else ""
     words = " TARGET" if spec.needs_target else ""
     words += " [ARGS...]" if spec.accepts_args else ""
     return f"ssh {pty}{name}@HOST{words}"
@@ -54,6 +54,7 @@ def lines(policy: Policy, principal: str, running: list[tuple[str, dict[str, str
     return out
 
 
+@runs(HelpAction)
 async def run_help(ctx: ActionContext) -> Exit:
     """Print the caller's grants."""
     policy = ctx.policy

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send
 from gateway.policy.models import SignalAction
 
 
+@runs(SignalAction)
 async def run_signal(ctx: ActionContext) -> Exit:
     """Send the policy's signal to the target's main process."""
     assert isinstance(ctx.spec, SignalAction)

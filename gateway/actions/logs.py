@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send, until_hangup
 from gateway.docker.streams import STDERR, logs
 from gateway.policy.models import LogsAction
 from gateway.tasks import Tasks
 
 
+@runs(LogsAction)
 async def run_logs(ctx: ActionContext) -> Exit:
     """Stream the log; with ``follow``, until the client hangs up."""
     assert isinstance(ctx.spec, LogsAction)

@@ -23,7 +23,7 @@ import os
 import secrets
 from typing import Any
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.bridge import Pipes, bridge_pipes, bridge_pty
 from gateway.actions.exec import run_exec
 from gateway.confine import ContainerChanged, Pinned, SessionCgroup, pin
@@ -72,6 +72,7 @@ async def confinement(spec: ShellAction, pinned: Pinned, container: str) -> dict
     return (found.for_user() if spec.user is not None else found).wire()
 
 
+@runs(ShellAction, prepare=pin_target)
 async def run_shell(ctx: ActionContext) -> Exit:
     """Run the shell (or, where allowed, the client's argv) in the container."""
     assert isinstance(ctx.spec, ShellAction)

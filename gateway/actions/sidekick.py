@@ -14,7 +14,7 @@ from typing import Any
 
 from aiodocker.stream import Stream
 
-from gateway.actions.base import ActionContext, Exit
+from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import client_input, drain, send, until_hangup
 from gateway.docker.sidekick import Sidekick, close_stdin
 from gateway.docker.streams import STDERR
@@ -58,6 +58,7 @@ def sidekick_config(ctx: ActionContext, spec: SidekickAction, tty: bool) -> dict
     }
 
 
+@runs(SidekickAction)
 async def run_sidekick(ctx: ActionContext) -> Exit:
     """Create, attach, wait, start; stream; remove."""
     assert isinstance(ctx.spec, SidekickAction)

@@ -28,8 +28,6 @@ from gateway.policy.marks import Path as DataPath
 #: bounds that keep a hostile policy from taking the gateway down (bytes: policy_files)
 MAX_GRANTS = 10_000
 
-_ACTION_MODELS: dict[str, type[BaseModel]] = dict(zip(models.ACTION_TYPES, models.ACTION_MODELS, strict=True))
-
 
 @dataclass
 class _File:
@@ -97,7 +95,7 @@ def _load_file(name: str, text: str, problems: list[Problem], budget: _Budget) -
             problems.append(Problem(name, mark.line, mark.column, message))
             return None
     try:
-        model = models.PolicyFile.model_validate(marked.data)
+        model = models.policy_file_model().model_validate(marked.data)
     except ValidationError as exc:
         problems += (_problem(name, marked, err) for err in _deepest(exc.errors()))
         return None
@@ -144,7 +142,7 @@ def _problem(name: str, marked: Marked, err: ErrorDetails) -> Problem:
         mark = marked.locate((*path, "type"))
         got = _get(marked.data, path).get("type") if kind == "union_tag_invalid" else None
         what = f"unknown action type {got!r}" if got is not None else "missing key 'type'"
-        message = f"{dotted}: {what} (expected one of: {', '.join(models.ACTION_TYPES)})"
+        message = f"{dotted}: {what} (expected one of: {', '.join(models.ACTION_REGISTRY)})"
     elif kind == "missing":
         mark = marked.locate(path)
         message = f"{dotted}: missing required key {err['loc'][-1]!r}"
@@ -180,7 +178,7 @@ def _expected_keys(data: Any, parent: DataPath) -> list[str]:
             return _keys_of(models.Moderation)
         return _keys_of(models.Grant)
     node = _get(data, parent)
-    model = _ACTION_MODELS.get(node.get("type", "") if isinstance(node, dict) else "")
+    model = models.ACTION_REGISTRY.get(node.get("type", "") if isinstance(node, dict) else "")
     return _keys_of(model) if model else ["type"]
 
 

@@ -10,7 +10,7 @@ import re
 import signal
 from datetime import UTC, datetime
 from ipaddress import ip_network
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
     IPvAnyNetwork,
     StringConstraints,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 
@@ -86,7 +87,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _ActionBase(_Model):
+#: every action type by its ``type`` word: filled as each model class is defined (built-in or not)
+ACTION_REGISTRY: dict[str, type[ActionBase]] = {}
+
+
+class ActionBase(_Model):
+    """What every action type says about itself; a subclass with a ``type`` literal registers itself.
+
+    Adding a type is its model (here, or anywhere) plus its runner module
+    (``actions.base.runs``); the loader, the schema, the key lines and the
+    session read everything else from these.
+    """
+
     #: container actions need a target; host actions take none
     needs_target: ClassVar[bool] = True
     #: whether the session is recorded as asciicast (False: metadata only)
@@ -107,6 +119,23 @@ class _ActionBase(_Model):
         """The refusal for a stopped *target* (when it does not run on one)."""
         del action
         return f"gateway: {target} is not running"
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a concrete type (one with a ``type`` literal) by its word."""
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("type")
+        words: tuple[object, ...] = getattr(field.annotation, "__args__", ()) if field is not None else ()
+        word = words[0] if len(words) == 1 else None
+        if isinstance(word, str):
+            ACTION_REGISTRY[word] = cls
+            if "PolicyFile" in globals():  # a type added after this module loaded
+                _rebuild_policy_file()
+
+    @property
+    def wants_pty(self) -> bool:
+        """Whether a client should ask for a terminal (``ssh -t``): key lines get ``pty`` for it."""
+        return bool(getattr(self, "interactive", False))
 
     @property
     def accepts_args(self) -> bool:
@@ -134,7 +163,7 @@ USER = r"^([A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$"
 User = Annotated[str, StringConstraints(pattern=USER)]
 
 
-class ShellAction(_ActionBase):
+class ShellAction(ActionBase):
     """A command (a shell by default) inside the target container.
 
     ``via: nsenter`` (the default) enters its pinned namespaces and takes the
@@ -167,8 +196,13 @@ class ShellAction(_ActionBase):
             return "host root inside the container's namespaces, with full capabilities and no seccomp"
         return "the container's own capabilities, no_new_privs, seccomp filter and cgroups, as docker exec"
 
+    @property
+    def wants_pty(self) -> bool:
+        """A shell is used on a terminal."""
+        return True
 
-class HostAction(_ActionBase):
+
+class HostAction(ActionBase):
     """A fixed argv on the Docker host; no target and no extra words."""
 
     needs_target: ClassVar[bool] = False
@@ -177,7 +211,7 @@ class HostAction(_ActionBase):
     record_input: bool = False
 
 
-class SidekickAction(_ActionBase):
+class SidekickAction(ActionBase):
     """``docker run --rm --volumes-from TARGET IMAGE COMMAND`` through the Engine API."""
 
     type: Literal["sidekick"]
@@ -203,7 +237,7 @@ class SidekickAction(_ActionBase):
         return self.interactive if self.record_input is None else self.record_input
 
 
-class SignalAction(_ActionBase):
+class SignalAction(ActionBase):
     """``docker kill -s SIGNAL TARGET``."""
 
     recorded: ClassVar[bool] = False
@@ -219,7 +253,7 @@ class SignalAction(_ActionBase):
         return name[3:] if name.startswith("SIG") else name
 
 
-class LogsAction(_ActionBase):
+class LogsAction(ActionBase):
     """The target's recent log lines, optionally followed."""
 
     runs_on_stopped: ClassVar[bool] = True  # a stopped container's logs are still there
@@ -230,7 +264,7 @@ class LogsAction(_ActionBase):
     timestamps: bool = False
 
 
-class BackupAction(_ActionBase):
+class BackupAction(ActionBase):
     """A tar stream of the target's paths on stdout."""
 
     recorded: ClassVar[bool] = False  # a tar stream: size and SHA-256 only
@@ -239,7 +273,7 @@ class BackupAction(_ActionBase):
     paths: Annotated[tuple[AbsPath, ...], Field(min_length=1)]
 
 
-class AuditAction(_ActionBase):
+class AuditAction(ActionBase):
     """Charlotte's read-only queries over SSH: ``ssh audit@HOST sessions list --since 1d``."""
 
     needs_target: ClassVar[bool] = False
@@ -253,7 +287,7 @@ class AuditAction(_ActionBase):
         return True
 
 
-class ApproveAction(_ActionBase):
+class ApproveAction(ActionBase):
     """Approvers' queue: ``ssh approve@HOST`` lists, ``R-ID`` approves, ``deny R-ID why`` denies."""
 
     needs_target: ClassVar[bool] = False
@@ -267,7 +301,7 @@ class ApproveAction(_ActionBase):
         return True
 
 
-class HelpAction(_ActionBase):
+class HelpAction(ActionBase):
     """``ssh help@HOST``: the caller's own grants, and how to use each."""
 
     needs_target: ClassVar[bool] = False
@@ -275,6 +309,7 @@ class HelpAction(_ActionBase):
     type: Literal["help"]
 
 
+#: the built-in types, for type checkers; at run time the registry is what counts
 Action = Annotated[
     ShellAction
     | HostAction
@@ -288,18 +323,10 @@ Action = Annotated[
     Field(discriminator="type"),
 ]
 
-ACTION_MODELS = (
-    ShellAction,
-    HostAction,
-    SidekickAction,
-    SignalAction,
-    LogsAction,
-    BackupAction,
-    AuditAction,
-    ApproveAction,
-    HelpAction,
-)
-ACTION_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in ACTION_MODELS)  # type: ignore[union-attr]
+
+def action_models() -> tuple[type[ActionBase], ...]:
+    """Every registered action type's model."""
+    return tuple(ACTION_REGISTRY.values())
 
 
 class LabelSelector(_Model):
@@ -396,3 +423,24 @@ class PolicyFile(_Model):
     groups: dict[GroupName, Names] = Field(default_factory=dict)
     actions: dict[ActionName, Action] = Field(default_factory=dict)
     grants: tuple[Grant, ...] = ()
+
+
+_current_policy_file: type[PolicyFile] = PolicyFile
+
+
+def policy_file_model() -> type[PolicyFile]:
+    """The model a policy file is validated with: ``actions`` takes every registered type."""
+    return _current_policy_file
+
+
+def _rebuild_policy_file() -> None:
+    """After a type registers: ``PolicyFile`` with ``actions`` as the union of every registered type."""
+    global _current_policy_file  # noqa: PLW0603 - the one model the loader and the schema read, kept current
+    models = tuple(ACTION_REGISTRY.values())
+    union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+    _current_policy_file = create_model(
+        "PolicyFile",
+        __base__=PolicyFile,
+        __doc__=PolicyFile.__doc__,
+        actions=(dict[ActionName, union], Field(default_factory=dict)),
+    )

@@ -35,8 +35,8 @@ def _action_union(action_names: dict[str, str]) -> dict[str, Any]:
 
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one policy file."""
-    document = models.PolicyFile.model_json_schema(by_alias=True)
-    kinds = {m.model_fields["type"].annotation.__args__[0]: m.__name__ for m in models.ACTION_MODELS}  # type: ignore[union-attr]
+    document = models.policy_file_model().model_json_schema(by_alias=True)
+    kinds = {word: model.__name__ for word, model in models.ACTION_REGISTRY.items()}
     actions = document["properties"]["actions"]
     pattern = next(iter(actions["patternProperties"]))
     actions["patternProperties"][pattern] = _action_union(kinds)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.actions import validate
-from gateway.actions.shell import pin_target
+from gateway.actions import prepare, validate
 from gateway.channel import Channel
 from gateway.command import Command, is_legacy_scp, parse_command, printable
 from gateway.confine import Pinned
@@ -82,7 +81,7 @@ async def authorize(
     if container is not None and not container.running and not decision.spec.runs_on_stopped:
         line = decision.spec.stopped_line(action, container.name)
         raise Refusal(line, reason="container not running", kind=RefusalKind.ACTION)
-    pinned = pin_target(decision.spec, container) if container is not None else None
+    pinned = prepare(decision.spec, container) if container is not None else None
     return Plan(decision.spec, decision.grant, command, container, pinned, decision.conditions)
 
 
