@@ -29,6 +29,7 @@ from gateway.events import RefusalKind
 from gateway.policy.models import AuditAction
 from gateway.sessions import query
 from gateway.sessions.export import announcer, export
+from gateway.sessions.grammar import VERBS, filters
 from gateway.sessions.grep import Match, compile_pattern, grep_rows
 from gateway.sessions.html import chain_verdict, render
 from gateway.sessions.index import Index
@@ -53,16 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     sessions = top.add_parser("sessions", add_help=False).add_subparsers(
         dest="verb", required=True, parser_class=_Parser
     )
-    listing = sessions.add_parser("list", add_help=False)
-    for option in ("--since", "--until", "--principal", "--action", "--target"):
-        listing.add_argument(option)
-    listing.add_argument("--json", action="store_true")
-    searching = sessions.add_parser("grep", add_help=False)
-    searching.add_argument("pattern")
-    for option in ("--since", "--until", "--principal", "--action", "--target"):
-        searching.add_argument(option)
-    searching.add_argument("--input-only", action="store_true")
-    searching.add_argument("--json", action="store_true")
+    for verb, options in VERBS.items():  # the one query grammar, as on the host's command line
+        parser = sessions.add_parser(verb, add_help=False)
+        if verb == "grep":
+            parser.add_argument("pattern")
+        for option in options:
+            parser.add_argument(option.flag, action="store_true" if option.is_flag else "store")
     for verb in ("show", "watch"):
         sessions.add_parser(verb, add_help=False).add_argument("id")
     exporting = sessions.add_parser("export", add_help=False)
@@ -109,13 +106,7 @@ async def run_audit(ctx: ActionContext) -> Exit:
 
 
 def _filters(args: argparse.Namespace) -> query.Filters:
-    return query.Filters(
-        since=query.parse_time(args.since) if args.since else None,
-        until=query.parse_time(args.until) if args.until else None,
-        principal=args.principal,
-        action=args.action,
-        target=args.target,
-    )
+    return filters(vars(args))
 
 
 GREP_BATCH = 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +20,34 @@ def sessions() -> None:
     """Compliance queries over the state directory."""
 
 
+def _grammar(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The verb's options from the one query grammar (``sessions.grammar``), as click options."""
+    from gateway.sessions.grammar import VERBS  # noqa: PLC0415
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(VERBS[verb]):
+            command = click.option(option.flag, is_flag=option.is_flag, help=option.help)(command)
+        return command
+
+    return apply
+
+
 @sessions.command("list")
 @state_option
-@click.option("--since", help="1d, 2h, 30m, or an ISO time.")
-@click.option("--until", help="1d, 2h, 30m, or an ISO time.")
-@click.option("--principal")
-@click.option("--action")
-@click.option("--target")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
+@_grammar("list")
 @click.option(
     "--collected",
     type=click.Path(path_type=Path),
     help="The sessions of every host a syslog collector holds.",
 )
-def list_(
-    state: Path, since: str | None, until: str | None, principal: str | None, action: str | None,
-    target: str | None, as_json: bool, collected: Path | None,
-) -> None:  # fmt: skip
+def list_(state: Path, collected: Path | None, json: bool, **values: str | None) -> None:
     """Sessions: id, start, duration, principal, action, target, container, exit, bytes."""
     from gateway.sessions import query  # noqa: PLC0415
+    from gateway.sessions.grammar import filters as parse  # noqa: PLC0415
 
+    as_json = json
     try:
-        filters = query.Filters(
-            since=query.parse_time(since) if since else None,
-            until=query.parse_time(until) if until else None,
-            principal=principal, action=action, target=target,
-        )  # fmt: skip
+        filters = parse(values)
     except query.QueryError as exc:
         fail(f"gateway: {exc}")
         return
@@ -106,28 +109,17 @@ def replay(state: Path, session: str, speed: float) -> None:
 @sessions.command("grep")
 @state_option
 @click.argument("pattern")
-@click.option("--since", help="1d, 2h, 30m, or an ISO time.")
-@click.option("--until", help="1d, 2h, 30m, or an ISO time.")
-@click.option("--principal")
-@click.option("--action")
-@click.option("--target")
-@click.option("--input-only", is_flag=True, help="Only what was typed, not the output.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per match.")
-def grep_(
-    state: Path, pattern: str, since: str | None, until: str | None, principal: str | None,
-    action: str | None, target: str | None, input_only: bool, as_json: bool,
-) -> None:  # fmt: skip
+@_grammar("grep")
+def grep_(state: Path, pattern: str, input_only: bool, json: bool, **values: str | None) -> None:
     """Search typed input and output across recordings (a regular expression); exit 1 if nothing matched."""
     from gateway.sessions import query  # noqa: PLC0415
+    from gateway.sessions.grammar import filters as parse  # noqa: PLC0415
     from gateway.sessions.grep import compile_pattern, grep  # noqa: PLC0415
 
+    as_json = json
     try:
         regex = compile_pattern(pattern)
-        filters = query.Filters(
-            since=query.parse_time(since) if since else None,
-            until=query.parse_time(until) if until else None,
-            principal=principal, action=action, target=target,
-        )  # fmt: skip
+        filters = parse(values)
     except query.QueryError as exc:
         fail(f"gateway: {exc}", 2)
         return
