@@ -16,7 +16,7 @@ from bench.connect import rsyslog
 from gateway.audit import AuditLog
 from gateway.audit.ship import Shipper
 from gateway.audit.syslog import Destination
-from gateway.sessions.grep import grep_recording
+from gateway.evidence.grep import grep_recording
 
 
 async def _ship_once(audit: Path, port: int) -> float:

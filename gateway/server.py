@@ -14,12 +14,12 @@ from gateway import notify, oplog, strictmodes
 from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
 from gateway.events import Event
+from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, write_summaries
 from gateway.policy.diff import facts
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
-from gateway.sessions.recover import mark_interrupted
 from gateway.settings import Settings
 from gateway.tasks import Tasks
 

@@ -26,14 +26,14 @@ from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import K0_ON_HOST_WEAKENS, Report, verify
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
+from gateway.evidence import query
+from gateway.evidence.export import announcer, export
+from gateway.evidence.grammar import VERBS, filters
+from gateway.evidence.grep import Match, compile_pattern, grep_rows
+from gateway.evidence.html import chain_verdict, render
+from gateway.evidence.index import Index
+from gateway.evidence.replay import recording_path, show_text
 from gateway.policy.models import AuditAction
-from gateway.sessions import query
-from gateway.sessions.export import announcer, export
-from gateway.sessions.grammar import VERBS, filters
-from gateway.sessions.grep import Match, compile_pattern, grep_rows
-from gateway.sessions.html import chain_verdict, render
-from gateway.sessions.index import Index
-from gateway.sessions.replay import recording_path, show_text
 from gateway.tasks import Tasks
 
 WATCH_POLL = 0.2

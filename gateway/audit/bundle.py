@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
 from gateway.events import Event
-from gateway.sessions.export import member_name, sha256_file
-from gateway.sessions.html import BUNDLE_ID
-from gateway.sessions.query import QueryError
+from gateway.evidence.export import member_name, sha256_file
+from gateway.evidence.html import BUNDLE_ID
+from gateway.evidence.query import QueryError
 
 MAX_MEMBER = 8 << 30
 MAX_MEMBERS = 100_000

@@ -192,8 +192,8 @@ def grants(state: Path, principal: str, at: str | None, collected: Path | None, 
     """What PRINCIPAL was granted at a time, and since when, from the audit chain alone."""
     from gateway.audit.collected import hosts  # noqa: PLC0415
     from gateway.audit.grants import fold  # noqa: PLC0415
-    from gateway.sessions import query  # noqa: PLC0415
-    from gateway.sessions.fleet import host_records, local_records  # noqa: PLC0415
+    from gateway.evidence import query  # noqa: PLC0415
+    from gateway.evidence.fleet import host_records, local_records  # noqa: PLC0415
 
     try:
         moment = query.parse_time(at) if at else None

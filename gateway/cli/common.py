@@ -13,8 +13,8 @@ import click
 from gateway.errors import LoadError
 
 if TYPE_CHECKING:
+    from gateway.evidence.index import Index
     from gateway.policy import Policy
-    from gateway.sessions.index import Index
     from gateway.settings import Settings
 
 policies_option = click.option(
@@ -110,7 +110,7 @@ def read_k0(state: Path, key: Path | None) -> bytes:
 
 @contextlib.contextmanager
 def open_index(state: Path) -> Iterator[Index]:
-    from gateway.sessions.index import Index  # noqa: PLC0415
+    from gateway.evidence.index import Index  # noqa: PLC0415
 
     if not (state / "audit").is_dir():
         fail(f"gateway: no audit log under {state}")

@@ -22,7 +22,7 @@ def sessions() -> None:
 
 def _grammar(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """The verb's options from the one query grammar (``sessions.grammar``), as click options."""
-    from gateway.sessions.grammar import VERBS  # noqa: PLC0415
+    from gateway.evidence.grammar import VERBS  # noqa: PLC0415
 
     def apply(command: Callable[..., None]) -> Callable[..., None]:
         for option in reversed(VERBS[verb]):
@@ -42,8 +42,8 @@ def _grammar(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
 )
 def list_(state: Path, collected: Path | None, json: bool, **values: str | None) -> None:
     """Sessions: id, start, duration, principal, action, target, container, exit, bytes."""
-    from gateway.sessions import query  # noqa: PLC0415
-    from gateway.sessions.grammar import filters as parse  # noqa: PLC0415
+    from gateway.evidence import query  # noqa: PLC0415
+    from gateway.evidence.grammar import filters as parse  # noqa: PLC0415
 
     as_json = json
     try:
@@ -52,7 +52,7 @@ def list_(state: Path, collected: Path | None, json: bool, **values: str | None)
         fail(f"gateway: {exc}")
         return
     if collected is not None:
-        from gateway.sessions.fleet import fleet_table, list_fleet  # noqa: PLC0415
+        from gateway.evidence.fleet import fleet_table, list_fleet  # noqa: PLC0415
 
         if not collected.is_dir():
             fail(f"gateway: {collected} is not a directory", 2)
@@ -74,8 +74,8 @@ def list_(state: Path, collected: Path | None, json: bool, **values: str | None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
 def show(state: Path, session: str, as_json: bool) -> None:
     """A session's records in time order, then its typed input (keys named: ^C, ESC, ^M)."""
-    from gateway.sessions import query  # noqa: PLC0415
-    from gateway.sessions.replay import show_text  # noqa: PLC0415
+    from gateway.evidence import query  # noqa: PLC0415
+    from gateway.evidence.replay import show_text  # noqa: PLC0415
 
     with open_index(state) as index:
         try:
@@ -92,9 +92,9 @@ def show(state: Path, session: str, as_json: bool) -> None:
 @click.option("--speed", type=float, default=1.0, show_default=True)
 def replay(state: Path, session: str, speed: float) -> None:
     """Play a session's recording in this terminal, in constant memory."""
-    from gateway.sessions.query import QueryError  # noqa: PLC0415
-    from gateway.sessions.replay import quiet_terminal, recording_path  # noqa: PLC0415
-    from gateway.sessions.replay import replay as play  # noqa: PLC0415
+    from gateway.evidence.query import QueryError  # noqa: PLC0415
+    from gateway.evidence.replay import quiet_terminal, recording_path  # noqa: PLC0415
+    from gateway.evidence.replay import replay as play  # noqa: PLC0415
 
     with open_index(state) as index:
         try:
@@ -112,9 +112,9 @@ def replay(state: Path, session: str, speed: float) -> None:
 @_grammar("grep")
 def grep_(state: Path, pattern: str, input_only: bool, json: bool, **values: str | None) -> None:
     """Search typed input and output across recordings (a regular expression); exit 1 if nothing matched."""
-    from gateway.sessions import query  # noqa: PLC0415
-    from gateway.sessions.grammar import filters as parse  # noqa: PLC0415
-    from gateway.sessions.grep import compile_pattern, grep  # noqa: PLC0415
+    from gateway.evidence import query  # noqa: PLC0415
+    from gateway.evidence.grammar import filters as parse  # noqa: PLC0415
+    from gateway.evidence.grep import compile_pattern, grep  # noqa: PLC0415
 
     as_json = json
     try:
@@ -152,9 +152,9 @@ def export(
     checkpoint_key: Path | None,
 ) -> None:
     """Sessions' records, recordings and the audit chain: a tar bundle (--out) or an HTML file (--html)."""
-    from gateway.sessions.export import export as run  # noqa: PLC0415
-    from gateway.sessions.html import chain_verdict, render  # noqa: PLC0415
-    from gateway.sessions.query import QueryError  # noqa: PLC0415
+    from gateway.evidence.export import export as run  # noqa: PLC0415
+    from gateway.evidence.html import chain_verdict, render  # noqa: PLC0415
+    from gateway.evidence.query import QueryError  # noqa: PLC0415
 
     if (out is None) == (html_file is None):
         fail("gateway: sessions export needs exactly one of --out FILE.tar.gz or --html FILE", 2)
@@ -183,7 +183,7 @@ def export(
 def _export_announcer(state: Path, key: Path | None) -> tuple[Any, Any]:
     """The host's own export record (``by: host``), and a checkpoint after it when the signing key is here."""
     from gateway.audit import AuditLog, checkpoint  # noqa: PLC0415
-    from gateway.sessions.export import announcer  # noqa: PLC0415
+    from gateway.evidence.export import announcer  # noqa: PLC0415
 
     directory = state / "audit"
     log = AuditLog(directory)

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 1: what may be done: policy, keys, requests
     ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys"),
     # 2: the means: the chain, the engine, confinement, recordings, the stored sessions, the door's wire
-    ("audit", "docker", "confine", "recording", "sessions", "dispatch.client", "dispatch.wire",
+    ("audit", "docker", "confine", "recording", "evidence", "dispatch.client", "dispatch.wire",
      "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks"),
     # 3: the action types
     ("actions",),

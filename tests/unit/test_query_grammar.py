@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from gateway.actions.audit import parse
 from gateway.cli import main
 from gateway.errors import Refusal
-from gateway.sessions.grammar import VERBS, filters
+from gateway.evidence.grammar import VERBS, filters
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS))

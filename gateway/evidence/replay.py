@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway.sessions import query
-from gateway.sessions.index import Index
-from gateway.sessions.query import QueryError
+from gateway.evidence import query
+from gateway.evidence.index import Index
+from gateway.evidence.query import QueryError
 from gateway.textsafe import keys
 
 MAX_PAUSE = 2.0  # long idle gaps are shortened, as asciinema's idle limit does

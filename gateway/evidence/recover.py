@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.audit import AuditLog
 from gateway.events import Event
-from gateway.sessions.index import Index
+from gateway.evidence.index import Index
 
 
 def _alive(pid: int | None) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.command import printable
-from gateway.sessions.index import Index
+from gateway.evidence.index import Index
 from gateway.textsafe import visible
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")

@@ -23,8 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gateway.sessions.index import Index
-from gateway.sessions.query import QueryError, checked_id, show
+from gateway.evidence.index import Index
+from gateway.evidence.query import QueryError, checked_id, show
 from gateway.textsafe import keys
 
 CSP = (

@@ -15,8 +15,8 @@ from typing import Any
 
 from gateway.audit import store
 from gateway.audit.collected import files, hosts, unique_lines
-from gateway.sessions import query
-from gateway.sessions.index import Index
+from gateway.evidence import query
+from gateway.evidence.index import Index
 
 
 def local_records(state: Path) -> Iterator[dict[str, Any]]:

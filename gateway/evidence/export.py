@@ -29,8 +29,8 @@ from typing import BinaryIO
 
 from gateway.audit import store
 from gateway.events import Event
-from gateway.sessions.index import Index
-from gateway.sessions.query import QueryError, checked_id, show
+from gateway.evidence.index import Index
+from gateway.evidence.query import QueryError, checked_id, show
 
 
 def member_name(name: str) -> str:

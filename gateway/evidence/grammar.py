@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.sessions import query
+from gateway.evidence import query
 
 
 @dataclass(frozen=True)

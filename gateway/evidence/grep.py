@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
-from gateway.sessions import query
-from gateway.sessions.index import Index
+from gateway.evidence import query
+from gateway.evidence.index import Index
 from gateway.textsafe import visible
 
 MAX_PATTERN = 256
