@@ -58,6 +58,9 @@ class Writer(Protocol):
     async def drain(self) -> None:
         """Wait until the client can take more."""
 
+    def backlog(self) -> int:
+        """Bytes written and not yet taken by the client (its window is full)."""
+
 
 class Channel(Protocol):
     """One session channel of one client, whichever door it came through."""

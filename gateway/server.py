@@ -21,6 +21,7 @@ from gateway.policy.diff import facts
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.sshhooks import skip_packet_logging
 from gateway.tasks import Tasks
 
 CLOSE_GRACE = 5.0
@@ -66,6 +67,7 @@ async def serve(
     if settings.strict_modes and primary:
         strictmodes.check(settings.policies, settings.keys, settings.state)
     runtime = Runtime.start(settings)
+    skip_packet_logging()
     jobs = None
     if primary:
         mark_interrupted(settings.state, runtime.audit)

@@ -19,10 +19,11 @@ from gateway.channel import Break, Received, Resize, Signal, clamped
 class _Out:
     """The client's stdout or stderr; asyncssh's errors as OSError."""
 
-    __slots__ = ("_writer",)
+    __slots__ = ("_channel", "_writer")
 
     def __init__(self, writer: asyncssh.SSHWriter[bytes]) -> None:
         self._writer = writer
+        self._channel = writer.channel
 
     def write(self, data: bytes, /) -> None:
         try:
@@ -35,6 +36,9 @@ class _Out:
             await self._writer.drain()
         except asyncssh.Error as exc:
             raise ConnectionResetError(str(exc)) from exc
+
+    def backlog(self) -> int:
+        return self._channel.get_write_buffer_size()
 
 
 class SSHChannel:

@@ -18,7 +18,8 @@ from typing import Any
 import asyncssh
 from asyncssh.channel import SSHServerChannel
 from asyncssh.constants import MSG_KEXINIT
-from asyncssh.packet import SSHPacket
+from asyncssh.logging import SSHLogger
+from asyncssh.packet import SSHPacket, SSHPacketLogger
 
 from gateway.command import printable
 from gateway.environment import accepted_var
@@ -40,10 +41,14 @@ if (
     or not all(hasattr(SSHServerChannel, h) for h in _HANDLERS)
     or not hasattr(asyncssh.SSHServerConnection, _CERT_HOOK)
     or not all(hasattr(asyncssh.SSHServerConnection, h) for h in _KEX_INTERNALS)
+    or not hasattr(SSHPacketLogger, "_log_packet")
+    or not hasattr(SSHLogger, "_debug_level")
 ):
     raise ImportError(f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
 
 OnRefused = Callable[..., None]  # (RefusalKind, **fields)
+#: asyncssh logs packets from this debug level up
+PACKET_DEBUG_LEVEL = 3
 
 
 #: a subsystem reaches the session under this prefix, so asyncssh's own sftp branch never runs
@@ -132,14 +137,35 @@ def install_quickack(conn: asyncssh.SSHServerConnection) -> None:
     def data_received(data: bytes, datatype: int | None = None) -> None:
         nonlocal remaining
         original(data, datatype)
-        if remaining > 0:
-            remaining -= 1
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        remaining -= 1
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if remaining <= 0:  # the handshake is over: every later packet goes straight to asyncssh
+            setattr(conn, "data_received", original)  # noqa: B010
 
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     setattr(conn, "data_received", data_received)  # noqa: B010 - the transport looks it up per call
+
+
+def skip_packet_logging() -> None:
+    """Stop asyncssh formatting a debug line for every packet that its logger then drops.
+
+    ``SSHPacketLogger._log_packet`` builds the message (names, sizes, an
+    f-string) before ``SSHLogger.packet`` checks the debug level (3 for packet
+    logging; asyncssh's default is 1): 2 to 3 % of the gateway's CPU per
+    keystroke. With the debug level at 3 or more, packets are logged as before.
+    """
+    original = SSHPacketLogger._log_packet
+    if getattr(original, "_gateway_skips", False):
+        return
+
+    def _log_packet(self: SSHPacketLogger, *args: Any) -> None:
+        if SSHLogger._debug_level >= PACKET_DEBUG_LEVEL:
+            original(self, *args)
+
+    _log_packet._gateway_skips = True  # type: ignore[attr-defined]
+    setattr(SSHPacketLogger, "_log_packet", _log_packet)  # noqa: B010
 
 
 # ---------------------------------------------------------------- key exchange

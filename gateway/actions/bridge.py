@@ -22,7 +22,7 @@ import termios
 from typing import Protocol
 
 from gateway.actions.base import ActionContext, Exit
-from gateway.actions.channel import CHUNK, client_input, drain, send, until_hangup
+from gateway.actions.channel import CHUNK, client_input, deliver, drain, drained, until_hangup
 from gateway.fdwait import wait_fd
 from gateway.tasks import Tasks
 
@@ -118,20 +118,55 @@ def _pty_groups(master: int, proc: Child) -> list[int]:
     return groups
 
 
+#: pause reading the child once this much waits for the client's window
+HIGH_WATER = 256 * 1024
+
+
 async def _pump_out(ctx: ActionContext, fd: int, *, stderr: bool = False) -> None:
-    """A non-blocking PTY master or pipe to the client, until EOF (EIO: every slave is closed)."""
-    while True:
+    """A non-blocking PTY master or pipe to the client, until EOF (EIO: every slave is closed).
+
+    One reader stays registered on the event loop for the whole session: each
+    readiness reads and sends at once, with no task woken and no reader added
+    and removed per chunk (the hot path of every keystroke's echo). When the
+    client's window is full, reading pauses until it drains.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    sink = ctx.process.stderr if stderr else ctx.process.stdout
+    resuming: list[asyncio.Task[None]] = []
+
+    def finish(error: OSError | None = None) -> None:
+        loop.remove_reader(fd)
+        if not done.done():
+            done.set_exception(error) if error is not None else done.set_result(None)
+
+    def readable() -> None:
         try:
             data = os.read(fd, CHUNK)
         except BlockingIOError:
-            await wait_fd(fd, write=False)
-            continue
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                return
-            raise
-        if not data or not await send(ctx, data, stderr=stderr):
             return
+        except OSError as exc:
+            finish(None if exc.errno == errno.EIO else exc)
+            return
+        if not data or not deliver(ctx, data, stderr=stderr):
+            finish()
+        elif sink.backlog() > HIGH_WATER:
+            loop.remove_reader(fd)
+            resuming[:] = [loop.create_task(resume())]
+
+    async def resume() -> None:
+        if not await drained(ctx, stderr=stderr):
+            finish()
+        elif not done.done():
+            loop.add_reader(fd, readable)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        for task in resuming:
+            task.cancel()
 
 
 async def _pty_in(ctx: ActionContext, master: int, proc: Child) -> None:
@@ -151,7 +186,13 @@ async def _pty_in(ctx: ActionContext, master: int, proc: Child) -> None:
         return bool(lflag & termios.ICANON) and not lflag & termios.ECHO
 
     async for data in client_input(ctx, on_resize=resize, on_signal=deliver, echo_off=echo_off):
-        if not await _write_all(master, data):
+        try:  # a keystroke fits the PTY's buffer: no coroutine for it
+            written = os.write(master, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return
+        if written < len(data) and not await _write_all(master, data[written:]):
             return
     # a terminal has no half-close: the client's EOF is not forwarded
 

@@ -25,20 +25,32 @@ OnResize = Callable[[int, int, int, int], Awaitable[None]]
 OnSignal = Callable[[signal.Signals], Awaitable[None]]
 
 
-async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool:
-    """Record and send *data*, waiting for the client's window; False once the channel is gone."""
+def deliver(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool:
+    """Record and queue *data* for the client, without waiting; False once the channel is gone."""
     ctx.recorder.output(data)
     if ctx.recorder.full:
         return False  # what was not recorded is not shown: the session is ending
     ctx.traffic.bytes_out += len(data)
     ctx.traffic.last_activity = time.monotonic()
-    sink = ctx.process.stderr if stderr else ctx.process.stdout
     try:
-        sink.write(data)
-        await sink.drain()
+        (ctx.process.stderr if stderr else ctx.process.stdout).write(data)
     except OSError:  # the adapters turn their transport's errors into OSError
         return False
     return True
+
+
+async def drained(ctx: ActionContext, *, stderr: bool = False) -> bool:
+    """Wait for the client's window; False once the channel is gone."""
+    try:
+        await (ctx.process.stderr if stderr else ctx.process.stdout).drain()
+    except OSError:
+        return False
+    return True
+
+
+async def send(ctx: ActionContext, data: bytes, *, stderr: bool = False) -> bool:
+    """Record and send *data*, waiting for the client's window; False once the channel is gone."""
+    return deliver(ctx, data, stderr=stderr) and await drained(ctx, stderr=stderr)
 
 
 async def _ignore(*_args: Any) -> None:

@@ -50,6 +50,10 @@ class _Writer:
                 return
             del self.pending[:written]
 
+    def backlog(self) -> int:
+        """Bytes sshd's descriptor has not taken yet."""
+        return len(self.pending)
+
     async def drain(self) -> None:
         while self.pending:
             try:

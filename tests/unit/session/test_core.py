@@ -95,6 +95,9 @@ class _Out:
     async def drain(self) -> None:
         return None
 
+    def backlog(self) -> int:
+        return 0
+
 
 class FakeChannel:
     """A client that sent *command* (or asked for *subsystem*), then *typed*, then hung up."""

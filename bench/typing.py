@@ -1,0 +1,313 @@
+"""Interactive capacity: open-loop typists against the gateway and sshd, with everyone's CPU.
+
+Each typist is a PTY session running ``cat`` (the gateway's ``cat`` host
+action; sshd forcing ``cat``) that sends one byte every ``INTERVAL`` seconds
+on a fixed schedule, whether or not earlier echoes came back (open loop), and
+times each echo from the byte's scheduled send. The typists are spread over
+``clients`` processes (at least one per core), each reporting its own CPU
+time: a process that used more than ``SATURATED`` of its wall time was
+saturated, and its round is reported as such and not counted. The server's
+CPU (every process of it: the gateway and its workers, or sshd's per-session
+processes and their ``cat``) over the typing window, divided by the echoes,
+is its CPU per echoed keystroke. Rounds alternate between the servers.
+
+``python -m bench.typing`` runs the capacity curve (50, 100, 200, 400
+typists), writes ``bench/results/typing.json``, ``typing.md`` and
+``typing.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from bench.common import keygen, loadavg, sshd
+from bench.gateway import running_gateway
+
+INTERVAL = 0.05
+WARMUP = 1.0
+SATURATED = 0.85
+ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of *pids* and every descendant alive now, plus their reaped children's."""
+    total = 0.0
+    for pid in _tree(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return total
+
+
+def _tree(roots: list[int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, frontier = list(roots), list(roots)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+async def _typists(
+    port: int, key_path: str, user: str, count: int, seconds: float, start_at: float, out: Any
+) -> None:
+    key = asyncssh.read_private_key(key_path)
+    conns, procs = [], []
+    for _ in range(count):
+        conn = await asyncssh.connect(
+            "127.0.0.1", port, username=user, client_keys=[key], known_hosts=None, agent_path=None,
+            encryption_algs=["aes128-gcm@openssh.com"],
+        )  # fmt: skip
+        conns.append(conn)
+        procs.append(await conn.create_process("", term_type="xterm", encoding=None))
+    samples: list[float] = []
+    sent = 0
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    began_wall, began_cpu = time.perf_counter(), time.process_time()
+    measuring_from = began_wall + WARMUP
+
+    async def typist(index: int, proc: asyncssh.SSHClientProcess[bytes]) -> None:
+        nonlocal sent
+        pending: deque[float] = deque()
+        phase = (index / count) * INTERVAL  # spread the typists over the interval
+
+        async def reader() -> None:
+            while True:
+                data = await proc.stdout.read(4096)
+                if not data:
+                    return
+                now = time.perf_counter()
+                for _ in range(data.count(b"a")):
+                    if pending:
+                        at = pending.popleft()
+                        if at >= measuring_from:
+                            samples.append(now - at)
+
+        reading = loop.create_task(reader())
+        k = 0
+        while True:
+            at = began_wall + phase + k * INTERVAL
+            if at > began_wall + seconds:
+                break
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(at)  # from the schedule: a late send counts against the server and us alike
+            proc.stdin.write(b"a")
+            sent += 1
+            k += 1
+        await asyncio.sleep(1.0)  # the last echoes
+        reading.cancel()
+
+    await asyncio.gather(*(typist(i, p) for i, p in enumerate(procs)))
+    wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
+    out.send({"samples": samples, "sent": sent, "cpu": cpu, "wall": wall})  # before closing: the server's CPU
+    out.recv()  # is read while its session processes are still there
+    for conn in conns:
+        conn.close()
+    await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+
+
+def _client(args: tuple[int, str, str, int, float, float], out: Any) -> None:
+    asyncio.run(_typists(*args, out))
+
+
+def round_(
+    port: int, key: Path, user: str, typists: int, clients: int, seconds: float, server: list[int]
+) -> dict[str, Any]:
+    """One round: *typists* over *clients* processes; latencies, everyone's CPU."""
+    start_at = time.time() + 2.0 + typists * 0.01  # after every client has connected
+    share = [typists // clients + (1 if i < typists % clients else 0) for i in range(clients)]
+    pipes, procs = [], []
+    for count in share:
+        parent, child = multiprocessing.Pipe()
+        proc = multiprocessing.Process(
+            target=_client, args=((port, str(key), user, count, seconds, start_at), child)
+        )
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    time.sleep(max(0.0, start_at - time.time()) + WARMUP)
+    server_before, t0 = _cpu_seconds(server), time.perf_counter()
+    results = [p.recv() for p in pipes]
+    server_cpu, window = _cpu_seconds(server) - server_before, time.perf_counter() - t0
+    for pipe in pipes:
+        pipe.send("close")
+    for proc in procs:
+        proc.join()
+    samples = sorted(s for r in results for s in r["samples"])
+    busiest = max(r["cpu"] / r["wall"] for r in results)
+    echoes = len(samples)
+
+    def q(x: float) -> float:
+        return (
+            round(samples[min(len(samples) - 1, int(len(samples) * x))] * 1000, 2)
+            if samples
+            else float("nan")
+        )
+
+    return {
+        "typists": typists,
+        "clients": clients,
+        "echoes": echoes,
+        "sent": sum(r["sent"] for r in results),
+        "p50_ms": round(statistics.median(samples) * 1000, 2) if samples else float("nan"),
+        "p99_ms": q(0.99),
+        "client_cpu_max": round(busiest, 3),
+        "saturated": busiest > SATURATED,
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_per_echo_ms": round(server_cpu / echoes * 1000, 4) if echoes else float("nan"),
+        "window_s": round(window, 2),
+    }
+
+
+def curve(
+    points: list[int], rounds: int, seconds: float, clients: int, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Both servers at each point, alternating, *rounds* times."""
+    out: dict[str, Any] = {
+        "points": {},
+        "loadavg_before": loadavg(),
+        "interval_s": INTERVAL,
+        "clients": clients,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        key = keygen(base / "client")
+        pub = key.with_suffix(".pub").read_text().strip()
+        forced = f'restrict,pty,environment="HOME=/nonexistent",command="cat" {pub}\n'
+        with running_gateway(base / "gw", key, extra=extra) as gw, sshd(base / "sshd", forced) as sshd_port:
+            sshd_pid = int((base / "sshd" / "sshd.pid").read_text())
+            for typists in points:
+                rows: dict[str, list[dict[str, Any]]] = {"gateway": [], "sshd": []}
+                for _ in range(rounds):
+                    rows["gateway"].append(round_(gw.port, key, "cat", typists, clients, seconds, [gw.pid]))
+                    rows["sshd"].append(round_(sshd_port, key, "root", typists, clients, seconds, [sshd_pid]))
+                out["points"][typists] = {side: _summary(r) for side, r in rows.items()}
+                print(json.dumps({typists: out["points"][typists]}), file=sys.stderr)
+    out["loadavg_after"] = loadavg()
+    return out
+
+
+def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    counted = [r for r in rounds if not r["saturated"]]
+
+    def med(key: str) -> dict[str, float] | None:
+        values = [r[key] for r in counted]
+        return (
+            {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
+            if values
+            else None
+        )
+
+    return {
+        "rounds": rounds,
+        "counted": len(counted),
+        "p50_ms": med("p50_ms"),
+        "p99_ms": med("p99_ms"),
+        "server_cpu_per_echo_ms": med("server_cpu_per_echo_ms"),
+        "client_cpu_max": max(r["client_cpu_max"] for r in rounds),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's table."""
+    lines = [
+        "| typists | gateway p50 / p99 ms | sshd p50 / p99 ms | p99 ratio | gateway CPU per echo ms | sshd CPU per echo ms | busiest client CPU | rounds counted |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for typists, sides in result["points"].items():
+        gw, sd = sides["gateway"], sides["sshd"]
+
+        def cell(s: dict[str, Any], key: str) -> str:
+            v = s[key]
+            return "saturated" if v is None else f"{v['median']} ({v['min']}-{v['max']})"
+
+        ratio = (
+            f"{gw['p99_ms']['median'] / sd['p99_ms']['median']:.2f}x"
+            if gw["p99_ms"] and sd["p99_ms"]
+            else "-"
+        )
+        lines.append(
+            f"| {typists} | {cell(gw, 'p50_ms')} / {cell(gw, 'p99_ms')} | {cell(sd, 'p50_ms')} / {cell(sd, 'p99_ms')}"
+            f" | {ratio} | {cell(gw, 'server_cpu_per_echo_ms')} | {cell(sd, 'server_cpu_per_echo_ms')}"
+            f" | {gw['client_cpu_max']:.2f} / {sd['client_cpu_max']:.2f} | {gw['counted']} / {sd['counted']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """p50 and p99 against typists, both servers (a PNG)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    points = sorted(int(p) for p in result["points"])
+    for side, colour in (("gateway", "tab:blue"), ("sshd", "tab:orange")):
+        for q, style in (("p50_ms", "--"), ("p99_ms", "-")):
+            ys = [(result["points"][p][side][q] or {}).get("median", float("nan")) for p in points]
+            ax.plot(points, ys, style, color=colour, marker="o", label=f"{side} {q[:3]}")
+    ax.set_xlabel("typists (one byte every 50 ms each, open loop)")
+    ax.set_ylabel("echo latency, ms (median of rounds)")
+    ax.set_yscale("log")
+    ax.set_xticks(points)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title("Interactive capacity: gateway vs sshd, same machine, same run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    """The capacity curve."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", default="50,100,200,400")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=max(2, len(os.sched_getaffinity(0))))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--serve-args", default="", help="Extra `gateway serve` options (e.g. --workers 1).")
+    args = parser.parse_args()
+    result = curve(
+        [int(p) for p in args.points.split(",")],
+        args.rounds,
+        args.seconds,
+        args.clients,
+        tuple(args.serve_args.split()),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "typing.json").write_text(json.dumps(result, indent=1, default=str))
+    (args.out / "typing.md").write_text(markdown(result))
+    plot(result, args.out / "typing.png")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
