@@ -86,7 +86,8 @@ class GatewayServer(asyncssh.SSHServer):
             return
         metrics.CONNECTIONS.inc()
         self._unauthenticated = True
-        door.opened(self)
+        settings = self.rt.settings
+        door.opened(self, worker=settings.worker if settings.workers > 1 else None)
 
     def _turn_away(self, reason: str) -> None:
         """Count every turned-away connection; audit the first per source and minute."""

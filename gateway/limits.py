@@ -10,11 +10,15 @@ of that minute as one record with a count (see ``Refusals``).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import Counter, deque
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gateway import shared
 from gateway.settings import Settings
+from gateway.shared import SharedTable, TableFull, Values
 
 FAILURE_WINDOW = 60.0
 #: seconds of penalty per event, as OpenSSH's PerSourcePenalties defaults
@@ -24,26 +28,6 @@ PENALTY_STALLED = 10.0
 PENALTY_MIN = 15.0
 PENALTY_MAX = 600.0
 SUMMARY_WINDOW = 60.0
-
-
-@dataclass
-class _Penalty:
-    """A source's accrued penalty seconds, draining in real time, and its block."""
-
-    score: float = 0.0
-    at: float = field(default_factory=time.monotonic)
-    blocked_until: float = 0.0
-    blocks: int = 0
-
-    def add(self, seconds: float, now: float) -> None:
-        self.score = max(0.0, self.score - (now - self.at)) + seconds
-        self.at = now
-        if self.score > PENALTY_MIN:
-            # Each new block of the same source lasts longer: score, doubled per earlier block.
-            duration = min(PENALTY_MAX, self.score * (2**self.blocks))
-            self.blocked_until = max(self.blocked_until, now + duration)
-            self.blocks += 1
-            self.score = 0.0
 
 
 @dataclass
@@ -75,82 +59,143 @@ class Refusals:
         return out
 
 
-class Limits:
-    """Counters shared by every connection of one gateway process."""
+def _penalised(values: Values, seconds: float, now: float) -> Values:
+    """A source's penalty (score, at, blocked_until, blocks) after *seconds* more, draining in real time."""
+    score, at, blocked_until, blocks = values
+    score = max(0.0, score - (now - at)) + seconds
+    if score > PENALTY_MIN:
+        # Each new block of the same source lasts longer: score, doubled per earlier block.
+        duration = min(PENALTY_MAX, score * (2**blocks))
+        return 0.0, now, max(blocked_until, now + duration), blocks + 1
+    return score, now, blocked_until, blocks
 
-    def __init__(self, settings: Settings) -> None:
+
+@dataclass
+class _Penalty:
+    """One source's penalty as a record (the shared table keeps the same four numbers)."""
+
+    score: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+    blocked_until: float = 0.0
+    blocks: int = 0
+
+    def add(self, seconds: float, now: float) -> None:
+        values = _penalised((self.score, self.at, self.blocked_until, float(self.blocks)), seconds, now)
+        self.score, self.at, self.blocked_until, self.blocks = values[0], values[1], values[2], int(values[3])
+
+
+def _expired(key: str, values: Values) -> bool:
+    """Records that may be dropped to make room: a failure window or a penalty that is over."""
+    now = time.monotonic()
+    if key.startswith(FAILURES):
+        return now - values[1] > FAILURE_WINDOW
+    if key.startswith(PENALTY):
+        return values[2] < now and values[0] - (now - values[1]) <= 0
+    return False
+
+
+SESSIONS, PRINCIPAL, UNAUTH, UNAUTH_FROM = "sessions", "principal:", "unauth", "unauth-from:"
+FAILURES, PENALTY = "failures:", "penalty:"
+
+
+def _add(delta: float, cap: float | None = None) -> Callable[[Values], Values]:
+    """Add *delta* to a count (never below zero); with *cap*, refuse (raise _AtLimit) at the cap."""
+
+    def change(values: Values) -> Values:
+        if cap is not None and delta > 0 and values[0] >= cap:
+            raise _AtLimit
+        return max(0.0, values[0] + delta), 0.0, 0.0, 0.0
+
+    return change
+
+
+class _AtLimit(Exception):
+    pass
+
+
+class Limits:
+    """Counters every connection shares, across every worker process (``shared.table``)."""
+
+    def __init__(self, settings: Settings, table: SharedTable | None = None) -> None:
         self.settings = settings
-        self.sessions = 0
-        self.per_principal: Counter[str] = Counter()
-        self.unauthenticated = 0
-        self.per_source: Counter[str] = Counter()
+        self.table = table or shared.table()
+        if settings.state.is_dir():
+            self.table.lock_at(settings.state / "limits.lock")
         self.refusals = Refusals()
-        self._failures: dict[str, deque[float]] = {}
-        self._penalties: dict[str, _Penalty] = {}
+
+    @property
+    def sessions(self) -> int:
+        """Sessions running now, in every worker."""
+        return int(self.table.get(SESSIONS)[0])
+
+    @property
+    def unauthenticated(self) -> int:
+        """Connections not yet authenticated, in every worker."""
+        return int(self.table.get(UNAUTH)[0])
+
+    def _count(self, key: str, delta: float, cap: float | None = None) -> bool:
+        """Change a count; False when it is at *cap* (or no room is left: fail closed)."""
+        try:
+            self.table.update(key, _add(delta, cap), _expired)
+        except (_AtLimit, TableFull):
+            return False
+        return True
 
     def admit_connection(self, source: str) -> str | None:
         """None to accept a new connection (it now holds a slot), or why it is refused."""
-        penalty = self._penalties.get(source)
         now = time.monotonic()
-        if penalty is not None and penalty.blocked_until > now:
+        if self.table.get(PENALTY + source)[2] > now:
             return f"{source} is penalised for repeated failures or stalls"
         if self.throttled(source):
             return f"too many authentication failures from {source}"
-        if self.unauthenticated >= self.settings.max_unauthenticated:
+        if not self._count(UNAUTH, 1, self.settings.max_unauthenticated):
             return "too many unauthenticated connections"
-        if self.per_source[source] >= self.settings.max_unauthenticated_per_source:
+        if not self._count(UNAUTH_FROM + source, 1, self.settings.max_unauthenticated_per_source):
+            self._count(UNAUTH, -1)
             return f"too many unauthenticated connections from {source}"
-        self.unauthenticated += 1
-        self.per_source[source] += 1
         return None
 
     def authenticated(self, source: str) -> None:
         """A connection admitted by admit_connection finished authentication (or went away)."""
-        self.unauthenticated = max(0, self.unauthenticated - 1)
-        self.per_source[source] -= 1
-        if self.per_source[source] <= 0:
-            del self.per_source[source]
+        self._count(UNAUTH, -1)
+        self._count(UNAUTH_FROM + source, -1)
 
     def penalise(self, source: str, *, stalled: bool) -> None:
         """A connection from *source* ended without logging in: failed keys, or a stall."""
-        now = time.monotonic()
-        self._penalties.setdefault(source, _Penalty(at=now)).add(
-            PENALTY_STALLED if stalled else PENALTY_AUTHFAIL, now
-        )
-        if len(self._penalties) > 4096:  # bounded: forget sources whose block is over
-            for key in [k for k, p in self._penalties.items() if p.blocked_until < now and p.score == 0]:
-                del self._penalties[key]
+        seconds, now = (PENALTY_STALLED if stalled else PENALTY_AUTHFAIL), time.monotonic()
+        with contextlib.suppress(TableFull):  # no room even after the sweep: no penalty (limits still hold)
+            self.table.update(PENALTY + source, lambda v: _penalised(v, seconds, now), _expired)
 
     def failed(self, source: str) -> None:
-        """An authentication failure from *source*."""
-        self._failures.setdefault(source, deque()).append(time.monotonic())
+        """An authentication failure from *source* (counted in a window of FAILURE_WINDOW seconds)."""
+        now = time.monotonic()
+
+        def change(values: Values) -> Values:
+            count, since = values[0], values[1]
+            if now - since > FAILURE_WINDOW:
+                count, since = 0.0, now
+            return count + 1, since, 0.0, 0.0
+
+        with contextlib.suppress(TableFull):
+            self.table.update(FAILURES + source, change, _expired)
 
     def throttled(self, source: str) -> bool:
-        """Whether *source* failed too often in the last minute."""
-        recent = self._failures.get(source)
-        if not recent:
+        """Whether *source* failed too often in the current window."""
+        count, since, _, _ = self.table.get(FAILURES + source)
+        if time.monotonic() - since > FAILURE_WINDOW:
             return False
-        cutoff = time.monotonic() - FAILURE_WINDOW
-        while recent and recent[0] < cutoff:
-            recent.popleft()
-        if not recent:
-            del self._failures[source]
-            return False
-        return len(recent) >= self.settings.auth_failure_limit
+        return count >= self.settings.auth_failure_limit
 
     def admit_session(self, principal: str) -> str | None:
         """None to start a session for *principal*, or why it is refused."""
-        if self.sessions >= self.settings.max_sessions:
+        if not self._count(SESSIONS, 1, self.settings.max_sessions):
             return "the gateway is at its session limit"
-        if self.per_principal[principal] >= self.settings.max_sessions_per_principal:
+        if not self._count(PRINCIPAL + principal, 1, self.settings.max_sessions_per_principal):
+            self._count(SESSIONS, -1)
             return f"{principal} is at the per-principal session limit"
-        self.sessions += 1
-        self.per_principal[principal] += 1
         return None
 
     def release_session(self, principal: str) -> None:
         """A session admitted by admit_session ended."""
-        self.sessions -= 1
-        self.per_principal[principal] -= 1
-        if self.per_principal[principal] <= 0:
-            del self.per_principal[principal]
+        self._count(SESSIONS, -1)
+        self._count(PRINCIPAL + principal, -1)

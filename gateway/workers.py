@@ -1,8 +1,10 @@
 """``serve --workers N``: N processes accepting on one port (SO_REUSEPORT), one audit chain.
 
-Handshakes are CPU-bound on one core (asyncio and the GIL), so more cores
-need more processes. The audit chain is shared under its lock; limits are
-per process. The first process does the once-per-host jobs.
+Handshakes and keystrokes are CPU-bound on one core (asyncio and the GIL), so
+more cores need more processes. The audit chain is shared under its lock; the
+limits are shared too (``shared.table``, made here before the fork), so
+``--max-sessions`` and the rest hold for the gateway as a whole. The first
+process does the once-per-host jobs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import socket
 from collections.abc import Callable
 
-from gateway import loop
+from gateway import loop, shared
 from gateway.server import serve
 from gateway.settings import Listen, Settings
 
@@ -29,11 +31,12 @@ def _reserve(listen: Listen) -> tuple[socket.socket, int]:
 
 def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Serve in this process, or in N processes sharing the port."""
+    shared.table()  # before any fork: every worker inherits the one table
     if settings.workers <= 1:
         loop.run(serve(settings, on_ready))
         return
     probe, port = _reserve(settings.listen)
-    shared = settings.model_copy(
+    common = settings.model_copy(
         update={"listen": Listen(host=settings.listen.host, port=port), "reuse_port": True}
     )
     children: list[int] = []
@@ -43,13 +46,13 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
             probe.close()
             status = 0
             try:
-                loop.run(serve(shared.model_copy(update={"worker": index}), lambda _h, _p: None))
+                loop.run(serve(common.model_copy(update={"worker": index}), lambda _h, _p: None))
             except BaseException:
                 status = 1
             os._exit(status)
         children.append(pid)
     try:
-        loop.run(serve(shared, on_ready, tuple(children)))
+        loop.run(serve(common, on_ready, tuple(children)))
     finally:
         probe.close()
         for pid in children:

@@ -49,10 +49,10 @@ def split_login(login: str) -> tuple[str, str | None]:
     return action, (target or None) if plus else None
 
 
-def opened(conn: Connection) -> None:
+def opened(conn: Connection, **fields: Any) -> None:
     """``connection.open``; without an audit log nothing will run anyway (the allow record gates it)."""
     with contextlib.suppress(AuditUnavailable):
-        conn.audit(Event.CONNECTION_OPEN)
+        conn.audit(Event.CONNECTION_OPEN, **fields)
 
 
 def accepted(conn: Connection, **fields: Any) -> None:

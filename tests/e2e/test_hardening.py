@@ -178,3 +178,24 @@ def test_two_workers_share_the_port_and_the_chain(launch: Any) -> None:
         if len(pids) == 2:
             break
     assert len(pids) == 2  # both processes accepted connections
+
+
+def test_the_session_limit_holds_across_workers(launch: Any, web1: str) -> None:
+    """--max-sessions 1 with two workers: while one session runs, every worker refuses the next."""
+    gw = launch("--workers", "2", "--max-sessions", "1")
+    held = _shell(gw, "debug", web1)
+    mark = gw.mark()
+    refused_by: set[int] = set()
+    for _ in range(30):
+        refused = gw.ssh("memory", key="dan")
+        assert (refused.returncode, refused.stderr) == (1, "gateway: too many sessions; try again later\n")
+        events = gw.since(mark)
+        opened = {e["session_id"]: e.get("worker") for e in events if e["event"] == "connection.open"}
+        refused_by = {opened[e["session_id"]] for e in events if e.get("kind") == "session-limit"}
+        if refused_by == {0, 1}:
+            break
+    assert refused_by == {0, 1}  # both processes refused: the count is the gateway's, not a worker's
+    held.sendline("exit")
+    held.expect(pexpect.EOF)
+    time.sleep(0.3)
+    assert gw.ssh("memory", key="dan").returncode == 0  # released in the shared count too

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: list[tuple[str, ...]] = [
     # 0: the ground everything stands on
-    ("events", "errors", "sizes", "textsafe", "safefile", "fdwait", "tasks", "loop", "oplog", "notify",
+    ("events", "errors", "shared", "sizes", "textsafe", "safefile", "fdwait", "tasks", "loop", "oplog", "notify",
      "exits", "diskspace", "environment", "command", "settings", "algorithms", "hostkey", "strictmodes",
      "metrics", "limits", "openssh_setup", "channel"),
     # 1: what may be done: policy, keys, requests
