@@ -85,6 +85,7 @@ async def _typists(
         conns.append(conn)
         procs.append(await conn.create_process("", term_type="xterm", encoding=None))
     samples: list[float] = []
+    failed: list[int] = []
     sent = 0
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -118,7 +119,11 @@ async def _typists(
             if delay > 0:
                 await asyncio.sleep(delay)
             pending.append(at)  # from the schedule: a late send counts against the server and us alike
-            proc.stdin.write(b"a")
+            try:
+                proc.stdin.write(b"a")
+            except OSError:  # the server ended the session: the round does not count
+                failed.append(index)
+                break
             sent += 1
             k += 1
         await asyncio.sleep(1.0)  # the last echoes
@@ -126,7 +131,9 @@ async def _typists(
 
     await asyncio.gather(*(typist(i, p) for i, p in enumerate(procs)))
     wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
-    out.send({"samples": samples, "sent": sent, "cpu": cpu, "wall": wall})  # before closing: the server's CPU
+    out.send(
+        {"samples": samples, "sent": sent, "cpu": cpu, "wall": wall, "failed": len(failed)}
+    )  # before closing: the server's CPU
     out.recv()  # is read while its session processes are still there
     for conn in conns:
         conn.close()
@@ -180,6 +187,7 @@ def round_(
         "p99_ms": q(0.99),
         "client_cpu_max": round(busiest, 3),
         "saturated": busiest > SATURATED,
+        "failed_sessions": sum(r["failed"] for r in results),
         "server_cpu_s": round(server_cpu, 3),
         "server_cpu_per_echo_ms": round(server_cpu / echoes * 1000, 4) if echoes else float("nan"),
         "window_s": round(window, 2),
@@ -201,7 +209,11 @@ def curve(
         key = keygen(base / "client")
         pub = key.with_suffix(".pub").read_text().strip()
         forced = f'restrict,pty,environment="HOME=/nonexistent",command="cat" {pub}\n'
-        with running_gateway(base / "gw", key, extra=extra) as gw, sshd(base / "sshd", forced) as sshd_port:
+        limits = ("--max-sessions-per-principal", "100000")  # one principal types in every session
+        with (
+            running_gateway(base / "gw", key, extra=(*limits, *extra)) as gw,
+            sshd(base / "sshd", forced) as sshd_port,
+        ):
             sshd_pid = int((base / "sshd" / "sshd.pid").read_text())
             for typists in points:
                 rows: dict[str, list[dict[str, Any]]] = {"gateway": [], "sshd": []}
@@ -215,7 +227,7 @@ def curve(
 
 
 def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    counted = [r for r in rounds if not r["saturated"]]
+    counted = [r for r in rounds if not r["saturated"] and not r["failed_sessions"]]
 
     def med(key: str) -> dict[str, float] | None:
         values = [r[key] for r in counted]
@@ -269,10 +281,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    points = sorted(int(p) for p in result["points"])
+    keys = sorted(result["points"], key=int)  # ints in a run, strings once read back from JSON
+    points = [int(k) for k in keys]
     for side, colour in (("gateway", "tab:blue"), ("sshd", "tab:orange")):
         for q, style in (("p50_ms", "--"), ("p99_ms", "-")):
-            ys = [(result["points"][p][side][q] or {}).get("median", float("nan")) for p in points]
+            ys = [(result["points"][k][side][q] or {}).get("median", float("nan")) for k in keys]
             ax.plot(points, ys, style, color=colour, marker="o", label=f"{side} {q[:3]}")
     ax.set_xlabel("typists (one byte every 50 ms each, open loop)")
     ax.set_ylabel("echo latency, ms (median of rounds)")
@@ -280,7 +293,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(points)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title("Interactive capacity: gateway vs sshd, same machine, same run")
+    workers = result.get("workers")
+    ax.set_title(f"Interactive capacity: gateway ({workers} worker(s)) vs sshd, same machine, same run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

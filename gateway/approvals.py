@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
+import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from typing import Any
 from gateway.policy.compiled import Conditions, Need
 
 ID_RE = re.compile(r"^R-[0-9A-F]{6}$")
+#: how often a waiting session looks for a decision made through another worker
+POLL = 0.2
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
 
 
@@ -95,25 +100,60 @@ class Request:
 
 
 class RequestBook:
-    """Every request, in memory and on disk."""
+    """Every request, on disk (``STATE/requests/R-ID.json``) and read through by every worker process.
+
+    Each process keeps the requests it has read, refreshed from the files
+    that changed (by size and mtime) before every query, and changes a
+    request under ``flock`` on ``.lock``: an approval given through one worker
+    is seen by the session waiting in another.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.requests: dict[str, Request] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Read the request files that changed since this process last read them."""
         with contextlib.suppress(OSError):
-            for path in sorted(directory.glob("R-*.json")):
+            for path in self.directory.glob("R-*.json"):
                 with contextlib.suppress(OSError, ValueError, TypeError):
+                    stat = path.stat()
+                    if self._seen.get(path.name) == (stat.st_mtime_ns, stat.st_size):
+                        continue
                     request = Request(**json.loads(path.read_text()))
-                    if ID_RE.match(request.id):
+                    if not ID_RE.match(request.id):
+                        continue
+                    known = self.requests.get(request.id)
+                    if known is None:
                         self.requests[request.id] = request
+                    else:  # the same object: whoever holds it (a waiting session) sees the change
+                        vars(known).update(vars(request))
+                    self._seen[path.name] = (stat.st_mtime_ns, stat.st_size)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time across processes, with the latest files read."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._refresh()
+            yield
+        finally:
+            os.close(fd)
 
     def _save(self, request: Request) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / f"{request.id}.json"
-        partial = path.with_suffix(".tmp")
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(asdict(request), sort_keys=True))
         partial.replace(path)
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            self._seen[path.name] = (stat.st_mtime_ns, stat.st_size)
         self._event(request.id).set()
 
     def _event(self, request_id: str) -> asyncio.Event:
@@ -124,6 +164,7 @@ class RequestBook:
 
     def usable(self, principal: str, action: str, target: str) -> Request | None:
         """An approved request of this principal for this (action, target) still in its window."""
+        self._refresh()
         now = time.time()
         found = [
             r
@@ -134,6 +175,7 @@ class RequestBook:
 
     def pending(self, principal: str, action: str, target: str) -> Request | None:
         """The principal's open request for this (action, target), if any."""
+        self._refresh()
         return next(
             (
                 r
@@ -145,13 +187,14 @@ class RequestBook:
 
     def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
         """A new pending request."""
-        request_id = f"R-{secrets.token_hex(3).upper()}"
-        while request_id in self.requests:
+        with self._locked():
             request_id = f"R-{secrets.token_hex(3).upper()}"
-        rules = [[n.label, sorted(n.approvers), n.needed] for n in cond.approval]
-        request = Request(request_id, principal, action, target, reason, rules, cond.window)
-        self.requests[request_id] = request
-        self._save(request)
+            while request_id in self.requests:
+                request_id = f"R-{secrets.token_hex(3).upper()}"
+            rules = [[n.label, sorted(n.approvers), n.needed] for n in cond.approval]
+            request = Request(request_id, principal, action, target, reason, rules, cond.window)
+            self.requests[request_id] = request
+            self._save(request)
         return request
 
     def _open(self, request_id: str, approver: str) -> Request:
@@ -166,32 +209,48 @@ class RequestBook:
 
     def approve(self, request_id: str, approver: str) -> Request:
         """Count *approver*'s approval; the request, approved once every rule is met."""
-        request = self._open(request_id, approver)
-        if approver not in request.approvers:
-            request.approvals.append([approver, time.time()])
-        if request.met():
-            request.state, request.met_at = APPROVED, time.time()
-        self._save(request)
+        with self._locked():
+            request = self._open(request_id, approver)
+            if approver not in request.approvers:
+                request.approvals.append([approver, time.time()])
+            if request.met():
+                request.state, request.met_at = APPROVED, time.time()
+            self._save(request)
         return request
 
     def deny(self, request_id: str, approver: str, why: str) -> Request:
         """Deny the request; its waiter is told at once."""
-        request = self._open(request_id, approver)
-        request.state, request.denied_by, request.why = DENIED, approver, why
-        self._save(request)
+        with self._locked():
+            request = self._open(request_id, approver)
+            request.state, request.denied_by, request.why = DENIED, approver, why
+            self._save(request)
         return request
 
     def expire(self, request: Request) -> None:
         """The requester's wait ended without approval."""
-        if request.state == PENDING:
-            request.state = EXPIRED
-            self._save(request)
+        with self._locked():
+            if request.state == PENDING:
+                request.state = EXPIRED
+                self._save(request)
 
     def for_approver(self, principal: str) -> list[Request]:
         """The pending requests *principal* may approve, oldest first."""
+        self._refresh()
         pending = [r for r in self.requests.values() if r.state == PENDING and r.may_approve(principal)]
         return sorted(pending, key=lambda r: r.filed)
 
     async def changed(self, request: Request, seconds: float) -> None:
-        """Until the request changes, or *seconds* pass (TimeoutError)."""
-        await asyncio.wait_for(self._event(request.id).wait(), seconds)
+        """Until the request changes (here, or in another worker's file), or *seconds* pass (TimeoutError)."""
+        before = json.dumps(asdict(request), sort_keys=True)
+        deadline = asyncio.get_running_loop().time() + seconds
+        event = self._event(request.id)
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, POLL))
+                return
+            self._refresh()
+            if json.dumps(asdict(request), sort_keys=True) != before:
+                return

@@ -58,7 +58,6 @@ class HostJobs:
         tasks.spawn(self.door.run(), "door")
         if rt.settings.checkpoint_interval > 0:
             tasks.spawn(_checkpoints(rt), "checkpoints")
-        tasks.spawn(_refusal_summaries(rt), "refusals")
         if self.exporter is not None:
             tasks.spawn(self.readiness.run(), "readiness")
         interval = notify.watchdog_interval()
@@ -111,7 +110,7 @@ def _metrics(runtime: Runtime, readiness: Readiness) -> MetricsServer | None:
         shipping = [backlog(audit, Destination.parse(u)).as_dict() for u in urls]
         return {
             "status": "draining" if runtime.draining else "ok",
-            "sessions": len(runtime.sessions),
+            "sessions": runtime.limits.sessions,  # every worker's (the shared count)
             "policy": runtime.policy.digest,
             "audit_shipping": shipping,
         }
@@ -142,8 +141,8 @@ def write_summaries(runtime: Runtime, *, everything: bool = False) -> None:
             runtime.audit.emit(Event.CONNECTION_REFUSED, source=source, reason=reason, count=count)
 
 
-async def _refusal_summaries(runtime: Runtime) -> None:
-    """Flush the per-minute summaries of turned-away connections."""
+async def refusal_summaries(runtime: Runtime) -> None:
+    """Flush the per-minute summaries of turned-away connections (every worker its own)."""
     while True:
         await asyncio.sleep(SUMMARY_POLL)
         write_summaries(runtime)

@@ -11,8 +11,8 @@ of that minute as one record with a count (see ``Refusals``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,32 +30,51 @@ PENALTY_MAX = 600.0
 SUMMARY_WINDOW = 60.0
 
 
-@dataclass
 class Refusals:
-    """Turned-away connections per (source, reason), summarised once a minute."""
+    """Turned-away connections per (source, reason), summarised once a minute, for every worker at once.
 
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    first: dict[tuple[str, str], float] = field(default_factory=dict)
+    The first of a minute is recorded at once (``note`` is True for it, in
+    whichever worker it happens); the rest are counted in the shared table and
+    written as one record with the count once the minute is over, by the first
+    worker that notices (``due``; taking the count zeroes it, under the lock).
+    """
+
+    def __init__(self, table: SharedTable | None = None) -> None:
+        self.table = table or SharedTable(slots=4096)
+        #: the (source, reason) pairs this process has seen, by their table key
+        self.known: dict[str, tuple[str, str]] = {}
+
+    def _key(self, source: str, reason: str) -> str:
+        key = REFUSED + hashlib.sha256(f"{source}\0{reason}".encode()).hexdigest()[:40]
+        self.known[key] = (source, reason)
+        return key
 
     def note(self, source: str, reason: str) -> bool:
         """Count one; True when it is the first of its minute (record it now)."""
-        key = (source, reason)
-        fresh = key not in self.first
-        if fresh:
-            self.first[key] = time.monotonic()
-        else:
-            self.counts[key] += 1
+        now, fresh = time.monotonic(), False
+
+        def change(values: Values) -> Values:
+            nonlocal fresh
+            if values[1] == 0.0:  # nothing this minute yet
+                fresh = True
+                return 0.0, now, 0.0, 0.0
+            return values[0] + 1, values[1], 0.0, 0.0
+
+        try:
+            self.table.update(self._key(source, reason), change, _expired)
+        except TableFull:
+            return True  # no room to count: record each one rather than lose it
         return fresh
 
     def due(self, *, everything: bool = False) -> list[tuple[str, str, int]]:
         """(source, reason, count after the first) for every minute that has ended."""
         now, out = time.monotonic(), []
-        for key, started in list(self.first.items()):
-            if everything or now - started >= SUMMARY_WINDOW:
-                del self.first[key]
-                count = self.counts.pop(key, 0)
-                if count:
-                    out.append((*key, count))
+        for key, pair in list(self.known.items()):
+            taken = self.table.take(key, lambda v: everything or now - v[1] >= SUMMARY_WINDOW)
+            if taken is not None:
+                del self.known[key]
+                if taken[0]:
+                    out.append((*pair, int(taken[0])))
         return out
 
 
@@ -91,11 +110,13 @@ def _expired(key: str, values: Values) -> bool:
         return now - values[1] > FAILURE_WINDOW
     if key.startswith(PENALTY):
         return values[2] < now and values[0] - (now - values[1]) <= 0
+    if key.startswith(REFUSED):  # a summary its worker never wrote (it is gone)
+        return now - values[1] > 2 * SUMMARY_WINDOW
     return False
 
 
 SESSIONS, PRINCIPAL, UNAUTH, UNAUTH_FROM = "sessions", "principal:", "unauth", "unauth-from:"
-FAILURES, PENALTY = "failures:", "penalty:"
+FAILURES, PENALTY, REFUSED = "failures:", "penalty:", "refused:"
 
 
 def _add(delta: float, cap: float | None = None) -> Callable[[Values], Values]:
@@ -121,7 +142,7 @@ class Limits:
         self.table = table or shared.table()
         if settings.state.is_dir():
             self.table.lock_at(settings.state / "limits.lock")
-        self.refusals = Refusals()
+        self.refusals = Refusals(self.table)
 
     @property
     def sessions(self) -> int:

@@ -3,17 +3,23 @@
 Labels have bounded cardinality: the action label is an action the policy
 defines (anything else is ``other``) and the outcome is one of a few words;
 no principal or target names ever become labels.
+
+With several workers (``serve --workers``), every process counts into
+prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by
+``workers.run`` before this module is imported) and ``/metrics`` adds them
+up, so the figures are the gateway's, not the primary process's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, multiprocess
 
 from gateway.events import RefusalKind
 
@@ -21,9 +27,14 @@ REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
     "gateway_requests", "Session requests by action and outcome.", ["action", "outcome"], registry=REGISTRY
 )
-SESSIONS = Gauge("gateway_sessions_active", "Sessions running now.", registry=REGISTRY)
+SESSIONS = Gauge(
+    "gateway_sessions_active", "Sessions running now.", registry=REGISTRY, multiprocess_mode="livesum"
+)
 STATE_FREE = Gauge(
-    "gateway_state_free_bytes", "Free bytes on the state filesystem (recordings, audit).", registry=REGISTRY
+    "gateway_state_free_bytes",
+    "Free bytes on the state filesystem (recordings, audit).",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
 CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
@@ -39,9 +50,14 @@ SHIP_BACKLOG = Gauge(
     "Audit records written but not yet shipped.",
     ["destination"],
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 SHIP_LAST_SEQ = Gauge(
-    "gateway_audit_ship_last_seq", "The last audit seq shipped.", ["destination"], registry=REGISTRY
+    "gateway_audit_ship_last_seq",
+    "The last audit seq shipped.",
+    ["destination"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 SHIP_ERRORS = Counter(
     "gateway_audit_ship_errors",
@@ -76,6 +92,15 @@ def kind_label(kind: str) -> str:
     return str(kind) if kind in KINDS else "other"
 
 
+def exposed() -> CollectorRegistry:
+    """What ``/metrics`` shows: this process's registry, or every worker's files added up."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 class _Quiet(WSGIRequestHandler):
     def log_message(self, *_args: Any) -> None:
         """No access log on stderr."""
@@ -95,7 +120,7 @@ class MetricsServer:
     Any other path is 404."""
 
     def __init__(self, host: str, port: int, health: Probe, ready: Probe) -> None:
-        metrics = make_wsgi_app(REGISTRY)
+        metrics = make_wsgi_app(exposed())
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO")

@@ -76,6 +76,7 @@ class Runtime:
             limits=Limits(settings),
             loaded_from=loaded_from,
             requests=RequestBook(settings.state / "requests"),
+            moderation=ModerationBoard(settings.state / "moderation"),
             algorithms=Algorithms.from_options(settings.ciphers, settings.macs, settings.kex_algs),
         )
 

@@ -16,7 +16,7 @@ from gateway.auth import GatewayServer
 from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
-from gateway.jobs import HostJobs, reap_sidekicks, write_summaries
+from gateway.jobs import HostJobs, reap_sidekicks, refusal_summaries, write_summaries
 from gateway.policy.diff import facts
 from gateway.reload import reload, watch
 from gateway.runtime import Runtime
@@ -108,6 +108,7 @@ async def serve(
     async with Tasks("server") as tasks:
         tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
         tasks.spawn(watch(runtime), "watch")
+        tasks.spawn(refusal_summaries(runtime), "refusals")
         if jobs is not None:
             jobs.start(tasks)
         try:

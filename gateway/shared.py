@@ -113,6 +113,19 @@ class SharedTable:
                 SLOT.pack_into(self._map, index * SLOT.size, raw, *new)
             return new
 
+    def take(self, key: str, when: Callable[[Values], bool]) -> Values | None:
+        """The record's numbers, zeroing it, if it exists and *when* says so (atomically); else None."""
+        raw = self._key(key)
+        with self.locked():
+            index, _ = self._find(raw)
+            if index is None:
+                return None
+            values = self._read(index)[1]
+            if values == ZERO or not when(values):
+                return None
+            SLOT.pack_into(self._map, index * SLOT.size, raw, *ZERO)
+            return values
+
     def _sweep(self, expired: Callable[[str, Values], bool]) -> None:
         """Zero the records *expired* allows to drop (under the lock)."""
         for index in range(self.slots):

@@ -10,12 +10,14 @@ process does the once-per-host jobs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import shutil
+import signal
 import socket
 from collections.abc import Callable
 
-from gateway import loop, shared
-from gateway.server import serve
+from gateway import loop, shared, strictmodes
 from gateway.settings import Listen, Settings
 
 
@@ -29,9 +31,40 @@ def _reserve(listen: Listen) -> tuple[socket.socket, int]:
     return probe, int(probe.getsockname()[1])
 
 
+def _die_with(parent: int) -> None:
+    """A worker ends with its primary, as abruptly (``kill -9`` of the gateway ends every worker)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the primary died before the prctl
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _metrics_files(settings: Settings) -> None:
+    """With several workers, prometheus_client's multiprocess files (set before it is imported)."""
+    os.environ.pop(METRICS_ENV, None)
+    if settings.workers <= 1:
+        return
+    settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = settings.state / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)  # last run's processes are gone
+    directory.mkdir(mode=0o700)
+    os.environ[METRICS_ENV] = str(directory)
+
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Serve in this process, or in N processes sharing the port."""
+    if settings.strict_modes:  # before anything starts: nothing serves from files others can change
+        strictmodes.check(settings.policies, settings.keys, settings.state)
     shared.table()  # before any fork: every worker inherits the one table
+    _metrics_files(settings)
+    from gateway.server import serve  # noqa: PLC0415 - after the metrics' mode is chosen
+
     if settings.workers <= 1:
         loop.run(serve(settings, on_ready))
         return
@@ -41,8 +74,10 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     )
     children: list[int] = []
     for index in range(1, settings.workers):
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
+            _die_with(parent)
             probe.close()
             status = 0
             try:
@@ -53,6 +88,11 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
         children.append(pid)
     try:
         loop.run(serve(common, on_ready, tuple(children)))
+    except BaseException:
+        for pid in children:  # the primary could not start (or failed): its workers stop too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise
     finally:
         probe.close()
         for pid in children:

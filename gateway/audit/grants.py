@@ -54,8 +54,8 @@ class Grants:
                 fact = _fact(item[1:]) if isinstance(item, list) and item else None
                 if fact is None:
                     continue
-                if item[0] == "+":
-                    self.since[fact] = stamp
+                if item[0] == "+":  # gained again while held (each worker records its reload): the first time
+                    self.since.setdefault(fact, stamp)
                 else:
                     self.since.pop(fact, None)
             self.complete = self.complete and bool(changes.get("complete"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,8 @@ from gateway.errors import ConfigError, GatewayError, LoadError
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes sharing the port (SO_REUSEPORT).",
+    default=None,
+    help="Processes sharing the port (SO_REUSEPORT); default: one per core. Limits hold across them.",
 )
 @policies_option
 @keys_option
@@ -152,6 +152,8 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
         click.echo(f"gateway: connect with: ssh -p {port} -t ACTION@{host} TARGET")
         sys.stdout.flush()
 
+    if options.get("workers") is None:  # every core, unless --workers says otherwise
+        options["workers"] = min(len(os.sched_getaffinity(0)), 64)
     try:
         settings = Settings(
             listen=Listen.parse(listen),

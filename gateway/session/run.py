@@ -82,8 +82,9 @@ async def execute(session: SessionBase, plan: Plan) -> Exit:
         watchdog = asyncio.get_running_loop().create_task(watch_limits(session, ctx), name="watchdog")
     moderated = session.moderated
     if moderated is not None:  # moderators follow the recording; too few of them end the session
-        moderated.recording = getattr(recorder, "path", None)
-        moderated.end = lambda why, line: end_session(session, why, line)
+        rt.moderation.running(
+            moderated, getattr(recorder, "path", None), lambda why, line: end_session(session, why, line)
+        )
         moderators = asyncio.get_running_loop().create_task(watch_moderators(session, moderated))
     try:
         session.audit(Event.SESSION_START, recording=recorder.name, pty=session.pty, pid=os.getpid())
