@@ -13,7 +13,9 @@ def test_a_moderator_in_another_process_joins_follows_and_stops(tmp_path: Path) 
     async def scenario() -> None:
         session_side = ModerationBoard(tmp_path / "moderation")  # the worker running the session
         moderator_side = ModerationBoard(tmp_path / "moderation")  # the worker the moderator reached
-        moderated = session_side.open("abc123", "dan", "debug web1", Need("security", frozenset({"betty"}), 1))
+        moderated = session_side.open(
+            "abc123", "dan", "debug web1", Need("security", frozenset({"betty"}), 1)
+        )
         assert not moderated.enough()
         view = moderator_side.find(moderated.key)
         assert view is not None and view.remote and view.eligible("betty") and not view.eligible("dan")
