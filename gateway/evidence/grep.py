@@ -27,6 +27,7 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
 from gateway.evidence import query
 from gateway.evidence.index import Index
+from gateway.recording.asciicast import read_events
 from gateway.textsafe import visible
 
 MAX_PATTERN = 256
@@ -129,15 +130,7 @@ class _Lines:
 
 
 def _events(path: Path) -> Iterator[tuple[float, str, str]]:
-    with path.open(encoding="utf-8", errors="replace") as f:
-        f.readline()  # the header
-        for raw in f:
-            try:
-                stamp, code, data = json.loads(raw)
-            except (ValueError, TypeError):
-                continue  # a torn line, or anything else that is not an event
-            if code in ("i", "o") and isinstance(data, str):
-                yield float(stamp), str(code), data
+    return read_events(path, "io")
 
 
 NEVER = threading.Event()

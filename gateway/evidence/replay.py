@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import termios
 import time
@@ -14,6 +13,7 @@ from typing import Any, BinaryIO
 from gateway.evidence import query
 from gateway.evidence.index import Index
 from gateway.evidence.query import QueryError
+from gateway.recording.asciicast import read_events
 from gateway.textsafe import keys
 
 MAX_PAUSE = 2.0  # long idle gaps are shortened, as asciinema's idle limit does
@@ -29,15 +29,7 @@ def recording_path(index: Index, state: Path, session: str) -> Path:
 
 def cast_events(path: Path, wanted: str = "o") -> Iterator[tuple[float, str]]:
     """(time, text) of each event of one kind (``o`` output, ``i`` input), read line by line."""
-    with path.open(encoding="utf-8", errors="replace") as f:
-        f.readline()  # the header
-        for line in f:
-            try:
-                stamp, code, data = json.loads(line)
-            except (ValueError, TypeError):
-                return  # a torn last line: the session was cut
-            if code == wanted:
-                yield float(stamp), str(data)
+    return ((stamp, data) for stamp, _code, data in read_events(path, wanted))
 
 
 def output_events(path: Path) -> Iterator[tuple[float, str]]:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -218,3 +218,19 @@ class AsciicastRecorder:
             "recording_size": self._size,
             "recording_sha256": self._hash.hexdigest(),
         }
+
+
+def read_events(path: Path, codes: str = "io") -> Iterator[tuple[float, str, str]]:
+    """(time, code, text) of a recording's events whose code is in *codes*, one line at a time.
+
+    A line that is not an event (a torn last line after a crash) is passed over.
+    """
+    with path.open(encoding="utf-8", errors="replace") as f:
+        f.readline()  # the header
+        for raw in f:
+            try:
+                stamp, code, data = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if code in codes and isinstance(data, str):
+                yield float(stamp), str(code), data
