@@ -24,7 +24,7 @@ def test_a_moderator_in_another_process_joins_follows_and_stops(tmp_path: Path) 
         await asyncio.wait_for(moderated.changed.wait(), 5 * POLL)
         assert moderated.enough() and moderated.moderators == ["betty"]
         ended: list[str] = []
-        session_side.running(moderated, tmp_path / "rec.cast", lambda why, line: ended.append(line))
+        session_side.running(moderated, tmp_path / "rec.cast", lambda _why, line: ended.append(line))
         await asyncio.sleep(3 * POLL)
         assert view.recording == tmp_path / "rec.cast"  # the moderator follows the recording
         assert view.end is not None
