@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gateway.algorithms import Algorithms
 from gateway.approvals import RequestBook
 from gateway.audit import AuditLog, checkpoint
@@ -91,10 +93,12 @@ class Runtime:
         """Sign the chain's head now (when this gateway signs checkpoints)."""
         if self.settings.checkpoint_interval <= 0:
             return
-        directory = self.audit.directory
-        checkpoint.write_checkpoint(
-            directory, checkpoint.signing_key(directory, self.settings.checkpoint_key)
-        )
+        checkpoint.write_checkpoint(self.audit.directory, self._signing_key)
+
+    @functools.cached_property
+    def _signing_key(self) -> Ed25519PrivateKey:
+        """The checkpoint key, read (or made) once; a bad key raises on every try, nothing is cached."""
+        return checkpoint.signing_key(self.audit.directory, self.settings.checkpoint_key)
 
     @functools.cached_property
     def sidekick_labels(self) -> dict[str, str]:

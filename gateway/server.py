@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import asyncssh
 
-from gateway import notify, oplog, strictmodes
+from gateway import notify, oplog
 from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
 from gateway.events import Event
@@ -64,8 +64,6 @@ async def serve(
     SIGTERM and SIGHUP on to the *children*.
     """
     primary = settings.worker == 0
-    if settings.strict_modes and primary:
-        strictmodes.check(settings.policies, settings.keys, settings.state)
     runtime = Runtime.start(settings)
     skip_packet_logging()
     jobs = None

@@ -19,6 +19,10 @@ from gateway.cli.common import (
 )
 from gateway.errors import ConfigError, GatewayError, LoadError
 
+door_socket_option = click.option(
+    "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
+)
+
 
 @main.command("authorized-keys")
 @policies_option
@@ -33,9 +37,7 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     "login",
     help="The account sshd authenticates (%u): an action's own account names the action (the daemon's).",
 )
-@click.option(
-    "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
-)
+@door_socket_option
 @click.option(
     "--keys-socket",
     type=click.Path(path_type=Path),
@@ -113,9 +115,7 @@ def _audit_unknown_key(state: Path, fingerprint: str) -> None:
 @policies_option
 @keys_option
 @state_option
-@click.option(
-    "--door-socket", type=click.Path(path_type=Path), help="The daemon's door socket, if not STATE/door.sock."
-)
+@door_socket_option
 @click.option("--ticket", help="The daemon's single-use ticket from the key line (used only by the daemon).")
 def dispatch(
     principal: str, policies: Path, keys: Path, state: Path, door_socket: Path | None, ticket: str | None

@@ -76,7 +76,7 @@ class Session:
             try:
                 plan = await authorize(self.conn, self.process, self._fields, await self._target())
             except Refusal as refusal:
-                self._refuse(refusal)
+                self.refuse(refusal)
                 return
             await asyncio.sleep(0)
         try:
@@ -103,7 +103,7 @@ class Session:
             extra = await satisfy(self, plan)  # a reason, approvals, moderators: before any slot is taken
             self._admit(plan)
         except Refusal as refusal:
-            self._refuse(refusal)
+            self.refuse(refusal)
             return
         try:
             if getattr(plan.spec, "privileged", False):
@@ -112,7 +112,7 @@ class Session:
                 Event.REQUEST_ALLOW, durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra
             )
         except AuditUnavailable:
-            self._refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind=RefusalKind.AUDIT))
+            self.refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind=RefusalKind.AUDIT))
             self.rt.limits.release_session(principal)
             return
         self.rt.sessions.add(self)
@@ -154,9 +154,6 @@ class Session:
 
     def refuse(self, refusal: Refusal) -> None:
         """Refuse this session: the one refusal path for every door (metrics, ``request.deny``, one line)."""
-        self._refuse(refusal)
-
-    def _refuse(self, refusal: Refusal) -> None:
         outcome = "limit" if refusal.kind == RefusalKind.SESSION_LIMIT else "deny"
         metrics.REQUESTS.labels(self._label, outcome).inc()
         fields = {k: v for k, v in self._fields.items() if k not in ("principal", "action")}  # the door's
