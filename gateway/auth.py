@@ -21,10 +21,11 @@ from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session, door
-from gateway.ssh_channel import SSHChannel
+from gateway.ssh_channel import GatewayProcess, SSHChannel
 from gateway.sshhooks import (
     install_certificate_hook,
     install_kex_hooks,
+    install_lean_sends,
     install_quickack,
     install_refusal_hooks,
     set_certificate_options,
@@ -72,6 +73,7 @@ class GatewayServer(asyncssh.SSHServer):
         install_certificate_hook(conn, self._validate_certificate)
         install_kex_hooks(conn, self.rt.algorithms.offer)
         install_quickack(conn)
+        install_lean_sends(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"
@@ -202,9 +204,10 @@ class GatewayServer(asyncssh.SSHServer):
         number = self._sessions
 
         async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            assert isinstance(process, GatewayProcess)
             await Session(self, SSHChannel(process), number).run()
 
-        return chan, asyncssh.SSHServerProcess(start, None, SFTP_VERSION, False)
+        return chan, GatewayProcess(start, None, SFTP_VERSION, False)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
         """``ssh -L`` / ``-D``: refused, administratively prohibited."""

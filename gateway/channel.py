@@ -9,7 +9,7 @@ channel is gone). Nothing here knows asyncssh.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +47,8 @@ class Break:
 
 
 Received = bytes | Resize | Signal | Break
+#: takes each thing the client sends; returns an awaitable when it can take no more until that is done
+Handler = Callable[[Received], Awaitable[None] | None]
 
 
 class Writer(Protocol):
@@ -88,6 +90,15 @@ class Channel(Protocol):
     async def receive(self, n: int = 65536, /) -> Received:
         """The next thing the client sent: up to *n* bytes, or an event; ``b""`` at the end."""
 
+    async def pump(self, handler: Handler, /) -> None:
+        """Hand *handler* everything the client sends, as it arrives, until the end (``b""``, handed too).
+
+        The same events, in the same order, as ``receive()``, without a task
+        woken for each: an interactive session's keystrokes. When *handler*
+        returns an awaitable, nothing more arrives until it is done (the
+        client's window closes meanwhile).
+        """
+
     async def wait_closed(self) -> None:
         """Return once the client has gone."""
 
@@ -110,3 +121,14 @@ async def read_bytes(channel: Channel, n: int = 1024) -> bytes:
         received = await channel.receive(n)
         if isinstance(received, bytes):
             return received
+
+
+async def pump_received(channel: Channel, handler: Handler) -> None:
+    """``Channel.pump`` for a channel that has only ``receive()``: one task reads and hands on."""
+    while True:
+        received = await channel.receive()
+        waiting = handler(received)
+        if waiting is not None:
+            await waiting
+        if received == b"":
+            return

@@ -8,26 +8,120 @@ become ``Resize``, ``Signal``, ``Break``, ``b""`` (the end) and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import asyncssh
 
-from gateway.channel import Break, Received, Resize, Signal, clamped
+from gateway.channel import Break, Handler, Received, Resize, Signal, clamped
+
+
+def _event(exc: Exception) -> Received:
+    """What asyncssh raises from a read, as the event it stands for (``b""`` for an error)."""
+    if isinstance(exc, asyncssh.TerminalSizeChanged):
+        return Resize(*clamped((exc.width, exc.height, exc.pixwidth, exc.pixheight)))
+    if isinstance(exc, asyncssh.SignalReceived):
+        return Signal(exc.signal)
+    if isinstance(exc, asyncssh.BreakReceived):
+        return Break()
+    return b""
+
+
+class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
+    """asyncssh's server process, able to hand the client's input straight to a handler.
+
+    While ``pumping`` (``SSHChannel.pump``), data, resizes, signals and the end
+    go to the handler from asyncssh's own callbacks, in the order they came:
+    no stream buffer, no waiter, no task per keystroke. A handler that
+    returns an awaitable pauses the channel until it is done.
+    """
+
+    _handler: Handler | None = None
+    _pumped: asyncio.Future[None] | None = None
+    _resuming: asyncio.Task[None] | None = None
+
+    def typed_ahead(self) -> bool:
+        """Whether input (or its end) is already buffered for ``stdin.read()``."""
+        return bool(self._recv_buf[None]) or self._eof_received
+
+    def start_pumping(self, handler: Handler) -> asyncio.Future[None]:
+        """From now on hand input to *handler*; the future is done at the end."""
+        self._handler = handler
+        self._pumped = asyncio.get_running_loop().create_future()
+        return self._pumped
+
+    def stop_pumping(self) -> None:
+        """Input goes to ``stdin`` again."""
+        self._handler = None
+        if self._resuming is not None:
+            self._resuming.cancel()
+            self._resuming = None
+
+    def _take(self, received: Received) -> None:
+        handler, pumped = self._handler, self._pumped
+        assert handler is not None and pumped is not None
+        try:
+            waiting = handler(received)
+        except Exception as exc:  # into the runner that pumps, not into asyncssh's packet loop
+            self._finish(exc)
+            return
+        if received == b"":
+            self._finish(None)
+        elif waiting is not None and self._chan is not None:
+            self._chan.pause_reading()
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_after(waiting))
+
+    async def _resume_after(self, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except Exception as exc:
+            self._finish(exc)
+            return
+        self._resuming = None
+        if self._handler is not None and self._chan is not None:
+            self._chan.resume_reading()  # may hand on what was held at once
+
+    def _finish(self, error: Exception | None) -> None:
+        pumped = self._pumped
+        self._handler = None
+        if pumped is not None and not pumped.done():
+            pumped.set_exception(error) if error is not None else pumped.set_result(None)
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        """Data from the client: to the handler while pumping."""
+        if self._handler is not None and datatype is None:
+            self._take(data)
+        else:
+            super().data_received(data, datatype)
+
+    def exception_received(self, exc: Exception) -> None:
+        """A resize, signal or break: to the handler while pumping."""
+        if self._handler is not None:
+            self._take(_event(exc))
+        else:
+            super().exception_received(exc)
+
+    def eof_received(self) -> bool:
+        """The client's EOF (also called when the channel is lost): the end, while pumping."""
+        if self._handler is not None:
+            self._take(b"")
+        return super().eof_received()
 
 
 class _Out:
     """The client's stdout or stderr; asyncssh's errors as OSError."""
 
-    __slots__ = ("_channel", "_writer")
+    __slots__ = ("_channel", "_datatype", "_writer")
 
-    def __init__(self, writer: asyncssh.SSHWriter[bytes]) -> None:
+    def __init__(self, writer: asyncssh.SSHWriter[bytes], datatype: asyncssh.DataType) -> None:
         self._writer = writer
         self._channel = writer.channel
+        self._datatype = datatype
 
     def write(self, data: bytes, /) -> None:
-        try:
-            self._writer.write(data)
+        try:  # straight to the channel (what SSHWriter.write does, one call less per echo)
+            self._channel.write(data, self._datatype)
         except asyncssh.Error as exc:
             raise ConnectionResetError(str(exc)) from exc
 
@@ -46,10 +140,10 @@ class SSHChannel:
 
     __slots__ = ("_process", "stderr", "stdout")
 
-    def __init__(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    def __init__(self, process: GatewayProcess) -> None:
         self._process = process
-        self.stdout = _Out(process.stdout)
-        self.stderr = _Out(process.stderr)
+        self.stdout = _Out(process.stdout, None)
+        self.stderr = _Out(process.stderr, asyncssh.EXTENDED_DATA_STDERR)
 
     @property
     def command(self) -> str | None:
@@ -70,14 +164,25 @@ class SSHChannel:
         """Bytes, or a resize, signal or break; ``b""`` at EOF or when the channel is gone."""
         try:
             return await self._process.stdin.read(n)
-        except asyncssh.TerminalSizeChanged as exc:
-            return Resize(*clamped((exc.width, exc.height, exc.pixwidth, exc.pixheight)))
-        except asyncssh.SignalReceived as exc:
-            return Signal(exc.signal)
-        except asyncssh.BreakReceived:
-            return Break()
+        except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived) as exc:
+            return _event(exc)
         except (asyncssh.Error, OSError):
             return b""
+
+    async def pump(self, handler: Handler, /) -> None:
+        """Hand *handler* everything the client sends, from asyncssh's callbacks (see ``Channel.pump``)."""
+        process = self._process
+        while process.typed_ahead():  # what came before, in order, by the ordinary reads
+            received = await self.receive()
+            waiting = handler(received)
+            if waiting is not None:
+                await waiting
+            if received == b"":
+                return
+        try:
+            await process.start_pumping(handler)
+        finally:
+            process.stop_pumping()
 
     async def wait_closed(self) -> None:
         """Return once the client has gone."""

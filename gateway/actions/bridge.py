@@ -22,7 +22,17 @@ import termios
 from typing import Protocol
 
 from gateway.actions.base import ActionContext, Exit
-from gateway.actions.channel import CHUNK, client_input, deliver, drain, drained, until_hangup
+from gateway.actions.channel import (
+    CHUNK,
+    CLIENT_SIGNALS,
+    client_input,
+    deliver,
+    drain,
+    drained,
+    took,
+    until_hangup,
+)
+from gateway.channel import Received, Resize, Signal
 from gateway.fdwait import wait_fd
 from gateway.tasks import Tasks
 
@@ -170,31 +180,86 @@ async def _pump_out(ctx: ActionContext, fd: int, *, stderr: bool = False) -> Non
 
 
 async def _pty_in(ctx: ActionContext, master: int, proc: Child) -> None:
-    async def resize(cols: int, rows: int, xpix: int, ypix: int) -> None:
-        set_winsize(master, cols, rows, xpix, ypix)
+    into = _PtyInput(ctx, master, proc)
+    try:
+        await ctx.process.pump(into)
+    finally:
+        into.close()
+    # a terminal has no half-close: the client's EOF is not forwarded
 
-    async def deliver(sig: signal.Signals) -> None:
-        _killpg(_pty_groups(master, proc)[0], sig)  # the terminal's foreground group
 
-    def echo_off() -> bool:
-        # A password prompt: canonical mode with echo off. Line editors (readline,
-        # ash) turn canonical mode off and echo by themselves: that is recorded.
+class _PtyInput:
+    """The client's input into a PTY master, handed over as it arrives (``Channel.pump``).
+
+    A keystroke is recorded and written to the PTY from the transport's own
+    callback, with no task woken for it. When the PTY's buffer is full, the
+    rest waits for the master to be writable and the client's input is held
+    (the returned future) until it is written.
+    """
+
+    def __init__(self, ctx: ActionContext, master: int, proc: Child) -> None:
+        self.ctx, self.master, self.proc = ctx, master, proc
+        self.pending = b""
+        self.flushed: asyncio.Future[None] | None = None
+        self.broken = False  # the PTY is gone (EIO): the session is ending
+
+    def __call__(self, received: Received) -> asyncio.Future[None] | None:
+        if isinstance(received, bytes):
+            if received and not self.broken:
+                took(self.ctx, received, echo_off=self.echo_off)
+                return self.write(received)
+        elif isinstance(received, Resize):
+            self.ctx.recorder.resize(received.cols, received.rows)
+            set_winsize(self.master, received.cols, received.rows, received.xpix, received.ypix)
+        elif isinstance(received, Signal) and received.name in CLIENT_SIGNALS:
+            _killpg(_pty_groups(self.master, self.proc)[0], signal.Signals[f"SIG{received.name}"])
+        return None
+
+    def echo_off(self) -> bool:
+        """A password prompt: canonical mode with echo off.
+
+        Line editors (readline, ash) turn canonical mode off and echo by
+        themselves: that is recorded.
+        """
         try:
-            lflag = termios.tcgetattr(master)[3]
+            lflag = termios.tcgetattr(self.master)[3]
         except termios.error:
             return False
         return bool(lflag & termios.ICANON) and not lflag & termios.ECHO
 
-    async for data in client_input(ctx, on_resize=resize, on_signal=deliver, echo_off=echo_off):
-        try:  # a keystroke fits the PTY's buffer: no coroutine for it
-            written = os.write(master, data)
+    def write(self, data: bytes) -> asyncio.Future[None] | None:
+        """Into the PTY now (a keystroke fits its buffer); else a future done once all is written."""
+        try:
+            written = os.write(self.master, data)
         except BlockingIOError:
             written = 0
         except OSError:
+            self.broken = True
+            return None
+        if written == len(data):
+            return None
+        loop = asyncio.get_running_loop()
+        self.pending, self.flushed = data[written:], loop.create_future()
+        loop.add_writer(self.master, self._writable)
+        return self.flushed
+
+    def _writable(self) -> None:
+        try:
+            self.pending = self.pending[os.write(self.master, self.pending) :]
+        except BlockingIOError:
             return
-        if written < len(data) and not await _write_all(master, data[written:]):
-            return
-    # a terminal has no half-close: the client's EOF is not forwarded
+        except OSError:
+            self.broken, self.pending = True, b""
+        if not self.pending:
+            self.close()
+
+    def close(self) -> None:
+        """Stop waiting for the master (it is about to be closed)."""
+        if self.flushed is not None:
+            asyncio.get_running_loop().remove_writer(self.master)
+            if not self.flushed.done():
+                self.flushed.set_result(None)
+            self.flushed = None
 
 
 async def _write_all(fd: int, data: bytes) -> bool:

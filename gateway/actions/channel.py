@@ -79,13 +79,18 @@ async def client_input(
             continue
         if not data:
             return
-        if echo_off():
-            ctx.recorder.withhold_input()
-        else:
-            ctx.recorder.input(data)
-        ctx.traffic.bytes_in += len(data)
-        ctx.traffic.last_activity = time.monotonic()
+        took(ctx, data, echo_off=echo_off)
         yield data
+
+
+def took(ctx: ActionContext, data: bytes, *, echo_off: Callable[[], bool]) -> None:
+    """What the client typed: recorded (unless *echo_off*: a password) and counted."""
+    if echo_off():
+        ctx.recorder.withhold_input()
+    else:
+        ctx.recorder.input(data)
+    ctx.traffic.bytes_in += len(data)
+    ctx.traffic.last_activity = time.monotonic()
 
 
 async def until_hangup(ctx: ActionContext, tasks: Tasks, work: list[asyncio.Task[Any]]) -> bool:

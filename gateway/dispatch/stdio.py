@@ -20,7 +20,7 @@ import termios
 import tty
 from collections.abc import Iterator
 
-from gateway.channel import Received, Resize, clamped
+from gateway.channel import Handler, Received, Resize, clamped, pump_received
 from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
@@ -110,6 +110,10 @@ class FdProcess:
                 await wait_fd(fd, ready=ready)
             finally:
                 self.wake = None
+
+    async def pump(self, handler: Handler, /) -> None:
+        """Hand *handler* what sshd passes on, as ``receive()`` reads it."""
+        await pump_received(self, handler)
 
     async def wait_closed(self) -> None:
         """Return once the client has gone (sshd's side hung up, or the session ended)."""

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -159,9 +160,9 @@ class AsciicastRecorder:
             self._file.flush()
 
     def _event(self, code: str, text: str) -> None:
-        if text:
+        if text:  # json.dumps([stamp, code, text], ensure_ascii=False), without building an encoder each time
             stamp = round(time.monotonic() - self._start, 6)
-            self._write(json.dumps([stamp, code, text], ensure_ascii=False))
+            self._write(f'[{stamp!r}, "{code}", {encode_basestring(text)}]')
 
     def output(self, data: bytes) -> None:
         """Record output as an ``o`` event (binary output without a PTY: by size)."""

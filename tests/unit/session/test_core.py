@@ -24,7 +24,7 @@ import pytest
 from asyncssh.packet import SSHPacket, String
 
 from gateway.auth import GatewayServer
-from gateway.channel import Received
+from gateway.channel import Handler, Received, pump_received
 from gateway.dispatch.main import run_door_session
 from gateway.dispatch.stdio import FdProcess
 from gateway.docker.engine import ContainerInfo
@@ -111,6 +111,9 @@ class FakeChannel:
 
     async def receive(self, n: int = 65536, /) -> Received:
         return self.typed.pop(0) if self.typed else b""
+
+    async def pump(self, handler: Handler, /) -> None:
+        await pump_received(self, handler)
 
     async def wait_closed(self) -> None:
         await self.closed.wait()
