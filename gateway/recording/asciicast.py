@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from encodings import utf_8
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -104,17 +105,19 @@ class AsciicastRecorder:
         self._file: BinaryIO = os.fdopen(fd, "wb", buffering=FLUSH_BYTES)
         self._timer: asyncio.TimerHandle | None = None
         self._hash = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._unwritten = 0
         self._size = 0
         self._start = time.monotonic()
         self._record_input = record_input
-        self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._out = utf_8.IncrementalDecoder(errors="replace")
         # Without a PTY a stream may be binary (tar, images): JSON-escaping it
         # inflates it fourfold and costs most of the CPU, and the replay would
         # be lossy anyway. Such output is recorded by size; text still as text.
         self._binary_as_size = binary_as_size
         self._strict = codecs.getincrementaldecoder("utf-8")(errors="strict")
         self._binary_run = 0
-        self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._in = utf_8.IncrementalDecoder(errors="replace")
         header = {
             "version": 2,
             "width": max(width, 1),
@@ -124,23 +127,39 @@ class AsciicastRecorder:
             "env": {"TERM": term or "", "SHELL": "/bin/sh"},
         }
         self._write(json.dumps(header))
+        self._drain()
         self._file.flush()  # the header is always on disk: a follower reads it first
 
     def _write(self, line: str) -> None:
-        # Buffered: one write() per FLUSH_SECONDS (or FLUSH_BYTES) rather than per keystroke
-        # (200 typing sessions are 8,000 events a second); close() writes the rest.
+        # Batched: lines wait in a list and go to the file (and the hash) together, once per
+        # FLUSH_SECONDS or FLUSH_BYTES, rather than per keystroke (200 typing sessions are
+        # 8,000 events a second); close() writes the rest.
         data = (line + "\n").encode()
         if self._limit is not None and self._size + len(data) > self._limit - LIMIT_RESERVE:
             self._reached()
             return
-        self._file.write(data)
-        self._hash.update(data)
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        self._pending.append(data)
         self._size += len(data)
+        self._unwritten += len(data)
+        if self._unwritten >= FLUSH_BYTES:
+            self._drain()
         if self._timer is None and not self._file.closed:
             try:  # flushed within FLUSH_SECONDS, so `sessions watch` sees output soon after it happened
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
             except RuntimeError:  # no event loop (a tool writing a recording): write through
-                self._file.flush()
+                self._flush()
+
+    def _drain(self) -> None:
+        """The waiting lines into the file's buffer and the hash, in one piece."""
+        if self._pending:
+            blob = b"".join(self._pending)
+            self._pending.clear()
+            self._unwritten = 0
+            self._hash.update(blob)
+            self._file.write(blob)
 
     def _reached(self) -> None:
         """The limit: one closing marker, then nothing more; the session is told to end."""
@@ -148,15 +167,14 @@ class AsciicastRecorder:
             return
         self.full = True
         marker = json.dumps([round(time.monotonic() - self._start, 6), "m", "recording limit reached"]) + "\n"
-        self._file.write(marker.encode())
-        self._hash.update(marker.encode())
-        self._size += len(marker.encode())
+        self._append(marker.encode())
         if self._on_full is not None:
             self._on_full()
 
     def _flush(self) -> None:
         self._timer = None
         if not self._file.closed:
+            self._drain()
             self._file.flush()
 
     def _event(self, code: str, text: str) -> None:
@@ -166,8 +184,11 @@ class AsciicastRecorder:
 
     def output(self, data: bytes) -> None:
         """Record output as an ``o`` event (binary output without a PTY: by size)."""
-        if not self._binary_as_size:
-            self._event("o", self._out.decode(data))
+        if not self._binary_as_size:  # ASCII with nothing held back needs no incremental decoder
+            self._event(
+                "o",
+                data.decode("ascii") if data.isascii() and not self._out.buffer else self._out.decode(data),
+            )
             return
         try:
             text = self._strict.decode(data)
@@ -187,7 +208,9 @@ class AsciicastRecorder:
         """Record input as an ``i`` event, when this action records input."""
         if self._record_input:
             self._withheld = False
-            self._event("i", self._in.decode(data))
+            self._event(
+                "i", data.decode("ascii") if data.isascii() and not self._in.buffer else self._in.decode(data)
+            )
 
     def withhold_input(self) -> None:
         """Input arrived while the terminal's echo was off (a password): mark, don't record."""
@@ -211,6 +234,7 @@ class AsciicastRecorder:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            self._drain()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -219,6 +243,11 @@ class AsciicastRecorder:
             "recording_size": self._size,
             "recording_sha256": self._hash.hexdigest(),
         }
+
+
+def _text(decoder: utf_8.IncrementalDecoder, data: bytes) -> str:
+    """*data* as text; ASCII with nothing held back by *decoder* needs no incremental decoding."""
+    return data.decode("ascii") if data.isascii() and not decoder.buffer else decoder.decode(data)
 
 
 def read_events(path: Path, codes: str = "io") -> Iterator[tuple[float, str, str]]:
