@@ -22,10 +22,10 @@ from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session, door
 from gateway.ssh_channel import GatewayProcess, SSHChannel
+from gateway.sshfast import install_lean_receive, install_lean_sends
 from gateway.sshhooks import (
     install_certificate_hook,
     install_kex_hooks,
-    install_lean_sends,
     install_quickack,
     install_refusal_hooks,
     set_certificate_options,
@@ -201,6 +201,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
+        install_lean_receive(chan)
         number = self._sessions
 
         async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:

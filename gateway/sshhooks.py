@@ -17,9 +17,9 @@ from typing import Any
 
 import asyncssh
 from asyncssh.channel import SSHServerChannel
-from asyncssh.constants import MSG_IGNORE, MSG_KEXINIT
+from asyncssh.constants import MSG_KEXINIT
 from asyncssh.logging import SSHLogger
-from asyncssh.packet import SSHPacket, SSHPacketLogger, String
+from asyncssh.packet import SSHPacket, SSHPacketLogger
 
 from gateway.command import printable
 from gateway.environment import accepted_var
@@ -43,7 +43,6 @@ if (
     or not all(hasattr(asyncssh.SSHServerConnection, h) for h in _KEX_INTERNALS)
     or not hasattr(SSHPacketLogger, "_log_packet")
     or not hasattr(SSHLogger, "_debug_level")
-    or not hasattr(asyncssh.SSHServerConnection, "send_packet")
 ):
     raise ImportError(f"gateway.sshhooks is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
 
@@ -147,34 +146,6 @@ def install_quickack(conn: asyncssh.SSHServerConnection) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     setattr(conn, "data_received", data_received)  # noqa: B010 - the transport looks it up per call
-
-
-_EMPTY = (String(b""),)
-
-
-def install_lean_sends(conn: asyncssh.SSHServerConnection) -> None:
-    """No empty SSH_MSG_IGNORE before every packet we send, unless the cipher is CBC.
-
-    asyncssh puts an empty IGNORE in front of each packet once encryption is
-    on: RFC 4251 section 9.3.1's countermeasure for CBC's predictable IVs. The
-    gateway's ciphers are AES-GCM, AES-CTR and chacha20-poly1305, for which it
-    protects nothing (OpenSSH sends none): it only doubled the packets, the
-    encryptions and the ``send()`` calls of every keystroke's echo. A
-    connection whose cipher is ever a CBC one (``--ciphers +aes128-cbc``)
-    keeps them, for good.
-    """
-    original = conn.send_packet
-    cbc = False
-
-    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
-        nonlocal cbc
-        if pkttype == MSG_IGNORE and args == _EMPTY and not cbc:
-            cbc = b"-cbc" in conn._enc_alg_sc
-            if not cbc:
-                return
-        original(pkttype, *args, handler=handler)
-
-    setattr(conn, "send_packet", send_packet)  # noqa: B010 - asyncssh calls self.send_packet for the IGNORE too
 
 
 def skip_packet_logging() -> None:

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys"),
     # 2: the means: the chain, the engine, confinement, recordings, the stored sessions, the door's wire
     ("audit", "docker", "confine", "recording", "evidence", "dispatch.client", "dispatch.wire",
-     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks"),
+     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks", "sshfast"),
     # 3: the action types
     ("actions",),
     # 4: one session, decided, audited, run and recorded; the runtime it runs in
