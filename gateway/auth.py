@@ -22,7 +22,7 @@ from gateway.events import Event, RefusalKind
 from gateway.runtime import Runtime
 from gateway.session import Session, door
 from gateway.ssh_channel import GatewayProcess, SSHChannel
-from gateway.sshfast import install_lean_receive, install_lean_sends
+from gateway.sshfast import install_lean_channel, install_lean_receive, install_lean_sends
 from gateway.sshhooks import (
     install_certificate_hook,
     install_kex_hooks,
@@ -74,6 +74,7 @@ class GatewayServer(asyncssh.SSHServer):
         install_kex_hooks(conn, self.rt.algorithms.offer)
         install_quickack(conn)
         install_lean_sends(conn)
+        install_lean_receive(conn)
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"
@@ -201,7 +202,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
-        install_lean_receive(chan)
+        install_lean_channel(chan)
         number = self._sessions
 
         async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:

@@ -28,9 +28,13 @@ from asyncssh.constants import (
     MSG_IGNORE,
     MSG_USERAUTH_LAST,
 )
+from asyncssh.crypto.cipher import GCMCipher
+from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
 from asyncssh.misc import ProtocolError
-from asyncssh.packet import SSHPacket
+from asyncssh.packet import PacketDecodeError, SSHPacket
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.sshhooks import PACKET_DEBUG_LEVEL, TESTED
 
@@ -84,11 +88,107 @@ def _send(conn: Any, payload: bytes) -> None:
         padlen += blocksize
     packet = bytes((padlen,)) + payload + os.urandom(padlen)
     pktlen = len(packet)
+    header = pktlen.to_bytes(4, "big")
     seq = conn._send_seq
-    packet, mac = conn._send_encryption.encrypt_packet(seq, pktlen.to_bytes(4, "big"), packet)
-    conn._send(packet + mac)
+    encryption = conn._send_encryption
+    if type(encryption) is GCMEncryption:  # GCMCipher.encrypt_and_sign, with its AESGCM kept
+        cipher = encryption._cipher
+        sealed = _aead(cipher).encrypt(cipher._iv, packet, header)
+        cipher._iv = _next_iv(cipher._iv)
+        conn._send(header + sealed)
+    else:
+        packet, mac = encryption.encrypt_packet(seq, header, packet)
+        conn._send(packet + mac)
     conn._send_seq = (seq + 1) & 0xFFFFFFFF
     conn._rekey_bytes_sent += pktlen
+
+
+def _aead(cipher: GCMCipher) -> AESGCM:
+    """The cipher's AESGCM, made once per key (asyncssh makes one per packet)."""
+    aead: AESGCM | None = getattr(cipher, "_gateway_aead", None)
+    if aead is None:
+        aead = AESGCM(cipher._key)
+        setattr(cipher, "_gateway_aead", aead)  # noqa: B010
+    return aead
+
+
+def _next_iv(iv: bytes) -> bytes:
+    """GCMCipher._update_iv: the 64-bit invocation counter after the fixed field, plus one."""
+    return iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+
+
+class _Decrypted:
+    """An encryption whose only packet is already decrypted: asyncssh's own code then handles it."""
+
+    def __init__(self, plain: bytes) -> None:
+        self.plain = plain
+
+    def decrypt_packet(self, *_args: Any) -> bytes:
+        return self.plain
+
+
+_IGNORE, _DATA = bytes((MSG_IGNORE,)), bytes((MSG_CHANNEL_DATA,))
+
+
+def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
+    """Packets received on *conn* with AES-GCM after authentication: IGNORE and channel data lean.
+
+    asyncssh's ``_recv_packet`` runs once the whole packet is in (its header
+    read by ``_recv_pkthdr``). Here the packet is decrypted (the same key and
+    nonce; a failed tag leaves it to asyncssh, which decrypts again, fails
+    and reports it), and an IGNORE is dropped, and a data packet for a known
+    channel goes to that channel, with no general dispatch. Anything else
+    goes to asyncssh's own code, handed the packet already decrypted.
+    """
+    original = conn._recv_packet
+    state: Any = conn  # asyncssh's internals, as they are in the pinned versions
+
+    def recv_packet() -> bool:
+        encryption = conn._recv_encryption
+        if (
+            type(encryption) is not GCMEncryption
+            or not conn._auth_complete
+            or conn._decompressor is not None
+            or SSHLogger._debug_level >= PACKET_DEBUG_LEVEL
+        ):
+            return bool(original())
+        macsize = conn._recv_macsize
+        rem = 4 + conn._pktlen + macsize - conn._recv_blocksize
+        inpbuf = conn._inpbuf
+        if len(inpbuf) < rem:
+            return False
+        cipher, first = encryption._cipher, conn._packet
+        try:
+            plain = _aead(cipher).decrypt(cipher._iv, first[4:] + inpbuf[:rem], first[:4])
+        except InvalidTag:
+            return bool(original())
+        cipher._iv = _next_iv(cipher._iv)
+        payload = plain[1 : -plain[0]]
+        kind = payload[:1]
+        channel = conn._channels.get(int.from_bytes(payload[1:5], "big")) if kind == _DATA else None
+        if kind == _IGNORE and len(payload) >= 5 and int.from_bytes(payload[1:5], "big") == len(payload) - 5:
+            pkttype = MSG_IGNORE
+        elif channel is not None and len(payload) >= 9:
+            pkttype = MSG_CHANNEL_DATA
+        else:  # asyncssh's own code, with the packet already decrypted
+            state._recv_encryption = _Decrypted(plain)
+            try:
+                return bool(original())
+            finally:
+                if type(state._recv_encryption) is _Decrypted:  # not replaced by a NEWKEYS meanwhile
+                    state._recv_encryption = encryption
+        seq = conn._recv_seq
+        conn._inpbuf = inpbuf[rem:]
+        conn._packet = b""
+        if channel is not None:
+            try:
+                channel.process_packet(MSG_CHANNEL_DATA, seq, SSHPacket(payload[5:]))
+            except PacketDecodeError as exc:
+                raise ProtocolError(str(exc)) from None
+        conn._finish_recv_packet(pkttype, seq)
+        return True
+
+    setattr(conn, "_recv_packet", recv_packet)  # noqa: B010 - looked up each time a header is read
 
 
 def channel_writer(chan: SSHChannel[Any], datatype: asyncssh.DataType) -> Callable[[bytes], None]:
@@ -122,7 +222,7 @@ def channel_writer(chan: SSHChannel[Any], datatype: asyncssh.DataType) -> Callab
     return write
 
 
-def install_lean_receive(chan: SSHChannel[Any]) -> None:
+def install_lean_channel(chan: SSHChannel[Any]) -> None:
     """Data packets for *chan* go straight to its session (asyncssh's window rules kept)."""
     original = chan.process_packet
 
