@@ -1,16 +1,18 @@
 """A lean path through asyncssh for what an interactive session sends most: channel data.
 
 asyncssh's packet code is general: every packet it sends passes the rekey,
-deferral and logging checks, and an empty SSH_MSG_IGNORE before it; every
-data packet it receives passes four channel methods and a debug call. For a
-typing session that is most of the gateway's CPU per keystroke. Here, while
-a connection is in its steady state (keys exchanged, user authenticated, no
-compression, no rekey due, no CBC cipher, packet logging off), channel data
-goes through short functions that do exactly what asyncssh does with it:
-the same bytes on the wire, the same windows, sequence numbers and rekey
-accounting. Anything else (and any packet outside the steady state) takes
-asyncssh's own path. Pinned, with ``sshhooks``, to the asyncssh versions it
-was written against.
+deferral and logging checks, with an empty SSH_MSG_IGNORE before it; every
+packet it receives passes a dispatch on its type, a packet object, four
+channel methods and a debug call; a new AESGCM object is made for each
+encryption. For a typing session that was most of the gateway's CPU per
+keystroke. Here, while a connection is in its steady state (keys exchanged,
+user authenticated, no compression, no rekey due, no CBC cipher, packet
+logging off), channel data and IGNOREs go through short functions that do
+exactly what asyncssh does with them: the same bytes on the wire, the same
+nonces, windows, sequence numbers and rekey accounting. Anything else (and
+any packet outside the steady state) takes asyncssh's own path. Pinned, with
+``sshhooks``, to the asyncssh versions it was written against; the tests in
+``tests/e2e/test_sshfast.py`` cross rekeys, windows and every client.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
 from asyncssh.misc import ProtocolError
-from asyncssh.packet import PacketDecodeError, SSHPacket
+from asyncssh.packet import SSHPacket
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -44,6 +46,25 @@ if not asyncssh.__version__.startswith(TESTED):  # pragma: no cover - sshhooks r
 _EMPTY_STRING = (b"\0\0\0\0",)  # String(b""): the IGNORE asyncssh puts before each packet
 #: asyncssh logs each data packet from this debug level up
 DATA_DEBUG_LEVEL = 2
+GCM_TAG = 16
+_IGNORE, _DATA = bytes((MSG_IGNORE,)), bytes((MSG_CHANNEL_DATA,))
+_COUNTER = 0xFFFFFFFFFFFFFFFF
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _steady(conn: Any) -> bool:
+    """Whether *conn* may send the lean way now (asyncssh's send_packet would just send)."""
+    return bool(
+        conn._kex_complete
+        and conn._auth_complete
+        and conn._compressor is None
+        and conn._rekey_bytes_sent < conn._rekey_bytes
+        and not (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)
+        and SSHLogger._debug_level < PACKET_DEBUG_LEVEL
+        and b"-cbc" not in conn._enc_alg_sc
+    )
 
 
 def install_lean_sends(conn: asyncssh.SSHServerConnection) -> None:
@@ -63,16 +84,7 @@ def install_lean_sends(conn: asyncssh.SSHServerConnection) -> None:
         if pkttype == MSG_IGNORE and args == _EMPTY_STRING:
             if b"-cbc" not in conn._enc_alg_sc:
                 return
-        elif (
-            pkttype > MSG_USERAUTH_LAST
-            and conn._kex_complete
-            and conn._auth_complete
-            and conn._compressor is None
-            and conn._rekey_bytes_sent < conn._rekey_bytes
-            and not (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)
-            and SSHLogger._debug_level < PACKET_DEBUG_LEVEL
-            and b"-cbc" not in conn._enc_alg_sc
-        ):
+        elif pkttype > MSG_USERAUTH_LAST and _steady(conn):
             _send(conn, bytes((pkttype,)) + b"".join(args))
             return
         original(pkttype, *args, handler=handler)
@@ -93,8 +105,9 @@ def _send(conn: Any, payload: bytes) -> None:
     encryption = conn._send_encryption
     if type(encryption) is GCMEncryption:  # GCMCipher.encrypt_and_sign, with its AESGCM kept
         cipher = encryption._cipher
-        sealed = _aead(cipher).encrypt(cipher._iv, packet, header)
-        cipher._iv = _next_iv(cipher._iv)
+        iv = cipher._iv
+        sealed = _aead(cipher).encrypt(iv, packet, header)
+        cipher._iv = iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & _COUNTER).to_bytes(8, "big")
         conn._send(header + sealed)
     else:
         packet, mac = encryption.encrypt_packet(seq, header, packet)
@@ -112,9 +125,77 @@ def _aead(cipher: GCMCipher) -> AESGCM:
     return aead
 
 
-def _next_iv(iv: bytes) -> bytes:
-    """GCMCipher._update_iv: the 64-bit invocation counter after the fixed field, plus one."""
-    return iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+def channel_writer(chan: SSHChannel[Any], datatype: asyncssh.DataType) -> Callable[[bytes], None]:
+    """A write function for *chan*'s stdout (``datatype`` None) or stderr: ``chan.write`` made lean.
+
+    Data that fits the client's window and one packet, with nothing queued
+    before it, on a steady connection, is sent at once as one data packet;
+    anything else goes through ``chan.write`` (queueing, splitting, waiting
+    for the window or for a key exchange to end).
+    """
+    conn: Any = chan.get_connection()
+    kind = _DATA if datatype is None else bytes((MSG_CHANNEL_EXTENDED_DATA,))
+    extended = b"" if datatype is None else datatype.to_bytes(4, "big")
+
+    def write(data: bytes) -> None:
+        size = len(data)
+        if (
+            0 < size <= chan._send_window
+            and size <= chan._send_pktsize
+            and chan._send_state == "open"
+            and not chan._send_buf
+            and not chan._send_paused
+            and chan._send_chan is not None
+            and _steady(conn)
+        ):
+            chan._send_window -= size
+            _send(conn, kind + chan._send_chan.to_bytes(4, "big") + extended + size.to_bytes(4, "big") + data)
+        else:
+            chan.write(data, datatype)
+
+    return write
+
+
+# ---------------------------------------------------------------- receiving
+
+
+def _channel_data(chan: Any, data: bytes) -> bool:
+    """SSHChannel._process_data with *data* already parsed; False when asyncssh's own must run."""
+    if (
+        chan._recv_state != "open"
+        or chan._recv_paused is not False
+        or chan._encoding is not None
+        or chan._send_state in ("close_pending", "closed")
+        or SSHLogger._debug_level >= DATA_DEBUG_LEVEL
+    ):
+        return False
+    size = len(data)
+    if size > chan._recv_window:
+        raise ProtocolError("Window exceeded")
+    if size:
+        chan._recv_window -= size
+        if chan._recv_window < chan._init_recv_window / 2 or chan._session is None:
+            chan._deliver_data(data, None)  # with its window adjust
+        else:
+            chan._session.data_received(data, None)
+    return True
+
+
+def install_lean_channel(chan: SSHChannel[Any]) -> None:
+    """Data packets for *chan* that reach its ``process_packet`` (ciphers other than AES-GCM) go lean too."""
+    original = chan.process_packet
+
+    def process_packet(pkttype: int, pktid: int, packet: SSHPacket) -> bool:
+        if pkttype == MSG_CHANNEL_DATA and chan._recv_state == "open" and chan._recv_paused is False:
+            position = packet._idx
+            data = packet.get_string()
+            packet.check_end()
+            if _channel_data(chan, data):
+                return True
+            packet._idx = position
+        return bool(original(pkttype, pktid, packet))
+
+    setattr(chan, "process_packet", process_packet)  # noqa: B010 - the connection looks it up per packet
 
 
 class _Decrypted:
@@ -127,126 +208,62 @@ class _Decrypted:
         return self.plain
 
 
-_IGNORE, _DATA = bytes((MSG_IGNORE,)), bytes((MSG_CHANNEL_DATA,))
-
-
 def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
-    """Packets received on *conn* with AES-GCM after authentication: IGNORE and channel data lean.
+    """Whole AES-GCM packets after authentication, read at their header: IGNORE and channel data lean.
 
-    asyncssh's ``_recv_packet`` runs once the whole packet is in (its header
-    read by ``_recv_pkthdr``). Here the packet is decrypted (the same key and
-    nonce; a failed tag leaves it to asyncssh, which decrypts again, fails
-    and reports it), and an IGNORE is dropped, and a data packet for a known
-    channel goes to that channel, with no general dispatch. Anything else
-    goes to asyncssh's own code, handed the packet already decrypted.
+    asyncssh reads a header block (``_recv_pkthdr``), then the rest of the
+    packet (``_recv_packet``), then dispatches it. Here, when the whole
+    packet is already in, it is decrypted at once (the same key and nonce; a
+    failed tag is left to asyncssh, which decrypts again, fails and reports
+    it); an IGNORE is dropped, and data for a known channel goes to that
+    channel. Anything else goes to asyncssh's own code, handed the packet
+    already decrypted.
     """
-    original = conn._recv_packet
     state: Any = conn  # asyncssh's internals, as they are in the pinned versions
+    read_header, read_packet = conn._recv_pkthdr, conn._recv_packet
 
-    def recv_packet() -> bool:
-        encryption = conn._recv_encryption
+    def recv_pkthdr() -> bool:
+        encryption = state._recv_encryption
+        inpbuf: bytes = state._inpbuf
         if (
             type(encryption) is not GCMEncryption
-            or not conn._auth_complete
-            or conn._decompressor is not None
+            or not state._auth_complete
+            or state._decompressor is not None
             or SSHLogger._debug_level >= PACKET_DEBUG_LEVEL
         ):
-            return bool(original())
-        macsize = conn._recv_macsize
-        rem = 4 + conn._pktlen + macsize - conn._recv_blocksize
-        inpbuf = conn._inpbuf
-        if len(inpbuf) < rem:
-            return False
-        cipher, first = encryption._cipher, conn._packet
+            return bool(read_header())
+        pktlen = int.from_bytes(inpbuf[:4], "big")
+        end = 4 + pktlen + GCM_TAG
+        if len(inpbuf) < end or pktlen > state._max_recv_pktlen or len(inpbuf) < state._recv_blocksize:
+            return bool(read_header())  # not all in yet (or too long: asyncssh says so)
+        cipher = encryption._cipher
+        iv = cipher._iv
         try:
-            plain = _aead(cipher).decrypt(cipher._iv, first[4:] + inpbuf[:rem], first[:4])
+            plain = _aead(cipher).decrypt(iv, inpbuf[4:end], inpbuf[:4])
         except InvalidTag:
-            return bool(original())
-        cipher._iv = _next_iv(cipher._iv)
+            return bool(read_header())
+        cipher._iv = iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & _COUNTER).to_bytes(8, "big")
         payload = plain[1 : -plain[0]]
         kind = payload[:1]
-        channel = conn._channels.get(int.from_bytes(payload[1:5], "big")) if kind == _DATA else None
-        if kind == _IGNORE and len(payload) >= 5 and int.from_bytes(payload[1:5], "big") == len(payload) - 5:
-            pkttype = MSG_IGNORE
-        elif channel is not None and len(payload) >= 9:
-            pkttype = MSG_CHANNEL_DATA
-        else:  # asyncssh's own code, with the packet already decrypted
-            state._recv_encryption = _Decrypted(plain)
-            try:
-                return bool(original())
-            finally:
-                if type(state._recv_encryption) is _Decrypted:  # not replaced by a NEWKEYS meanwhile
-                    state._recv_encryption = encryption
-        seq = conn._recv_seq
-        conn._inpbuf = inpbuf[rem:]
-        conn._packet = b""
-        if channel is not None:
-            try:
-                channel.process_packet(MSG_CHANNEL_DATA, seq, SSHPacket(payload[5:]))
-            except PacketDecodeError as exc:
-                raise ProtocolError(str(exc)) from None
-        conn._finish_recv_packet(pkttype, seq)
-        return True
-
-    setattr(conn, "_recv_packet", recv_packet)  # noqa: B010 - looked up each time a header is read
-
-
-def channel_writer(chan: SSHChannel[Any], datatype: asyncssh.DataType) -> Callable[[bytes], None]:
-    """A write function for *chan*'s stdout (``datatype`` None) or stderr: ``chan.write`` made lean.
-
-    Data that fits the client's window and one packet, with nothing queued
-    before it, is sent at once as one data packet; anything else goes through
-    ``chan.write`` (queueing, splitting, waiting for the window).
-    """
-    conn: Any = chan.get_connection()
-
-    def write(data: bytes) -> None:
-        size = len(data)
-        if (
-            0 < size <= chan._send_window
-            and size <= chan._send_pktsize
-            and chan._send_state == "open"
-            and not chan._send_buf
-            and not chan._send_paused
-            and chan._send_chan is not None
-        ):
-            chan._send_window -= size
-            head = chan._send_chan.to_bytes(4, "big")
-            if datatype is not None:
-                head += datatype.to_bytes(4, "big")
-            pkttype = MSG_CHANNEL_DATA if datatype is None else MSG_CHANNEL_EXTENDED_DATA
-            conn.send_packet(pkttype, head + size.to_bytes(4, "big") + data, handler=chan)
-        else:
-            chan.write(data, datatype)
-
-    return write
-
-
-def install_lean_channel(chan: SSHChannel[Any]) -> None:
-    """Data packets for *chan* go straight to its session (asyncssh's window rules kept)."""
-    original = chan.process_packet
-
-    def process_packet(pkttype: int, pktid: int, packet: SSHPacket) -> bool:
-        if (
-            pkttype == MSG_CHANNEL_DATA
-            and chan._recv_state == "open"
-            and chan._recv_paused is False
-            and chan._encoding is None
-            and chan._send_state not in ("close_pending", "closed")
-            and SSHLogger._debug_level < DATA_DEBUG_LEVEL
-        ):
-            data = packet.get_string()
-            packet.check_end()
-            size = len(data)
-            if size > chan._recv_window:
-                raise ProtocolError("Window exceeded")
-            if size:
-                chan._recv_window -= size
-                if chan._recv_window < chan._init_recv_window / 2 or chan._session is None:
-                    chan._deliver_data(data, None)  # with its window adjust
-                else:
-                    chan._session.data_received(data, None)
+        seq = state._recv_seq
+        if kind == _IGNORE and int.from_bytes(payload[1:5], "big") == len(payload) - 5:
+            state._inpbuf = inpbuf[end:]
+            state._finish_recv_packet(MSG_IGNORE, seq)
             return True
-        return bool(original(pkttype, pktid, packet))
+        if kind == _DATA and int.from_bytes(payload[5:9], "big") == len(payload) - 9:
+            channel = state._channels.get(int.from_bytes(payload[1:5], "big"))
+            if channel is not None and _channel_data(channel, payload[9:]):
+                state._inpbuf = inpbuf[end:]
+                state._finish_recv_packet(MSG_CHANNEL_DATA, seq)
+                return True
+        # asyncssh's own code, as if its header step had run, with the packet already decrypted
+        blocksize = state._recv_blocksize
+        state._packet, state._inpbuf, state._pktlen = inpbuf[:blocksize], inpbuf[blocksize:], pktlen
+        state._recv_encryption = _Decrypted(plain)
+        try:
+            return bool(read_packet())
+        finally:
+            if type(state._recv_encryption) is _Decrypted:  # not replaced by a NEWKEYS meanwhile
+                state._recv_encryption = encryption
 
-    setattr(chan, "process_packet", process_packet)  # noqa: B010 - the connection looks it up per packet
+    setattr(conn, "_recv_pkthdr", recv_pkthdr)  # noqa: B010 - looked up after every packet

@@ -131,19 +131,19 @@ class AsciicastRecorder:
         self._file.flush()  # the header is always on disk: a follower reads it first
 
     def _write(self, line: str) -> None:
+        self._append((line + "\n").encode())
+
+    def _append(self, data: bytes, *, limited: bool = True) -> None:
         # Batched: lines wait in a list and go to the file (and the hash) together, once per
         # FLUSH_SECONDS or FLUSH_BYTES, rather than per keystroke (200 typing sessions are
         # 8,000 events a second); close() writes the rest.
-        data = (line + "\n").encode()
-        if self._limit is not None and self._size + len(data) > self._limit - LIMIT_RESERVE:
+        size = len(data)
+        if limited and self._limit is not None and self._size + size > self._limit - LIMIT_RESERVE:
             self._reached()
             return
-        self._append(data)
-
-    def _append(self, data: bytes) -> None:
         self._pending.append(data)
-        self._size += len(data)
-        self._unwritten += len(data)
+        self._size += size
+        self._unwritten += size
         if self._unwritten >= FLUSH_BYTES:
             self._drain()
         if self._timer is None and not self._file.closed:
@@ -167,7 +167,7 @@ class AsciicastRecorder:
             return
         self.full = True
         marker = json.dumps([round(time.monotonic() - self._start, 6), "m", "recording limit reached"]) + "\n"
-        self._append(marker.encode())
+        self._append(marker.encode(), limited=False)
         if self._on_full is not None:
             self._on_full()
 
@@ -180,7 +180,7 @@ class AsciicastRecorder:
     def _event(self, code: str, text: str) -> None:
         if text:  # json.dumps([stamp, code, text], ensure_ascii=False), without building an encoder each time
             stamp = round(time.monotonic() - self._start, 6)
-            self._write(f'[{stamp!r}, "{code}", {encode_basestring(text)}]')
+            self._append(f'[{stamp!r}, "{code}", {encode_basestring(text)}]\n'.encode())
 
     def output(self, data: bytes) -> None:
         """Record output as an ``o`` event (binary output without a PTY: by size)."""
