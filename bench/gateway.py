@@ -41,16 +41,16 @@ class Running(NamedTuple):
 
 @contextmanager
 def running_gateway(
-    base: Path, key: Path, *, blob: Path | None = None, extra: tuple[str, ...] = ()
+    base: Path, key: Path, *, blob: Path | None = None, extra: tuple[str, ...] = (), root: Path = ROOT
 ) -> Iterator[int]:
-    """`gateway serve` on 127.0.0.1:0; yields its port; SIGTERM at the end."""
+    """`gateway serve` (of the checkout at *root*) on 127.0.0.1:0; yields its port; SIGTERM at the end."""
     (base / "policies").mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
     (base / "policies" / "bench.yaml").write_text(POLICY)
     (base / "keys" / "bench.pub").write_text(key.with_suffix(".pub").read_text())
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies", str(base / "policies"),
             "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root)
     assert proc.stdout is not None
     match = re.search(r":(\d+)$", proc.stdout.readline().strip())
     if not match:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -195,9 +196,19 @@ def round_(
 
 
 def curve(
-    points: list[int], rounds: int, seconds: float, clients: int, extra: tuple[str, ...] = ()
+    points: list[int],
+    rounds: int,
+    seconds: float,
+    clients: int,
+    extra: tuple[str, ...] = (),
+    before: Path | None = None,
 ) -> dict[str, Any]:
-    """Both servers at each point, alternating, *rounds* times."""
+    """Both servers at each point, alternating, *rounds* times.
+
+    With *before* (another checkout, e.g. ``git worktree add /tmp/before
+    REV``), that checkout's gateway takes its turn in every round too, with
+    the same options: the before-and-after of CPU per echo on the same load.
+    """
     out: dict[str, Any] = {
         "points": {},
         "loadavg_before": loadavg(),
@@ -210,14 +221,26 @@ def curve(
         pub = key.with_suffix(".pub").read_text().strip()
         forced = f'restrict,pty,environment="HOME=/nonexistent",command="cat" {pub}\n'
         limits = ("--max-sessions-per-principal", "100000")  # one principal types in every session
-        with (
-            running_gateway(base / "gw", key, extra=(*limits, *extra)) as gw,
-            sshd(base / "sshd", forced) as sshd_port,
-        ):
+        with contextlib.ExitStack() as stack:
+            gw = stack.enter_context(running_gateway(base / "gw", key, extra=(*limits, *extra)))
+            old = (
+                stack.enter_context(
+                    running_gateway(base / "before", key, extra=(*limits, *extra), root=before)
+                )
+                if before is not None
+                else None
+            )
+            sshd_port = stack.enter_context(sshd(base / "sshd", forced))
             sshd_pid = int((base / "sshd" / "sshd.pid").read_text())
             for typists in points:
                 rows: dict[str, list[dict[str, Any]]] = {"gateway": [], "sshd": []}
+                if old is not None:
+                    rows["before"] = []
                 for _ in range(rounds):
+                    if old is not None:
+                        rows["before"].append(
+                            round_(old.port, key, "cat", typists, clients, seconds, [old.pid])
+                        )
                     rows["gateway"].append(round_(gw.port, key, "cat", typists, clients, seconds, [gw.pid]))
                     rows["sshd"].append(round_(sshd_port, key, "root", typists, clients, seconds, [sshd_pid]))
                 out["points"][typists] = {side: _summary(r) for side, r in rows.items()}
@@ -247,6 +270,12 @@ def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def cell(summary: dict[str, Any], key: str) -> str:
+    """A median with its range, or "saturated" when no round counted."""
+    v = summary[key]
+    return "saturated" if v is None else f"{v['median']} ({v['min']}-{v['max']})"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README's table."""
     lines = [
@@ -255,10 +284,6 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for typists, sides in result["points"].items():
         gw, sd = sides["gateway"], sides["sshd"]
-
-        def cell(s: dict[str, Any], key: str) -> str:
-            v = s[key]
-            return "saturated" if v is None else f"{v['median']} ({v['min']}-{v['max']})"
 
         ratio = (
             f"{gw['p99_ms']['median'] / sd['p99_ms']['median']:.2f}x"
@@ -270,6 +295,23 @@ def markdown(result: dict[str, Any]) -> str:
             f" | {ratio} | {cell(gw, 'server_cpu_per_echo_ms')} | {cell(sd, 'server_cpu_per_echo_ms')}"
             f" | {gw['client_cpu_max']:.2f} / {sd['client_cpu_max']:.2f} | {gw['counted']} / {sd['counted']} |"
         )
+    if any("before" in sides for sides in result["points"].values()):
+        lines += [
+            "",
+            f"Before and after, the same rounds (before: {result.get('before')}):",
+            "",
+            "| typists | CPU per echo ms, before | after | after / before | p50 / p99 ms, before |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for typists, sides in result["points"].items():
+            old, new = sides["before"], sides["gateway"]
+            if not (old["server_cpu_per_echo_ms"] and new["server_cpu_per_echo_ms"]):
+                continue
+            ratio = new["server_cpu_per_echo_ms"]["median"] / old["server_cpu_per_echo_ms"]["median"]
+            lines.append(
+                f"| {typists} | {cell(old, 'server_cpu_per_echo_ms')} | {cell(new, 'server_cpu_per_echo_ms')}"
+                f" | {ratio:.2f} | {cell(old, 'p50_ms')} / {cell(old, 'p99_ms')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -299,6 +341,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _describe(checkout: Path) -> str:
+    """The commit a checkout is at, for the record."""
+    import subprocess  # noqa: PLC0415
+
+    found = subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip()[:80] or str(checkout)
+
+
 def main() -> None:
     """The capacity curve."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -308,6 +363,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=max(2, len(os.sched_getaffinity(0))))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--serve-args", default="", help="Extra `gateway serve` options (e.g. --workers 1).")
+    parser.add_argument(
+        "--before", type=Path, help="Another checkout whose gateway takes a turn in every round."
+    )
+    parser.add_argument("--name", default="typing", help="Result file name (NAME.json, NAME.md, NAME.png).")
     args = parser.parse_args()
     result = curve(
         [int(p) for p in args.points.split(",")],
@@ -315,11 +374,19 @@ def main() -> None:
         args.seconds,
         args.clients,
         tuple(args.serve_args.split()),
+        args.before,
     )
+    result["serve_args"] = args.serve_args
+    words = args.serve_args.split()
+    result["workers"] = (
+        int(words[words.index("--workers") + 1]) if "--workers" in words else len(os.sched_getaffinity(0))
+    )
+    if args.before is not None:
+        result["before"] = _describe(args.before)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "typing.json").write_text(json.dumps(result, indent=1, default=str))
-    (args.out / "typing.md").write_text(markdown(result))
-    plot(result, args.out / "typing.png")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=str))
+    (args.out / f"{args.name}.md").write_text(markdown(result))
+    plot(result, args.out / f"{args.name}.png")
     print(markdown(result))
 
 

@@ -123,3 +123,25 @@ def test_ignore_before_each_packet_only_for_cbc(
         assert ignores.count >= 20
     else:
         assert ignores.count == 0
+
+
+def test_typed_ahead_keys_arrive_first_and_in_order(lean: Gateway) -> None:
+    """Keys sent before the PTY's child runs are read the ordinary way, then the pump takes over."""
+
+    async def main() -> bytes:
+        async with await _connect(lean, "cat") as conn:
+            proc = await conn.create_process(term_type="xterm", encoding=None)
+            proc.stdin.write(b"typed-ahead ")  # at once: the session is still starting
+            echoed = b""
+            while b"typed-ahead " not in echoed:
+                echoed += await asyncio.wait_for(proc.stdout.read(4096), 10)
+            proc.stdin.write(b"then live\r")
+            while b"then live\r\n" not in echoed:
+                echoed += await asyncio.wait_for(proc.stdout.read(4096), 10)
+            proc.stdin.write_eof()
+            proc.stdin.write(b"\x04")
+            await asyncio.wait_for(proc.wait(), 10)
+            return echoed
+
+    echoed = asyncio.run(main())
+    assert echoed.startswith(b"typed-ahead then live\r\n")
