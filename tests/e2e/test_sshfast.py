@@ -138,8 +138,7 @@ def test_typed_ahead_keys_arrive_first_and_in_order(lean: Gateway) -> None:
             proc.stdin.write(b"then live\r")
             while b"then live\r\n" not in echoed:
                 echoed += await asyncio.wait_for(proc.stdout.read(4096), 10)
-            proc.stdin.write_eof()
-            proc.stdin.write(b"\x04")
+            proc.stdin.write(b"\x04")  # at the start of a line: cat's end
             await asyncio.wait_for(proc.wait(), 10)
             return echoed
 
