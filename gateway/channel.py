@@ -123,12 +123,18 @@ async def read_bytes(channel: Channel, n: int = 1024) -> bytes:
             return received
 
 
-async def pump_received(channel: Channel, handler: Handler) -> None:
-    """``Channel.pump`` for a channel that has only ``receive()``: one task reads and hands on."""
-    while True:
+async def pump_received(
+    channel: Channel, handler: Handler, *, more: Callable[[], bool] = lambda: True
+) -> bool:
+    """``Channel.pump`` by ``receive()``: one task reads and hands on, while *more()* says so.
+
+    True once the end (``b""``) was handed on; False when *more()* said stop first.
+    """
+    while more():
         received = await channel.receive()
         waiting = handler(received)
         if waiting is not None:
             await waiting
         if received == b"":
-            return
+            return True
+    return False

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncssh
 
-from gateway.channel import Break, Handler, Received, Resize, Signal, clamped
+from gateway.channel import Break, Handler, Received, Resize, Signal, clamped, pump_received
 from gateway.sshfast import channel_writer
 
 
@@ -173,13 +173,8 @@ class SSHChannel:
     async def pump(self, handler: Handler, /) -> None:
         """Hand *handler* everything the client sends, from asyncssh's callbacks (see ``Channel.pump``)."""
         process = self._process
-        while process.typed_ahead():  # what came before, in order, by the ordinary reads
-            received = await self.receive()
-            waiting = handler(received)
-            if waiting is not None:
-                await waiting
-            if received == b"":
-                return
+        if await pump_received(self, handler, more=process.typed_ahead):  # what came before, in order
+            return
         try:
             await process.start_pumping(handler)
         finally:
