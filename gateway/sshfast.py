@@ -98,7 +98,7 @@ def _send(conn: Any, payload: bytes) -> None:
     padlen = -(conn._send_enchdrlen + len(payload)) % blocksize
     if padlen < 4:
         padlen += blocksize
-    packet = bytes((padlen,)) + payload + os.urandom(padlen)
+    packet = bytes((padlen,)) + payload + _padding(padlen)
     pktlen = len(packet)
     header = pktlen.to_bytes(4, "big")
     seq = conn._send_seq
@@ -114,6 +114,19 @@ def _send(conn: Any, payload: bytes) -> None:
         conn._send(packet + mac)
     conn._send_seq = (seq + 1) & 0xFFFFFFFF
     conn._rekey_bytes_sent += pktlen
+
+
+_POOL = bytearray()
+POOL_SIZE = 4096
+
+
+def _padding(size: int) -> bytes:
+    """*size* random bytes from a pool of ``os.urandom`` (one system call per 4 KiB, not per packet)."""
+    if len(_POOL) < size:
+        _POOL[:] = os.urandom(POOL_SIZE)
+    out = bytes(_POOL[-size:])
+    del _POOL[-size:]
+    return out
 
 
 def _aead(cipher: GCMCipher) -> AESGCM:
@@ -248,13 +261,16 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
         seq = state._recv_seq
         if kind == _IGNORE and int.from_bytes(payload[1:5], "big") == len(payload) - 5:
             state._inpbuf = inpbuf[end:]
-            state._finish_recv_packet(MSG_IGNORE, seq)
+            if state._transport:  # _finish_recv_packet for an IGNORE
+                state._recv_seq = (seq + 1) & 0xFFFFFFFF
             return True
         if kind == _DATA and int.from_bytes(payload[5:9], "big") == len(payload) - 9:
             channel = state._channels.get(int.from_bytes(payload[1:5], "big"))
             if channel is not None and _channel_data(channel, payload[9:]):
                 state._inpbuf = inpbuf[end:]
-                state._finish_recv_packet(MSG_CHANNEL_DATA, seq)
+                state._auth_final = True  # _finish_recv_packet for a connection-layer packet
+                if state._transport:
+                    state._recv_seq = (seq + 1) & 0xFFFFFFFF
                 return True
         # asyncssh's own code, as if its header step had run, with the packet already decrypted
         blocksize = state._recv_blocksize

@@ -245,11 +245,6 @@ class AsciicastRecorder:
         }
 
 
-def _text(decoder: utf_8.IncrementalDecoder, data: bytes) -> str:
-    """*data* as text; ASCII with nothing held back by *decoder* needs no incremental decoding."""
-    return data.decode("ascii") if data.isascii() and not decoder.buffer else decoder.decode(data)
-
-
 def read_events(path: Path, codes: str = "io") -> Iterator[tuple[float, str, str]]:
     """(time, code, text) of a recording's events whose code is in *codes*, one line at a time.
 
