@@ -72,9 +72,9 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt.connections.add(conn)
         install_certificate_hook(conn, self._validate_certificate)
         install_kex_hooks(conn, self.rt.algorithms.offer)
-        install_quickack(conn)
         install_lean_sends(conn)
         install_lean_receive(conn)
+        install_quickack(conn)  # wraps the lean data_received for the handshake
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
         self.peer = f"{host}:{port}"

@@ -33,7 +33,7 @@ from asyncssh.constants import (
 from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
-from asyncssh.misc import ProtocolError
+from asyncssh.misc import DisconnectError, ProtocolError
 from asyncssh.packet import SSHPacket
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -230,7 +230,8 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
     failed tag is left to asyncssh, which decrypts again, fails and reports
     it); an IGNORE is dropped, and data for a known channel goes to that
     channel. Anything else goes to asyncssh's own code, handed the packet
-    already decrypted.
+    already decrypted. The connection's ``data_received`` skips asyncssh's
+    keepalive reset when no keepalive is set (the gateway sets none).
     """
     state: Any = conn  # asyncssh's internals, as they are in the pinned versions
     read_header, read_packet = conn._recv_pkthdr, conn._recv_packet
@@ -283,3 +284,24 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
                 state._recv_encryption = encryption
 
     setattr(conn, "_recv_pkthdr", recv_pkthdr)  # noqa: B010 - looked up after every packet
+    setattr(conn, "data_received", _reader(state))  # noqa: B010 - the transport looks it up per read
+
+
+def _reader(state: Any) -> Callable[..., None]:
+    """The connection's data_received, lean."""
+
+    def data_received(data: bytes, datatype: Any = None) -> None:
+        """SSHConnection.data_received and _recv_data, without the keepalive reset when there is none."""
+        state._inpbuf += data
+        if state._keepalive_interval or state._keepalive_timer:
+            state._reset_keepalive_timer()
+        try:
+            while state._inpbuf and state._recv_handler():
+                pass
+        except DisconnectError as exc:
+            state._send_disconnect(exc.code, exc.reason, exc.lang)
+            state._force_close(exc)
+        except Exception:
+            state.internal_error()
+
+    return data_received
