@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.policy.compiled import Conditions, Need
+from gateway.safefile import write_replacing
 
 ID_RE = re.compile(r"^R-[0-9A-F]{6}$")
 #: how often a waiting session looks for a decision made through another worker
@@ -148,9 +149,7 @@ class RequestBook:
     def _save(self, request: Request) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / f"{request.id}.json"
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(asdict(request), sort_keys=True))
-        partial.replace(path)
+        write_replacing(path, json.dumps(asdict(request), sort_keys=True))
         with contextlib.suppress(OSError):
             stat = path.stat()
             self._seen[path.name] = (stat.st_mtime_ns, stat.st_size)

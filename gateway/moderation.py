@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.policy.compiled import Need
+from gateway.safefile import write_replacing
 
 STOP = b"\x1d"  # Ctrl-]
 POLL = 0.2
@@ -159,9 +160,7 @@ class ModerationBoard:
     @staticmethod
     def _write(path: Path, text: str) -> None:
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(text)
-        temporary.replace(path)
+        write_replacing(path, text)
 
     def _publish(self, moderated: Moderated) -> None:
         path = self._file(moderated.key)

@@ -1,4 +1,5 @@
-"""Reading a configuration file that must be a regular file: never a link, FIFO, socket or device.
+"""Reading a configuration file that must be a regular file: never a link, FIFO, socket or device;
+and replacing a small state file whole.
 
 Whoever may write ``policies/`` or ``keys/`` must not be able to make the
 daemon block (a FIFO), read a root-only file for them (a symlink to
@@ -57,3 +58,15 @@ def read_regular(path: Path, limit: int) -> bytes:
 def quoted(text: str) -> str:
     """At most QUOTE characters of file content, for a message."""
     return text if len(text) <= QUOTE else text[:QUOTE] + "..."
+
+
+def write_replacing(path: Path, text: str) -> None:
+    """Replace *path* with *text* at once: readers see the old file or the new one, never half.
+
+    The text goes to a hidden file of this process beside it (``.NAME.PID``:
+    no glob for ``NAME*`` sees it, two worker processes never share it), then
+    replaces *path*.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    temporary.replace(path)

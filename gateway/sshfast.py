@@ -107,7 +107,7 @@ def _send(conn: Any, payload: bytes) -> None:
         cipher = encryption._cipher
         iv = cipher._iv
         sealed = _aead(cipher).encrypt(iv, packet, header)
-        cipher._iv = iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & _COUNTER).to_bytes(8, "big")
+        cipher._iv = _next_iv(iv)
         conn._send(header + sealed)
     else:
         packet, mac = encryption.encrypt_packet(seq, header, packet)
@@ -127,6 +127,11 @@ def _padding(size: int) -> bytes:
     out = bytes(_POOL[-size:])
     del _POOL[-size:]
     return out
+
+
+def _next_iv(iv: bytes) -> bytes:
+    """GCMCipher._update_iv: the 64-bit invocation counter after the 4-byte fixed field, plus one."""
+    return iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & _COUNTER).to_bytes(8, "big")
 
 
 def _aead(cipher: GCMCipher) -> AESGCM:
@@ -256,7 +261,7 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
             plain = _aead(cipher).decrypt(iv, inpbuf[4:end], inpbuf[:4])
         except InvalidTag:
             return bool(read_header())
-        cipher._iv = iv[:4] + ((int.from_bytes(iv[4:], "big") + 1) & _COUNTER).to_bytes(8, "big")
+        cipher._iv = _next_iv(iv)
         payload = plain[1 : -plain[0]]
         kind = payload[:1]
         seq = state._recv_seq

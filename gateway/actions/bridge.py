@@ -33,7 +33,6 @@ from gateway.actions.channel import (
     until_hangup,
 )
 from gateway.channel import Received, Resize, Signal
-from gateway.fdwait import wait_fd
 from gateway.tasks import Tasks
 
 DRAIN_SECONDS = 5.0
@@ -184,7 +183,7 @@ async def _pty_in(ctx: ActionContext, master: int, proc: Child) -> None:
     try:
         await ctx.process.pump(into)
     finally:
-        into.close()
+        into.writer.close()
     # a terminal has no half-close: the client's EOF is not forwarded
 
 
@@ -193,21 +192,18 @@ class _PtyInput:
 
     A keystroke is recorded and written to the PTY from the transport's own
     callback, with no task woken for it. When the PTY's buffer is full, the
-    rest waits for the master to be writable and the client's input is held
-    (the returned future) until it is written.
+    client's input is held (the returned future) until the rest is written.
     """
 
     def __init__(self, ctx: ActionContext, master: int, proc: Child) -> None:
         self.ctx, self.master, self.proc = ctx, master, proc
-        self.pending = b""
-        self.flushed: asyncio.Future[None] | None = None
-        self.broken = False  # the PTY is gone (EIO): the session is ending
+        self.writer = _FdWriter(master)
 
     def __call__(self, received: Received) -> asyncio.Future[None] | None:
         if isinstance(received, bytes):
-            if received and not self.broken:
+            if received and not self.writer.broken:
                 took(self.ctx, received, echo_off=self.echo_off)
-                return self.write(received)
+                return self.writer.write(received)
         elif isinstance(received, Resize):
             self.ctx.recorder.resize(received.cols, received.rows)
             set_winsize(self.master, received.cols, received.rows, received.xpix, received.ypix)
@@ -227,10 +223,25 @@ class _PtyInput:
             return False
         return bool(lflag & termios.ICANON) and not lflag & termios.ECHO
 
+
+class _FdWriter:
+    """Bytes into a non-blocking descriptor (a PTY master, a pipe), with no coroutine when it takes them.
+
+    What the descriptor cannot take at once waits for it to be writable, and
+    ``write`` returns a future done once all of it is written; nothing more is
+    written meanwhile. ``broken`` once the descriptor fails (the child is gone).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        self.flushed: asyncio.Future[None] | None = None
+        self.broken = False
+
     def write(self, data: bytes) -> asyncio.Future[None] | None:
-        """Into the PTY now (a keystroke fits its buffer); else a future done once all is written."""
+        """Into the descriptor now; else a future done once all is written (or the descriptor broke)."""
         try:
-            written = os.write(self.master, data)
+            written = os.write(self.fd, data)
         except BlockingIOError:
             written = 0
         except OSError:
@@ -240,12 +251,12 @@ class _PtyInput:
             return None
         loop = asyncio.get_running_loop()
         self.pending, self.flushed = data[written:], loop.create_future()
-        loop.add_writer(self.master, self._writable)
+        loop.add_writer(self.fd, self._writable)
         return self.flushed
 
     def _writable(self) -> None:
         try:
-            self.pending = self.pending[os.write(self.master, self.pending) :]
+            self.pending = self.pending[os.write(self.fd, self.pending) :]
         except BlockingIOError:
             return
         except OSError:
@@ -254,24 +265,12 @@ class _PtyInput:
             self.close()
 
     def close(self) -> None:
-        """Stop waiting for the master (it is about to be closed)."""
+        """Stop waiting for the descriptor (it is about to be closed, or all is written)."""
         if self.flushed is not None:
-            asyncio.get_running_loop().remove_writer(self.master)
+            asyncio.get_running_loop().remove_writer(self.fd)
             if not self.flushed.done():
                 self.flushed.set_result(None)
             self.flushed = None
-
-
-async def _write_all(fd: int, data: bytes) -> bool:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            await wait_fd(fd, write=True)
-        except OSError:
-            return False
-    return True
 
 
 # ---------------------------------------------------------------- pipes
@@ -345,7 +344,14 @@ async def _feed_in(ctx: ActionContext, pipes: Pipes, proc: Child) -> None:
     async def deliver(sig: signal.Signals) -> None:
         _killpg(proc.pid, sig)
 
-    async for data in client_input(ctx, on_signal=deliver):
-        if not await _write_all(pipes.ours[0], data):
-            return
+    writer = _FdWriter(pipes.ours[0])
+    try:
+        async for data in client_input(ctx, on_signal=deliver):
+            waiting = writer.write(data)
+            if waiting is not None:
+                await waiting
+            if writer.broken:
+                return
+    finally:
+        writer.close()
     pipes.close_stdin()  # without a PTY, the client's EOF is real

@@ -29,6 +29,7 @@ from gateway import metrics
 from gateway.audit import store
 from gateway.audit.checkpoint import LOG as CHECKPOINTS
 from gateway.audit.syslog import Destination, frame
+from gateway.safefile import write_replacing
 
 BATCH = 500
 POLL = 0.2
@@ -64,9 +65,7 @@ def load_position(path: Path) -> Position:
 
 def save_position(path: Path, position: Position, destination: Destination) -> None:
     """Replace the saved position atomically."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": destination.label, **asdict(position)}))
-    tmp.replace(path)
+    write_replacing(path, json.dumps({"url": destination.label, **asdict(position)}))
 
 
 @dataclass

@@ -184,11 +184,8 @@ class AsciicastRecorder:
 
     def output(self, data: bytes) -> None:
         """Record output as an ``o`` event (binary output without a PTY: by size)."""
-        if not self._binary_as_size:  # ASCII with nothing held back needs no incremental decoder
-            self._event(
-                "o",
-                data.decode("ascii") if data.isascii() and not self._out.buffer else self._out.decode(data),
-            )
+        if not self._binary_as_size:
+            self._event("o", _text(self._out, data))
             return
         try:
             text = self._strict.decode(data)
@@ -208,9 +205,7 @@ class AsciicastRecorder:
         """Record input as an ``i`` event, when this action records input."""
         if self._record_input:
             self._withheld = False
-            self._event(
-                "i", data.decode("ascii") if data.isascii() and not self._in.buffer else self._in.decode(data)
-            )
+            self._event("i", _text(self._in, data))
 
     def withhold_input(self) -> None:
         """Input arrived while the terminal's echo was off (a password): mark, don't record."""
@@ -243,6 +238,11 @@ class AsciicastRecorder:
             "recording_size": self._size,
             "recording_sha256": self._hash.hexdigest(),
         }
+
+
+def _text(decoder: utf_8.IncrementalDecoder, data: bytes) -> str:
+    """*data* as text; ASCII with nothing held back by *decoder* needs no incremental decoding."""
+    return data.decode("ascii") if data.isascii() and not decoder.buffer else decoder.decode(data)
 
 
 def read_events(path: Path, codes: str = "io") -> Iterator[tuple[float, str, str]]:
