@@ -81,16 +81,22 @@ def authorized_keys(
 @main.command("openssh-setup")
 @policies_option
 @keys_option
+@state_option
 @click.option("--door-user", default="gw", show_default=True, help="The door account (sshd's login).")
 @click.option("--keys-user", default="gwkeys", show_default=True, help="The account of sshd's key lookup.")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
-def openssh_setup(policies: Path, keys: Path, door_user: str, keys_user: str, dry_run: bool) -> None:
-    """The accounts sshd needs: the door's, the key lookup's, and one per action (`ssh ACTION@HOST`)."""
+def openssh_setup(
+    policies: Path, keys: Path, state: Path, door_user: str, keys_user: str, dry_run: bool
+) -> None:
+    """The accounts sshd needs: the door's, the key lookup's, and one per action (`ssh ACTION@HOST`).
+
+    Accounts are marked with this instance's state directory (--state); only those are changed.
+    """
     from gateway.openssh_setup import setup  # noqa: PLC0415
 
     loaded = load_policy(policies, keys)
     try:
-        steps = setup(loaded.actions, door_user, keys_user, dry_run=dry_run)
+        steps = setup(loaded.actions, door_user, keys_user, state, dry_run=dry_run)
     except (ValueError, OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
         fail(f"gateway: openssh-setup: {str(detail).strip()}", 1)

@@ -59,6 +59,9 @@ class Deny(NamedTuple):
 
 Decision = Allow | Deny
 
+#: the "grant" named by a help request's allow record: help needs none
+HELP_GRANT = "built-in: every principal with a key"
+
 
 def decide(policy: Policy, request: Request) -> Decision:
     """Decide *request* against *policy*; deny unless a grant covers it."""
@@ -68,6 +71,8 @@ def decide(policy: Policy, request: Request) -> Decision:
     shape = _check_shape(spec, request)
     if shape is not None:
         return shape
+    if spec.kind == "help":  # the caller's own grants: every principal with a key may ask
+        return Allow(spec, HELP_GRANT)
     now = request.now or datetime.now(UTC)
     near_miss: Deny | None = None
     grants = policy.lookup.get((request.principal, request.action))

@@ -25,6 +25,9 @@ from gateway.policy.compiled import CompiledGrant, Conditions, Need, Policy, Tar
 from gateway.policy.marks import MAX_NODES, Marked, parse_yaml
 from gateway.policy.marks import Path as DataPath
 
+#: the action every principal with a key may use, whether or not the policy defines or grants it
+HELP = "help"
+
 #: bounds that keep a hostile policy from taking the gateway down (bytes: policy_files)
 MAX_GRANTS = 10_000
 
@@ -58,6 +61,7 @@ def load_texts(texts: list[PolicyText], keys: KeyRing, problems: list[Problem] |
         if loaded is not None:
             files.append(loaded)
     actions: dict[str, models.Action] = _merge(files, "actions", problems)
+    actions.setdefault(HELP, models.HelpAction(type="help"))  # ssh help@HOST: every principal with a key
     groups: dict[str, tuple[str, ...]] = _merge(files, "groups", problems)
     keyless = _keyless_members(files, keys)
     scope = _Scope(actions, groups, keys)
@@ -133,7 +137,7 @@ def _real_path(data: Any, loc: Iterable[int | str]) -> tuple[DataPath, bool]:
 def _problem(name: str, marked: Marked, err: ErrorDetails) -> Problem:
     path, on_key = _real_path(marked.data, err["loc"])
     kind = err["type"]
-    dotted = ".".join(str(p) for p in path) or "(top level)"
+    dotted = data_path(path)
     if kind == "extra_forbidden":
         mark = marked.locate(path, key=True)
         expected = ", ".join(_expected_keys(marked.data, path[:-1]))
@@ -148,11 +152,30 @@ def _problem(name: str, marked: Marked, err: ErrorDetails) -> Problem:
         message = f"{dotted}: missing required key {err['loc'][-1]!r}"
     elif on_key:
         mark = marked.locate(path, key=True)
-        message = f"{dotted}: bad name: {err['msg']}"
+        message = f"{dotted}: bad name: {_plain(err['msg'])}"
     else:
         mark = marked.locate(path)
-        message = f"{dotted}: {err['msg']}"
+        message = f"{dotted}: {_plain(err['msg'])}"
     return Problem(name, mark.line, mark.column, message)
+
+
+def data_path(path: DataPath) -> str:
+    """One path style for every message: ``grants[3].principals``, ``actions.debug.command[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+#: what pydantic puts before a validator's own message
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _plain(message: str) -> str:
+    """A validator's message without pydantic's prefix."""
+    for prefix in _PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _get(data: Any, path: DataPath) -> Any:
@@ -356,6 +379,27 @@ def _grant_problems(f: _File, i: int, grant: models.Grant, scope: _Scope) -> lis
     return out
 
 
+def _unknown_names(names: tuple[str, ...], scope: _Scope) -> list[int]:
+    """Positions of names in an approval or moderation rule that are neither a group nor a principal."""
+    members = {m for group in scope.groups.values() for m in group}
+    known = set(scope.keys.principals) | members
+    return [
+        j
+        for j, name in enumerate(names)
+        if name.removeprefix("@") not in scope.groups and (name.startswith("@") or name not in known)
+    ]
+
+
+def _unknown_name_message(name: str, scope: _Scope) -> str:
+    groups = ", ".join(sorted(scope.groups)) or "none defined"
+    if name.startswith("@"):
+        return f"unknown group {name!r} (groups: {groups})"
+    return (
+        f"unknown group or principal {name!r}: no group of that name (groups: {groups})"
+        f" and no key keys/{name}.pub: this rule could never be met"
+    )
+
+
 def _condition_problems(
     grant: models.Grant, scope: _Scope, at: Callable[[DataPath, str], None]
 ) -> list[Problem]:
@@ -367,12 +411,17 @@ def _condition_problems(
             raw = exc.args[0] if exc.args else ""
             detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             at(("reason",), f"reason: not a pattern RE2 accepts: {detail} (or write `required`)")
-    rules: list[tuple[DataPath, tuple[str, ...], int]] = [
-        (("approval", k), r.approvers, r.count) for k, r in enumerate(grant.approval or ())
+    rules: list[tuple[DataPath, str, tuple[str, ...], int]] = [
+        (("approval", k), "from", r.approvers, r.count) for k, r in enumerate(grant.approval or ())
     ]
     if grant.moderated is not None:
-        rules.append((("moderated",), grant.moderated.by, grant.moderated.count))
-    for path, names, count in rules:
+        rules.append((("moderated",), "by", grant.moderated.by, grant.moderated.count))
+    for path, field_name, names, count in rules:
+        unknown = _unknown_names(names, scope)
+        for j in unknown:
+            at((*path, field_name, j), _unknown_name_message(names[j], scope))
+        if unknown:
+            continue
         need = _need(names, count, scope)
         if len(need.approvers) < count:
             at(

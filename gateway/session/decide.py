@@ -105,9 +105,10 @@ async def _resolve(
 
 
 def help_hint(policy: Policy, principal: str) -> str:
-    """`` (ssh help@HOST lists what you may do)`` when *principal* holds a help action."""
-    for who, name in policy.lookup:
-        if who == principal and isinstance(policy.actions.get(name), HelpAction):
+    """`` (ssh help@HOST lists what you may do)``: every principal with a key may ask for help."""
+    del principal  # help answers everyone: the hint never points to a command the caller may not have
+    for name, spec in policy.actions.items():
+        if isinstance(spec, HelpAction):
             return f" (ssh {name}@HOST lists what you may do)"
     return ""
 

@@ -9,18 +9,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
+def _gateway(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         check=False,
     )
 
 
-def test_check_the_repo_example() -> None:
-    result = _gateway("policy", "check", "--policies", "policies", "--keys", "keys")
+def test_check_the_repo_example(examples: Path) -> None:
+    result = _gateway("policy", "check", "--policies", "policies", "--keys", "keys", cwd=examples)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok:")
 
@@ -38,12 +38,12 @@ def test_check_reports_every_problem(tmp_path: Path) -> None:
     assert lines[1].startswith(f"{tmp_path}/b.yaml:2:1: ")
 
 
-def test_explain() -> None:
-    allowed = _gateway("policy", "explain", "betty", "debug", "web1")
+def test_explain(examples: Path) -> None:
+    allowed = _gateway("policy", "explain", "betty", "debug", "web1", cwd=examples)
     assert allowed.returncode == 0
     assert "allow" in allowed.stdout
     assert "policies/example.yaml:" in allowed.stdout
-    denied = _gateway("policy", "explain", "dan", "debug", "web1")
+    denied = _gateway("policy", "explain", "dan", "debug", "web1", cwd=examples)
     assert denied.returncode == 1
     assert "deny" in denied.stdout
 
@@ -54,11 +54,11 @@ def test_python_dash_m_and_help() -> None:
     assert "serve" in result.stdout
 
 
-def test_policy_test_passes_on_the_example_and_writes_junit(tmp_path: Path) -> None:
+def test_policy_test_passes_on_the_example_and_writes_junit(tmp_path: Path, examples: Path) -> None:
     import xml.etree.ElementTree as ET  # noqa: PLC0415
 
     junit = tmp_path / "junit.xml"
-    result = _gateway("policy", "test", "--junit", str(junit), "policies/tests")
+    result = _gateway("policy", "test", "--junit", str(junit), "policies/tests", cwd=examples)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith(" passed, 0 failed")
     suite = ET.parse(junit).getroot()  # noqa: S314 - our own output
@@ -69,14 +69,14 @@ def test_policy_test_passes_on_the_example_and_writes_junit(tmp_path: Path) -> N
     )
 
 
-def test_policy_test_names_a_failing_case_and_the_grant(tmp_path: Path) -> None:
+def test_policy_test_names_a_failing_case_and_the_grant(tmp_path: Path, examples: Path) -> None:
     cases = tmp_path / "t.yaml"
     cases.write_text(
         "- {principal: betty, action: debug, target: web1, expect: deny}\n"
         "- {principal: betty, action: debug, target: db1, expect: deny}\n"
     )
     junit = tmp_path / "j.xml"
-    result = _gateway("policy", "test", "--junit", str(junit), str(cases))
+    result = _gateway("policy", "test", "--junit", str(junit), str(cases), cwd=examples)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[0].startswith(

@@ -133,9 +133,9 @@ def _schema() -> dict[str, object]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def test_schema_validates_the_examples_and_rejects_a_broken_one() -> None:
+def test_schema_validates_the_examples_and_rejects_a_broken_one(examples: Path) -> None:
     schema = _schema()
-    for path in sorted((ROOT / "policies").glob("*.yaml")):
+    for path in sorted((examples / "policies").glob("*.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     broken = yaml.safe_load("version: 1\nactions:\n  x: {type: shell, comand: [sh]}\n")
     with pytest.raises(jsonschema.ValidationError):
@@ -144,17 +144,17 @@ def test_schema_validates_the_examples_and_rejects_a_broken_one() -> None:
         jsonschema.validate(yaml.safe_load(POLICY.replace("type: host", "type: hots")), schema)
 
 
-def test_show_and_explain() -> None:
+def test_show_and_explain(examples: Path) -> None:
     run = [sys.executable, "-m", "gateway", "policy"]
     shown = subprocess.run(
-        [*run, "show", "--principal", "dan"], capture_output=True, text=True, check=True, cwd=ROOT
+        [*run, "show", "--principal", "dan"], capture_output=True, text=True, check=True, cwd=examples
     )
     lines = shown.stdout.splitlines()
     assert lines[0].split()[:3] == ["principal", "action", "type"]
     assert all(line.startswith("dan ") for line in lines[1:])
     assert any(" restart " in line for line in lines)
     denied = subprocess.run(
-        [*run, "explain", "betty", "restart", "web1"], capture_output=True, text=True, check=False, cwd=ROOT
+        [*run, "explain", "betty", "restart", "web1"], capture_output=True, text=True, check=False, cwd=examples
     )
     assert denied.returncode == 1
     assert denied.stdout.startswith("deny: no grant covers")

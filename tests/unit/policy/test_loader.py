@@ -13,11 +13,8 @@ from gateway.policy.models import BackupAction, ShellAction, SignalAction
 from gateway.policy_files import load_policy
 from tests.unit.policy.conftest import Write
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def test_the_repo_example_is_valid() -> None:
-    policy = load_policy(ROOT / "policies", load_keys(ROOT / "keys"))
+def test_the_repo_example_is_valid(examples: Path) -> None:
+    policy = load_policy(examples / "policies", load_keys(examples / "keys"))
     assert {"debug", "memory", "restart", "hup", "logs", "backup"} <= set(policy.actions)
     debug = policy.actions["debug"]
     assert isinstance(debug, ShellAction)
@@ -194,3 +191,51 @@ def test_fuzzer_findings_are_problems_not_crashes(
     (problem,) = problems()
     assert problem.startswith("a.yaml:")
     assert expected in problem
+
+
+def test_help_needs_no_definition_and_no_grant(write: Write, load: Callable[[], Policy]) -> None:
+    """`ssh help@HOST` answers every principal with a key, with only their own grants."""
+    from gateway.policy import Allow, Request, decide  # noqa: PLC0415
+
+    write("a.yaml", "version: 1\nactions:\n  m: {type: host, command: [free]}\n")
+    policy = load()
+    allowed = decide(policy, Request("eve", "help"))
+    assert isinstance(allowed, Allow) and allowed.spec.kind == "help"
+    assert not isinstance(decide(policy, Request("eve", "help", args=("x",))), Allow)
+
+
+def test_an_approval_rule_naming_nobody_is_an_error(write: Write, problems: Callable[[], list[str]]) -> None:
+    write("a.yaml", """\
+        version: 1
+        groups:
+          security: [betty]
+        actions:
+          m: {type: host, command: [free]}
+        grants:
+          - principals: [dan]
+            actions: [m]
+            approval: [{from: [nosuchgroup], count: 1}, {from: [security, "@nope"], count: 1}]
+            moderated: {by: [zed]}
+        """)
+    found = problems()
+    heads = [p.split(": grants[0]: ")[0] + " " + p.split(": grants[0]: ")[1].split(":")[0] for p in found]
+    assert heads == [
+        "a.yaml:9:24 unknown group or principal 'nosuchgroup'",
+        "a.yaml:9:67 unknown group '@nope' (groups",
+        "a.yaml:10:18 unknown group or principal 'zed'",
+    ], found
+
+
+def test_one_path_style_and_no_library_prefixes(write: Write, problems: Callable[[], list[str]]) -> None:
+    write("a.yaml", """\
+        version: 1
+        actions:
+          m: {type: host, command: [free]}
+          s: {type: signal, signal: NOPE}
+        grants:
+          - {principals: [dan], actions: [m]}
+          - {principals: [dan], actions: [m], principles: [x]}
+        """)
+    found = problems()
+    assert any("grants[1].principles: unknown key 'principles'" in p for p in found), found
+    assert not any("Value error, " in p or "grants.1" in p for p in found), found

@@ -186,14 +186,18 @@ def _refused(
     return lines[0], deny
 
 
+#: every refusal of an action points to help, which every principal with a key may use
+HINT = " (ssh help@HOST lists what you may do)"
+
+
 @pytest.mark.parametrize(
     ("action", "command", "line"),
     [
-        ("debug", "web9", "gateway: debug web9: permission denied"),  # no such container
-        ("debug", "db1", "gateway: debug db1: permission denied"),  # exists, not granted: the same words
+        ("debug", "web9", "gateway: debug web9: permission denied" + HINT),  # no such container
+        ("debug", "db1", "gateway: debug db1: permission denied" + HINT),  # exists, not granted: the same
         ("debug", "web2", "gateway: web2 is not running"),
-        ("nosuch", None, "gateway: nosuch: permission denied"),
-        ("debug", None, "gateway: debug needs a target: ssh debug@HOST TARGET"),
+        ("nosuch", None, "gateway: nosuch: permission denied" + HINT),
+        ("debug", None, "gateway: debug needs a target: ssh debug@HOST TARGET" + HINT),
     ],
 )
 def test_action(rt: Runtime, action: str, command: str | None, line: str) -> None:
@@ -289,7 +293,7 @@ def test_usage_through_the_door(rt: Runtime) -> None:
 
 
 def test_the_door_takes_the_action_from_the_login_or_the_first_word(rt: Runtime) -> None:
-    assert _door(rt, "betty", "web9", login="debug") == (1, "gateway: debug web9: permission denied\n")
+    assert _door(rt, "betty", "web9", login="debug") == (1, f"gateway: debug web9: permission denied{HINT}\n")
     status, said = _door(rt, "dan", "", login="memory")
     assert (status, said) == (0, "")
     status, said = _door(rt, "dan", "memory")
