@@ -222,7 +222,7 @@ def test_an_approval_rule_naming_nobody_is_an_error(write: Write, problems: Call
     assert heads == [
         "a.yaml:9:24 unknown group or principal 'nosuchgroup'",
         "a.yaml:9:67 unknown group '@nope' (groups",
-        "a.yaml:10:18 unknown group or principal 'zed'",
+        "a.yaml:10:22 unknown group or principal 'zed'",
     ], found
 
 
