@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import Callable
 
-from gateway import loop, shared, strictmodes
+from gateway import claim, loop, shared, strictmodes
 from gateway.settings import Listen, Settings
 
 
@@ -61,11 +61,22 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Serve in this process, or in N processes sharing the port."""
     if settings.strict_modes:  # before anything starts: nothing serves from files others can change
         strictmodes.check(settings.policies, settings.keys, settings.state)
+    held = claim.claim(settings.listen, settings.state)  # one gateway per address: a second one stops here
+    try:
+        _run(settings, on_ready, held)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _run(settings: Settings, on_ready: Callable[[str, int], None], held: claim.Claim | None) -> None:
     shared.table()  # before any fork: every worker inherits the one table
     _metrics_files(settings)
     from gateway.server import serve  # noqa: PLC0415 - after the metrics' mode is chosen
 
     if settings.workers <= 1:
+        if held is not None:
+            held.answer()
         loop.run(serve(settings, on_ready))
         return
     probe, port = _reserve(settings.listen)
@@ -79,6 +90,8 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
         if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
             _die_with(parent)
             probe.close()
+            if held is not None:
+                held.close()  # the primary holds the address's name (this drops only our copy)
             status = 0
             try:
                 loop.run(serve(common.model_copy(update={"worker": index}), lambda _h, _p: None))
@@ -86,6 +99,8 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
                 status = 1
             os._exit(status)
         children.append(pid)
+    if held is not None:
+        held.answer()
     try:
         loop.run(serve(common, on_ready, tuple(children)))
     except BaseException:

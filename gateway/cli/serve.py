@@ -152,6 +152,12 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
         click.echo(f"gateway: connect with: ssh -p {port} -t ACTION@{host} TARGET")
         sys.stdout.flush()
 
+    if options.get("door_user") and not options.get("keys_user"):
+        fail(
+            "gateway: --door-user needs --keys-user (sshd's AuthorizedKeysCommandUser): without it"
+            " sshd's key lookup cannot reach keys.sock and every door login is refused",
+            2,
+        )
     if options.get("workers") is None:  # every core, unless --workers says otherwise
         options["workers"] = min(len(os.sched_getaffinity(0)), 64)
     try:

@@ -232,14 +232,24 @@ def start_gateway(
     extra: tuple[str, ...] = (),
 ) -> Gateway:
     """Start `python -m gateway serve` on 127.0.0.1:0 and wait for its address."""
+    argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0",
+            "--policies", str(policies), "--keys", str(keydir), "--state", str(state), *extra]  # fmt: skip
+    return launch_gateway(argv, state, policies, keydir, keys, env)
+
+
+def launch_gateway(
+    argv: list[str],
+    state: Path,
+    policies: Path,
+    keydir: Path,
+    keys: dict[str, Path],
+    env: dict[str, str] | None = None,
+) -> Gateway:
+    """Run *argv* (a `serve` listening on 127.0.0.1:0) and wait for its address."""
     env = {**{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}, **(env or {})}
     state.mkdir(parents=True, exist_ok=True)
     stderr = (state.parent / f"{state.name}.stderr").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0",
-         "--policies", str(policies), "--keys", str(keydir), "--state", str(state), *extra],
-        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env)
     stderr.close()
     assert proc.stdout is not None
     line = proc.stdout.readline()

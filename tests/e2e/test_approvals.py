@@ -308,7 +308,12 @@ def test_help_lists_only_the_callers_grants_and_refusals_point_to_it(
     assert "ssh memory@HOST" in shown.stdout
     assert "audit" not in shown.stdout  # charlotte's grant is not betty's business
     ungranted = gw.ssh("memory", key="eve")
-    assert ungranted.stderr == "gateway: memory: permission denied\n"  # eve holds no help: no hint
+    assert (
+        ungranted.stderr == "gateway: memory: permission denied (ssh help@HOST lists what you may do)\n"
+    )  # help needs no grant: the hint is for everyone
+    eves = gw.ssh("help", key="eve")  # no grant of help, none of anything: still answered, with nothing
+    assert eves.returncode == 0, eves.stderr
+    assert eves.stdout == "eve may do nothing\n", eves.stdout
     missing = gw.ssh("debug", f"{containers.prefix}-nosuch")
     other = gw.ssh("hello", "x")
     assert missing.stderr.endswith("(ssh help@HOST lists what you may do)\n"), missing.stderr

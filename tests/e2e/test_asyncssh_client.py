@@ -83,4 +83,7 @@ def test_refusal_on_a_pty_is_one_line(gateway: Gateway) -> None:
 
     result = asyncio.run(main())
     assert result.exit_status == 1
-    assert str(result.stdout) + str(result.stderr) == "gateway: debug nosuch: permission denied\r\n"
+    assert (
+        str(result.stdout) + str(result.stderr)
+        == "gateway: debug nosuch: permission denied (ssh help@HOST lists what you may do)\r\n"
+    )

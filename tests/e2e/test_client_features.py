@@ -87,9 +87,14 @@ def test_action_plus_target_is_the_same_request(gateway: Gateway, web1: str) -> 
     plus = gateway.ssh(f"debug+{web1}", "hostname")
     assert (plus.returncode, plus.stdout) == (0, "web1\n")
     denied = gateway.ssh(f"debug+{web1}", "hostname", key="dan")
-    assert (denied.returncode, denied.stderr) == (1, f"gateway: debug {web1}: permission denied\n")
+    assert (denied.returncode, denied.stderr) == (
+        1,
+        f"gateway: debug {web1}: permission denied (ssh help@HOST lists what you may do)\n",
+    )
     missing = gateway.ssh("debug+nosuch")
-    assert missing.stderr == "gateway: debug nosuch: permission denied\n"
+    assert (
+        missing.stderr == "gateway: debug nosuch: permission denied (ssh help@HOST lists what you may do)\n"
+    )
     allows = [e for e in gateway.since(mark) if e["event"] == "request.allow"]
     assert allows and allows[0]["action"] == "debug" and allows[0]["target"] == web1
 

@@ -165,7 +165,7 @@ def test_audit_action_reaches_only_the_queries(gateway: Gateway, words: tuple[st
 def test_betty_cannot_use_audit(gateway: Gateway) -> None:
     result = _audit(gateway, "sessions", "list", key="betty")
     assert result.returncode == 1
-    assert result.stderr == b"gateway: audit: permission denied\n"
+    assert result.stderr == b"gateway: audit: permission denied (ssh help@HOST lists what you may do)\n"
 
 
 def test_watch_follows_a_live_session(gateway: Gateway, web1: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -26,16 +27,17 @@ from tests.e2e.conftest import (
     Gateway,
     copy_opts,
     gateway_cli,
+    launch_gateway,
     resize_then_exit,
     spawn,
     ssh_command,
-    start_gateway,
     stop_gateway,
 )
 
 pytestmark = pytest.mark.e2e
 
 SNIPPET = ROOT / "deploy" / "sshd_config.d" / "gateway.conf"
+UNIT = ROOT / "deploy" / "gateway.service"
 DOOR_USER = "gw"
 KEYS_USER = "gwkeys"
 
@@ -115,27 +117,31 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     base = tmp_path_factory.mktemp("door")
     run_dir = Path(f"/run/gwtest-{secrets.token_hex(4)}")
     run_dir.mkdir(mode=0o755)
-    door_socket = run_dir / "door.sock"
     # The gw account runs the thin client: give it a copy of the package it can read, wherever
     # this checkout lives (a checkout under /root would be out of its reach).
     install = run_dir / "opt-gateway"
     shutil.copytree(ROOT / "gateway", install / "gateway", ignore=shutil.ignore_patterns("__pycache__"))
     for path in [install, *install.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    program = f"/usr/bin/python3 -S {install}/gateway/door.py"
     policies = base / "policies"
     shutil.copytree(gateway.policies, policies)
     # 1. the gateway, with its door socket where `gw` can reach it
     ensure_accounts()
-    setup = gateway_cli("openssh-setup", "--policies", str(policies), "--keys", str(gateway.keydir))
+    setup = gateway_cli(
+        "openssh-setup",
+        "--policies",
+        str(policies),
+        "--keys",
+        str(gateway.keydir),
+        "--state",
+        str(base / "state"),
+    )
     assert setup.returncode == 0, setup.stderr  # 2. the accounts: gw, gwkeys, one per action
-    gw = start_gateway(
-        base / "state", policies, gateway.keydir, gateway.keys,
-        extra=(
-            "--door-socket", str(door_socket), "--door-user", DOOR_USER, "--keys-user", KEYS_USER,
-            "--door-program", program,
-        ),
-    )  # fmt: skip
+    state = base / "state"
+    paths = {"/opt/gateway": str(install), "/etc/gateway/policies": str(policies),
+             "/etc/gateway/keys": str(gateway.keydir), "/var/lib/gateway": str(state),
+             "/run/gateway": str(run_dir)}  # fmt: skip
+    gw = launch_gateway(unit_command(paths), state, policies, gateway.keydir, gateway.keys)
     # 3. the shipped snippet, only the port and paths substituted; `sshd -t` must pass
     snippet = SNIPPET.read_text().replace("/opt/gateway", str(install)).replace("/run/gateway", str(run_dir))
     (base / "gateway.conf").write_text(snippet)
@@ -165,6 +171,37 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     verified = gateway_cli("audit", "verify", "--state", str(gw.state))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     shutil.rmtree(run_dir, ignore_errors=True)
+    remove_instance_accounts(state)
+
+
+def remove_instance_accounts(state: Path) -> None:
+    """The action accounts `openssh-setup --state STATE` made (marked with that instance)."""
+    import pwd  # noqa: PLC0415
+
+    from gateway.openssh_setup import instance_mark  # noqa: PLC0415
+
+    mark = instance_mark(state)
+    for entry in pwd.getpwall():
+        if entry.pw_gecos == mark:
+            subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+
+
+def unit_command(paths: dict[str, str]) -> list[str]:
+    """deploy/gateway.service's ExecStart, as shipped, with only its paths (and the address) substituted.
+
+    The gateway runs from this checkout's environment; the door's thin client from the copy `gw` can read.
+    """
+    text = UNIT.read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    argv = shlex.split(line.removeprefix("ExecStart="))
+    assert argv[0] == "/opt/gateway/.venv/bin/gateway" and argv[1] == "serve", argv
+    out = [sys.executable, "-m", "gateway", "serve"]
+    for shipped_word in argv[2:]:
+        word = "127.0.0.1:0" if shipped_word == "0.0.0.0:2222" else shipped_word
+        for shipped, here in paths.items():
+            word = word.replace(shipped, here)
+        out.append(word)
+    return out
 
 
 def _events(gateway: Gateway, mark: int, event: str) -> list[dict[str, Any]]:
@@ -249,13 +286,21 @@ def test_a_client_that_hangs_up_ends_the_action(sshd: Sshd, web1: str) -> None:
 def test_refusals_through_sshd(sshd: Sshd, web1: str) -> None:
     mark = sshd.gateway.mark()
     denied = sshd.run("debug", web1, key="dan")
-    assert (denied.returncode, denied.stderr) == (1, f"gateway: debug {web1}: permission denied\n")
+    assert (denied.returncode, denied.stderr) == (
+        1,
+        f"gateway: debug {web1}: permission denied (ssh help@HOST lists what you may do)\n",
+    )
     nobody = sshd.run("memory", key="eve")  # no grants: still a line, refused and audited by the gateway
-    assert (nobody.returncode, nobody.stderr) == (1, "gateway: memory: permission denied\n")
+    assert (nobody.returncode, nobody.stderr) == (
+        1,
+        "gateway: memory: permission denied (ssh help@HOST lists what you may do)\n",
+    )
     unknown = sshd.run("memory", key="mallory")  # not in keys/: no line, sshd refuses
     assert unknown.returncode == 255
     missing = sshd.run("debug", "nosuch")
-    assert missing.stderr == "gateway: debug nosuch: permission denied\n"
+    assert (
+        missing.stderr == "gateway: debug nosuch: permission denied (ssh help@HOST lists what you may do)\n"
+    )
     login = sshd.run()
     assert login.returncode == 1
     assert login.stderr.startswith("gateway: usage:")
@@ -400,19 +445,23 @@ def test_the_same_commands_as_on_the_native_port(sshd: Sshd, web1: str) -> None:
     assert [e["action"] for e in ends] == ["debug", "debug", "memory", "debug"]
     assert all(e["door"] == "openssh" for e in ends)
     denied = sshd.run(web1, key="dan", user="debug")
-    assert (denied.returncode, denied.stderr) == (1, f"gateway: debug {web1}: permission denied\n")
+    assert (denied.returncode, denied.stderr) == (
+        1,
+        f"gateway: debug {web1}: permission denied (ssh help@HOST lists what you may do)\n",
+    )
     assert sshd.run("debug", web1, "hostname").stdout == "web1\n"  # ssh gw@HOST ACTION stays
 
 
-def test_an_action_named_like_a_host_account_is_left_alone(sshd: Sshd) -> None:
+def test_an_action_named_like_a_host_account_is_left_alone(sshd: Sshd, examples: Path) -> None:
     import pwd  # noqa: PLC0415
 
     backup = pwd.getpwnam("backup")  # Debian's own, uid 34
     assert backup.pw_gecos != "gateway action"
     assert "debug: created" in sshd.setup or "debug: already set up" in sshd.setup
     shipped = gateway_cli(
-        "openssh-setup", "--policies", str(ROOT / "policies"), "--keys", str(ROOT / "keys"), "--dry-run"
-    )  # the repo's example policy has a `backup` action
+        "openssh-setup", "--policies", str(examples / "policies"), "--keys", str(examples / "keys"), "--dry-run",
+        "--state", str(sshd.gateway.state),
+    )  # fmt: skip  # the repo's example policy has a `backup` action
     assert shipped.returncode == 0, shipped.stderr
     assert f"backup: left alone: an account of this host (uid {backup.pw_uid})" in shipped.stdout
     assert f"ssh {DOOR_USER}@HOST backup" in shipped.stdout
@@ -428,3 +477,60 @@ def test_sftp_through_sshd_gets_the_gateways_line(sshd: Sshd) -> None:
         )  # fmt: skip
         assert sftp.returncode != 0
         assert "gateway: sftp is not available" in sftp.stderr, sftp.stderr
+
+
+def test_setup_changes_only_its_own_instances_accounts(sshd: Sshd, tmp_path: Path) -> None:
+    """Another instance's accounts are never offered for removal; this instance's stale ones are."""
+    lean = tmp_path / "policies"
+    lean.mkdir()
+    (lean / "p.yaml").write_text("version: 1\nactions:\n  memory: {type: host, command: [free]}\n")
+    keys = str(sshd.gateway.keydir)
+    other = gateway_cli(
+        "openssh-setup",
+        "--policies",
+        str(lean),
+        "--keys",
+        keys,
+        "--dry-run",
+        "--state",
+        str(tmp_path / "other"),
+    )
+    assert other.returncode == 0, other.stderr
+    assert "would remove" not in other.stdout, other.stdout
+    assert "memory: left alone: made by another gateway instance" in other.stdout
+    mine = gateway_cli(
+        "openssh-setup",
+        "--policies",
+        str(lean),
+        "--keys",
+        keys,
+        "--dry-run",
+        "--state",
+        str(sshd.gateway.state),
+    )
+    assert "debug: would remove: no longer an action" in mine.stdout, mine.stdout
+
+
+def test_setup_reuses_a_leftover_group_of_the_door_accounts_name(tmp_path: Path) -> None:
+    door, keys_user = "gwleft", "gwleftkeys"
+    subprocess.run(["groupadd", "--system", door], check=False, capture_output=True)
+    lean = tmp_path / "policies"
+    lean.mkdir()
+    (lean / "p.yaml").write_text("version: 1\nactions:\n  gwleftact: {type: host, command: [free]}\n")
+    (tmp_path / "keys").mkdir()
+    try:
+        made = gateway_cli(
+            "openssh-setup", "--policies", str(lean), "--keys", str(tmp_path / "keys"), "--state",
+            str(tmp_path / "state"), "--door-user", door, "--keys-user", keys_user,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert f"{door}: created" in made.stdout
+        assert (
+            subprocess.run(["id", "-gn", door], capture_output=True, text=True, check=True).stdout
+            == f"{door}\n"
+        )
+    finally:
+        remove_instance_accounts(tmp_path / "state")
+        for name in (keys_user, door):
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+        subprocess.run(["groupdel", door], capture_output=True, check=False)

@@ -296,3 +296,52 @@ def test_the_demo_prints_the_fingerprint_and_fills_db1(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_one_gateway_per_listen_address(gateway: Gateway, tmp_path: Path, workers: str) -> None:
+    """A second `serve` on an address in use says who holds it, and nothing of it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+
+    def serve(state: Path) -> list[str]:
+        return [sys.executable, "-m", "gateway", "serve", "--listen", address, "--workers", workers,
+                "--policies", str(gateway.policies), "--keys", str(gateway.keydir), "--state", str(state)]  # fmt: skip
+
+    first = subprocess.Popen(
+        serve(tmp_path / "one"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert first.stdout is not None and "listening on" in first.stdout.readline()
+        second = subprocess.run(
+            serve(tmp_path / "two"), capture_output=True, text=True, timeout=30, check=False
+        )
+        assert second.returncode == 1
+        assert second.stderr == (
+            f"gateway: {address} is already served by gateway pid {first.pid} (state {tmp_path / 'one'});"
+            " stop it or choose another --listen\n"
+        )
+        assert not (tmp_path / "two" / "audit").exists()  # nothing of the second one started
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    again = subprocess.Popen(
+        serve(tmp_path / "two"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:  # the address is free again once the first one has stopped
+        assert again.stdout is not None and "listening on" in again.stdout.readline()
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=30)
+
+
+def test_a_door_without_a_keys_user_is_refused(gateway: Gateway, tmp_path: Path) -> None:
+    result = gateway_cli(
+        "serve", "--listen", "127.0.0.1:0", "--state", str(tmp_path / "s"), "--door-user", "gw"
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.startswith("gateway: --door-user needs --keys-user") and result.stderr.count("\n") == 1
+    )

@@ -45,7 +45,7 @@ def test_unknown_and_ungranted_targets_get_the_same_line(
 def test_principal_without_grant(gateway: Gateway, web1: str) -> None:
     mark = gateway.mark()
     line = _one_line_refusal(gateway.ssh("debug", web1, key="eve"))
-    assert line == f"gateway: debug {web1}: permission denied"
+    assert line == f"gateway: debug {web1}: permission denied (ssh help@HOST lists what you may do)"
     (denial,) = _denials(gateway, mark, "action")
     assert denial["principal"] == "eve"
     assert denial["reason"]
@@ -53,7 +53,7 @@ def test_principal_without_grant(gateway: Gateway, web1: str) -> None:
 
 def test_unknown_action(gateway: Gateway, web1: str) -> None:
     line = _one_line_refusal(gateway.ssh("nosuchaction", web1))
-    assert line == f"gateway: nosuchaction {web1}: permission denied"
+    assert line == f"gateway: nosuchaction {web1}: permission denied (ssh help@HOST lists what you may do)"
 
 
 def test_granted_but_not_running(gateway: Gateway, stopped: str) -> None:

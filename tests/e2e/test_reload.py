@@ -56,7 +56,7 @@ def test_sighup_reload_denies_what_was_allowed(own: Gateway) -> None:
     assert _until(lambda: any(e["event"] == "policy.reload" for e in own.since(mark, wait=0)))
     denied = own.ssh("memory", key="dan")
     assert denied.returncode == 1
-    assert denied.stderr == "gateway: memory: permission denied\n"
+    assert denied.stderr == "gateway: memory: permission denied (ssh help@HOST lists what you may do)\n"
     reloads = [e for e in own.since(mark) if e["event"] == "policy.reload"]
     deny = next(e for e in own.since(mark) if e["event"] == "request.deny")
     assert deny["policy"] == reloads[-1]["policy"] != reloads[-1]["previous"]

@@ -233,7 +233,9 @@ def test_label_targets(toolbox: Gateway, containers: Containers, web1: str) -> N
     assert allowed.returncode == 0, allowed.stderr
     denied = toolbox.ssh("status", other, key="eve")
     assert denied.returncode == 1
-    assert denied.stderr == f"gateway: status {other}: permission denied\n"
+    assert (
+        denied.stderr == f"gateway: status {other}: permission denied (ssh help@HOST lists what you may do)\n"
+    )
 
 
 def test_refusals(toolbox: Gateway, web1: str, stopped: str) -> None:
@@ -242,7 +244,10 @@ def test_refusals(toolbox: Gateway, web1: str, stopped: str) -> None:
     assert missing.returncode == 1
     assert missing.stderr == "gateway: the sidekick image gateway-no-such-image:0 is not on this host\n"
     assert "not running" in toolbox.ssh("restart", stopped, key="dan").stderr
-    assert toolbox.ssh("restart", web1, key="betty").stderr == f"gateway: restart {web1}: permission denied\n"
+    assert (
+        toolbox.ssh("restart", web1, key="betty").stderr
+        == f"gateway: restart {web1}: permission denied (ssh help@HOST lists what you may do)\n"
+    )
     events = toolbox.since(mark)
     assert any(e["event"] == "session.end" and e.get("error") == "image missing" for e in events)
     assert sum(e["event"] == "request.deny" for e in events) >= 2

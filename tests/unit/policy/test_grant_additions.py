@@ -154,7 +154,11 @@ def test_show_and_explain(examples: Path) -> None:
     assert all(line.startswith("dan ") for line in lines[1:])
     assert any(" restart " in line for line in lines)
     denied = subprocess.run(
-        [*run, "explain", "betty", "restart", "web1"], capture_output=True, text=True, check=False, cwd=examples
+        [*run, "explain", "betty", "restart", "web1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=examples,
     )
     assert denied.returncode == 1
     assert denied.stdout.startswith("deny: no grant covers")

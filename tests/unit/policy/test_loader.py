@@ -13,6 +13,7 @@ from gateway.policy.models import BackupAction, ShellAction, SignalAction
 from gateway.policy_files import load_policy
 from tests.unit.policy.conftest import Write
 
+
 def test_the_repo_example_is_valid(examples: Path) -> None:
     policy = load_policy(examples / "policies", load_keys(examples / "keys"))
     assert {"debug", "memory", "restart", "hup", "logs", "backup"} <= set(policy.actions)
@@ -205,7 +206,9 @@ def test_help_needs_no_definition_and_no_grant(write: Write, load: Callable[[], 
 
 
 def test_an_approval_rule_naming_nobody_is_an_error(write: Write, problems: Callable[[], list[str]]) -> None:
-    write("a.yaml", """\
+    write(
+        "a.yaml",
+        """\
         version: 1
         groups:
           security: [betty]
@@ -216,7 +219,8 @@ def test_an_approval_rule_naming_nobody_is_an_error(write: Write, problems: Call
             actions: [m]
             approval: [{from: [nosuchgroup], count: 1}, {from: [security, "@nope"], count: 1}]
             moderated: {by: [zed]}
-        """)
+        """,
+    )
     found = problems()
     heads = [p.split(": grants[0]: ")[0] + " " + p.split(": grants[0]: ")[1].split(":")[0] for p in found]
     assert heads == [
@@ -227,7 +231,9 @@ def test_an_approval_rule_naming_nobody_is_an_error(write: Write, problems: Call
 
 
 def test_one_path_style_and_no_library_prefixes(write: Write, problems: Callable[[], list[str]]) -> None:
-    write("a.yaml", """\
+    write(
+        "a.yaml",
+        """\
         version: 1
         actions:
           m: {type: host, command: [free]}
@@ -235,7 +241,8 @@ def test_one_path_style_and_no_library_prefixes(write: Write, problems: Callable
         grants:
           - {principals: [dan], actions: [m]}
           - {principals: [dan], actions: [m], principles: [x]}
-        """)
+        """,
+    )
     found = problems()
     assert any("grants[1].principles: unknown key 'principles'" in p for p in found), found
     assert not any("Value error, " in p or "grants.1" in p for p in found), found
