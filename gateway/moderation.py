@@ -125,6 +125,18 @@ class ModerationBoard:
         )
         return found if found is not None else self._find_remote(name)
 
+    def for_moderator(self, principal: str) -> list[Moderated]:
+        """The moderated sessions of this gateway (every worker's) that *principal* may watch."""
+        found = {m.key: m for m in self._by_key.values()}
+        if self.directory is not None and self.directory.is_dir():
+            for path in sorted(self.directory.glob("R-*.json")):
+                body = self._read(path)
+                if body is not None and str(body.get("key")) not in found:
+                    with contextlib.suppress(KeyError, TypeError, ValueError):
+                        view = self._view(body)
+                        found[view.key] = view
+        return [m for m in found.values() if m.eligible(principal)]
+
     def join(self, moderated: Moderated, principal: str) -> object:
         """A watcher arrives; a token to leave with."""
         token: object = next(self._tokens)

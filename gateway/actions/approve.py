@@ -2,14 +2,16 @@
 
 ::
 
-    ssh approve@HOST                  the pending requests this principal may approve
+    ssh approve@HOST                  the pending requests this principal may approve, and the
+                                      moderated sessions they may watch
     ssh approve@HOST --json           the same, one JSON object per request
     ssh approve@HOST R-ID             approve (never one's own request)
     ssh approve@HOST deny R-ID WHY    deny, with a reason the requester sees
     ssh approve@HOST watch R-ID       moderate a moderated session (``actions.moderate``)
 
 Each decision is a ``request.approved`` or ``request.denied`` audit record; a
-waiting requester is woken at once.
+waiting requester is woken at once. A moderator the policy names may list and
+watch without an approve grant, and do nothing else here.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import time
 from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send
 from gateway.actions.moderate import moderate
-from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request
+from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request, RequestBook
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind
+from gateway.moderation import Moderated
 from gateway.policy.models import ApproveAction
 from gateway.textsafe import visible
 
@@ -45,9 +48,33 @@ def _line(request: Request, now: float) -> str:
     )
 
 
+def _moderation_line(moderated: Moderated) -> str:
+    state = "running" if moderated.recording is not None else "waiting for a moderator"
+    needs = f"{moderated.need.needed} of {moderated.need.label} watching"
+    return (
+        f"{moderated.key}  {moderated.requester}  {visible(moderated.what)}  {state}  needs {needs}  "
+        f"join: ssh approve@HOST watch {moderated.key}"
+    )
+
+
+def _moderation_json(moderated: Moderated) -> str:
+    fields = {
+        "id": moderated.key,
+        "kind": "moderation",
+        "requester": moderated.requester,
+        "what": moderated.what,
+        "session": moderated.session_id,
+        "state": "running" if moderated.recording is not None else "waiting",
+        "needs": f"{moderated.need.needed} of {moderated.need.label} watching",
+        "watch": f"ssh approve@HOST watch {moderated.key}",
+    }
+    return json.dumps(fields, sort_keys=True)
+
+
 def _json(request: Request) -> str:
     fields = {
         "id": request.id,
+        "kind": "request",
         "requester": request.requester,
         "action": request.action,
         "target": request.target,
@@ -68,12 +95,10 @@ async def run_approve(ctx: ActionContext) -> Exit:
             "gateway: approvals are not available here", reason="no request book", kind=RefusalKind.ACTION
         )
     if words in ([], ["--json"]):
-        now = time.time()
-        pending = book.for_approver(ctx.principal)
-        text = "".join((_json(r) if words else _line(r, now)) + "\n" for r in pending)
-        await send(ctx, (text or ("" if words else "no pending requests you may approve\n")).encode())
+        await send(ctx, _listing(ctx, book, as_json=bool(words)).encode())
         return Exit(0)
     if len(words) == 1 and ID_RE.match(words[0].upper()):
+        _approver_only(ctx)
         return await _decide(ctx, words[0], None)
     if len(words) == 2 and words[0] == "watch" and ctx.moderation is not None:
         moderated = ctx.moderation.find(words[1])
@@ -82,8 +107,39 @@ async def run_approve(ctx: ActionContext) -> Exit:
                           kind=RefusalKind.APPROVAL)  # fmt: skip
         return await moderate(ctx, ctx.moderation, moderated)
     if len(words) >= 3 and words[0] == "deny" and ID_RE.match(words[1].upper()):
+        _approver_only(ctx)
         return await _decide(ctx, words[1], " ".join(words[2:]))
     raise _usage()
+
+
+def _listing(ctx: ActionContext, book: RequestBook, *, as_json: bool) -> str:
+    """The requests this principal may approve, then the moderated sessions they may watch."""
+    now = time.time()
+    pending = book.for_approver(ctx.principal) if _approver(ctx) else []
+    moderated = ctx.moderation.for_moderator(ctx.principal) if ctx.moderation is not None else []
+    if as_json:
+        return "".join(f"{line}\n" for line in [*map(_json, pending), *map(_moderation_json, moderated)])
+    lines = [_line(r, now) for r in pending] + [_moderation_line(m) for m in moderated]
+    return "".join(f"{line}\n" for line in lines) or "no pending requests you may approve\n"
+
+
+def _approver(ctx: ActionContext) -> bool:
+    """Whether a grant gives this principal the approve action (a moderator alone may only list and watch)."""
+    policy = ctx.policy
+    return policy is not None and any(
+        (ctx.principal, name) in policy.lookup
+        for name, spec in policy.actions.items()
+        if spec.kind == "approve"
+    )
+
+
+def _approver_only(ctx: ActionContext) -> None:
+    if not _approver(ctx):
+        raise Refusal(
+            "gateway: approve: you may only watch the sessions you moderate (ssh approve@HOST watch R-ID)",
+            reason="a moderator without an approve grant",
+            kind=RefusalKind.APPROVAL,
+        )
 
 
 async def _decide(ctx: ActionContext, request_id: str, why: str | None) -> Exit:

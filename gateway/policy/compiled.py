@@ -169,6 +169,8 @@ class Policy(NamedTuple):
     groups: Mapping[str, tuple[str, ...]] = MappingProxyType({})
     #: not errors: grants that expire soon or have expired (``policy check`` prints them)
     warnings: tuple[Problem, ...] = ()
+    #: every principal a ``moderated`` rule names (they may watch through the approve action)
+    moderators: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -187,6 +189,12 @@ class Policy(NamedTuple):
                 for action in grant.actions:
                     index.setdefault((principal, action), []).append(grant)
         frozen = {k: GrantSet.build(v) for k, v in index.items()}
+        moderators = frozenset(
+            p
+            for g in grants
+            if g.conditions and g.conditions.moderated
+            for p in g.conditions.moderated.approvers
+        )
         return cls(
             actions=dict(actions),
             grants=grants,
@@ -194,4 +202,5 @@ class Policy(NamedTuple):
             lookup=frozen,
             groups=dict(groups or {}),
             warnings=warnings,
+            moderators=moderators,
         )

@@ -61,6 +61,8 @@ Decision = Allow | Deny
 
 #: the "grant" named by a help request's allow record: help needs none
 HELP_GRANT = "built-in: every principal with a key"
+#: the "grant" of a moderator's approve request without an approve grant: list and watch only
+MODERATOR_GRANT = "built-in: a moderator named by the policy (list and watch only)"
 
 
 def decide(policy: Policy, request: Request) -> Decision:
@@ -83,6 +85,8 @@ def decide(policy: Policy, request: Request) -> Decision:
             near_miss = near_miss or Deny(DenyCode.SOURCE, f"{DenyCode.SOURCE.value} ({grant.where})")
         else:
             return Allow(spec, grant.where, grant.conditions)
+    if near_miss is None and spec.kind == "approve" and request.principal in policy.moderators:
+        return Allow(spec, MODERATOR_GRANT)  # a moderator the policy names may list and watch, no more
     return near_miss or Deny(DenyCode.NOT_GRANTED, DenyCode.NOT_GRANTED.value)
 
 

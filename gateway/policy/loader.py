@@ -27,6 +27,8 @@ from gateway.policy.marks import Path as DataPath
 
 #: the action every principal with a key may use, whether or not the policy defines or grants it
 HELP = "help"
+#: the approvers' queue, there for the moderators a policy names even when it defines no approve action
+APPROVE = "approve"
 
 #: bounds that keep a hostile policy from taking the gateway down (bytes: policy_files)
 MAX_GRANTS = 10_000
@@ -62,6 +64,7 @@ def load_texts(texts: list[PolicyText], keys: KeyRing, problems: list[Problem] |
             files.append(loaded)
     actions: dict[str, models.Action] = _merge(files, "actions", problems)
     actions.setdefault(HELP, models.HelpAction(type="help"))  # ssh help@HOST: every principal with a key
+    actions.setdefault(APPROVE, models.ApproveAction(type="approve"))  # moderators watch through it
     groups: dict[str, tuple[str, ...]] = _merge(files, "groups", problems)
     keyless = _keyless_members(files, keys)
     scope = _Scope(actions, groups, keys)

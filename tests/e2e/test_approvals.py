@@ -318,3 +318,48 @@ def test_help_lists_only_the_callers_grants_and_refusals_point_to_it(
     other = gw.ssh("hello", "x")
     assert missing.stderr.endswith("(ssh help@HOST lists what you may do)\n"), missing.stderr
     assert other.stderr.endswith("(ssh help@HOST lists what you may do)\n"), other.stderr
+
+
+MODERATOR_ONLY = """\
+version: 1
+actions:
+  modsh: {type: shell, allow_args: true}
+grants:
+  - principals: [dan]
+    actions: [modsh]
+    targets: ["{prefix}-*"]
+    moderated: {by: [charlotte], count: 1}
+  - principals: [charlotte]
+    actions: [audit]
+"""
+
+
+@pytest.mark.parametrize("how", ["approve", "audit"])
+def test_a_moderator_without_an_approve_grant_lists_and_joins(
+    own_gateway: Any, containers: Containers, web1: str, how: str
+) -> None:
+    """The policy names charlotte as the moderator and grants her only `audit`: she lists and joins."""
+    gw = own_gateway(policy=MODERATOR_ONLY.replace("{prefix}", containers.prefix))
+    proc, key = _moderated(gw, web1)
+    try:
+        listed = gw.ssh("approve", key="charlotte")
+        assert listed.returncode == 0, listed.stderr
+        assert (
+            f"{key}  dan  modsh {web1}" in listed.stdout and f"ssh approve@HOST watch {key}" in listed.stdout
+        )
+        assert "waiting for a moderator" in listed.stdout
+        approving = gw.ssh("approve", key, key="charlotte")  # watching is all the rule gives her
+        assert approving.returncode == 1 and "you may only watch" in approving.stderr
+        assert gw.ssh("approve", key="eve").returncode == 1  # neither an approver nor a moderator
+        words = ("approve", "watch", key) if how == "approve" else ("audit", "sessions", "watch", key)
+        watcher = subprocess.Popen(
+            gw.ssh_argv(*words, key="charlotte"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"  # she came: it runs
+        watcher.kill()
+        watcher.communicate()
+    finally:
+        proc.kill()
+        proc.communicate()
