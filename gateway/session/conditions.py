@@ -98,7 +98,7 @@ async def _reason(session: SessionBase, cond: Conditions, what: str) -> str | No
         return given
     if not given:
         raise Refusal(
-            f'gateway: {what} needs a reason: ssh -o SetEnv={REASON}="..." {session.action}@HOST'
+            f"gateway: {what} needs a reason: ssh -o 'SetEnv={REASON}=\"...\"' {session.action}@HOST"
             + (f" {what.partition(' ')[2]}" if " " in what else ""),
             reason="no reason given",
             kind=RefusalKind.REASON,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import time
 from typing import Any
@@ -115,6 +116,27 @@ def test_a_denial_ends_the_wait(gw: Gateway, containers: Containers) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and out == ""
     assert err.strip() == f"gateway: request {request} was denied by dan: not now"
+
+
+def test_the_reason_hint_works_as_typed_in_a_posix_shell(gw: Gateway) -> None:
+    """The hint's own form, with spaces in the reason, through /bin/sh: the reason arrives whole."""
+    mark = gw.mark()
+    missing = gw.ssh("why")
+    assert missing.returncode == 1
+    hint = missing.stderr.strip().split("needs a reason: ", 1)[1]
+    assert hint == "ssh -o 'SetEnv=GATEWAY_REASON=\"...\"' why@HOST", hint
+    common = " ".join(shlex.quote(word) for word in gw.ssh_argv("why")[1:-1])
+    line = hint.replace("...", "INC-42 disk full").replace("ssh ", f"ssh {common} ", 1)
+    typed = subprocess.run(
+        ["/bin/sh", "-c", line.replace("@HOST", "@127.0.0.1")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (typed.returncode, typed.stdout) == (0, "done\n"), typed.stderr
+    allow = next(e for e in gw.since(mark) if e["event"] == "request.allow")
+    assert allow["reason"] == "INC-42 disk full"
 
 
 def test_the_reason_is_required_and_must_match(gw: Gateway, web1: str) -> None:
