@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
+from gateway.audit.page import page_problem
 from gateway.events import Event
 from gateway.evidence.export import member_name, sha256_file
 from gateway.evidence.html import BUNDLE_ID
@@ -145,7 +146,12 @@ def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | No
         manifest = _manifest(root)
         if isinstance(manifest, tuple):
             return _fail(report, *manifest)
-        return _check(root, manifest, key, public, report)
+        report = _check(root, manifest, key, public, report)
+        if report.ok and tarball != bundle:  # an HTML file: what it plays must be what it carries
+            problem = page_problem(bundle.read_bytes(), root, manifest.sessions)
+            if problem is not None:
+                return _fail(report, 1, problem)
+        return report
 
 
 @dataclass
@@ -191,7 +197,11 @@ def _check(
         (host / CHECKPOINTS).write_bytes((root / "audit" / CHECKPOINTS).read_bytes())
     if key is None and public is None and (root / "audit" / "checkpoint.pub").is_file():
         public = checkpoint.load_public(root / "audit" / "checkpoint.pub")
-        report.by = "the bundle's own checkpoint public key: compare its fingerprint out of band"
+        report.by = (
+            f"the bundle's own checkpoint public key {checkpoint.fingerprint(public)}:"
+            " compare it out of band with the host's (openssl pkey -pubin -in checkpoint.pub -outform DER"
+            " | sha256sum)"
+        )
     if key is None and public is None:
         return _fail(report, 2, "nothing to verify with: pass --key K0 or --pubkey FILE")
     chain = verify_host(host, key, public)
@@ -202,7 +212,8 @@ def _check(
         return _fail(
             report, 1, f"the chain: records seq {gaps[0][0]}-{gaps[0][1]} are missing from the bundle"
         )
-    report.by = report.by or ("K_0" if key is not None else "the checkpoint public key")
+    given = f"the checkpoint public key {checkpoint.fingerprint(public)}" if public is not None else ""
+    report.by = report.by or ("K_0" if key is not None else given)
     if key is None:
         report.anchored_seq = chain.anchored_seq
     records = [json.loads(x) for x in (host / AUDIT).read_bytes().splitlines() if x.strip()]

@@ -10,6 +10,7 @@ means its tail was cut (``truncated-tail``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
@@ -84,6 +85,12 @@ def load_public(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def fingerprint(public: Ed25519PublicKey) -> str:
+    """``SHA256:HEX`` of the key's DER encoding: ``openssl pkey -pubin -in FILE -outform DER | sha256sum``."""
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "SHA256:" + hashlib.sha256(der).hexdigest()
 
 
 @dataclass

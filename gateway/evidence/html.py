@@ -66,9 +66,20 @@ def _summary(index: Index, session: str, events: list[dict[str, Any]]) -> dict[s
     return summary
 
 
-def _recording(state: Path, name: str) -> dict[str, Any]:
+def _recording(state: Path, session: str, name: str) -> dict[str, Any]:
     path = state / name
     raw = path.read_bytes() if path.is_file() else b""
+    return {
+        **decoded(raw),
+        "config": player_config(session, name, raw),
+        "name": name,
+        "present": path.is_file(),
+        "sha256": hashlib.sha256(raw).hexdigest() if path.is_file() else None,
+    }
+
+
+def decoded(raw: bytes) -> dict[str, Any]:
+    """What the page shows of a recording's bytes: the cast text, its typed input and its length."""
     text = raw.decode("utf-8", "replace")
     typed: list[tuple[float, str]] = []
     duration = 0.0
@@ -80,13 +91,19 @@ def _recording(state: Path, name: str) -> dict[str, Any]:
         duration = max(duration, float(stamp))
         if code == "i":
             typed.append((float(stamp), str(data)))
+    return {"cast": text, "typed": typed, "duration": duration}
+
+
+def player_config(session: str, name: str, raw: bytes) -> dict[str, Any]:
+    """Exactly what the player is given for recording *name* of *session* (verify recomputes it)."""
+    shown = decoded(raw)
+    markers = [[stamp, f"typed: {keys(data.strip()[:40])}"] for stamp, data in shown["typed"] if data.strip()]
     return {
+        "session": session,
         "name": name,
-        "present": path.is_file(),
-        "sha256": hashlib.sha256(raw).hexdigest() if path.is_file() else None,
-        "cast": text,
-        "typed": typed,
-        "duration": duration,
+        "cast": shown["cast"],
+        "markers": markers,
+        "duration": shown["duration"],
     }
 
 
@@ -98,7 +115,7 @@ def _session_section(
     mine = [e for e in events if str(e.get("channel", "1")) == channel or e.get("channel") is None]
     summary = _summary(index, session, events)
     names = sorted({str(e["recording"]) for e in mine if e.get("recording")})
-    recordings = [_recording(state, name) for name in names]
+    recordings = [_recording(state, session, name) for name in names]
     rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(summary.get(key, '-')))}</td></tr>"
         for key, label in SUMMARY_FIELDS
@@ -131,10 +148,6 @@ def _player(recording: dict[str, Any], element: str) -> str:
         for stamp, data in recording["typed"]
     )
     digest = recording["sha256"] or "missing"
-    markers = [
-        [stamp, f"typed: {keys(data.strip()[:40])}"] for stamp, data in recording["typed"] if data.strip()
-    ]
-    config = {"cast": recording["cast"], "markers": markers, "duration": recording["duration"]}
     typed_table = (
         '<h4>Typed input (kept apart from the output)</h4><table class="typed">'
         f"<tr><th>at</th><th>input</th></tr>{typed}</table>"
@@ -145,8 +158,7 @@ def _player(recording: dict[str, Any], element: str) -> str:
         f'<div class="recording"><h3>Recording <code>{html.escape(recording["name"])}</code></h3>'
         f"<p>SHA-256 when this file was made: <code>{digest}</code></p>"
         f'<div class="player" id="{element}"></div>'
-        f'<script>window.GATEWAY_CASTS = window.GATEWAY_CASTS || {{}}; window.GATEWAY_CASTS["{element}"] = '
-        f"{_script_json(config)};</script>{typed_table}</div>"
+        f"<script>{CAST_PREFIX}{element}{CAST_MIDDLE}{_script_json(recording['config'])};</script>{typed_table}</div>"
     )
 
 
@@ -160,6 +172,10 @@ table.records code, table.typed code { white-space: pre-wrap; word-break: break-
 .player { max-width: 1000px; margin: 0.5em 0; }
 footer { margin-top: 3em; font-size: 13px; color: #555; }
 """
+
+#: how each player's data is written into the page (``audit verify --bundle`` reads it back)
+CAST_PREFIX = 'window.GATEWAY_CASTS = window.GATEWAY_CASTS || {}; window.GATEWAY_CASTS["'
+CAST_MIDDLE = '"] = '
 
 #: the element that carries the bundle; ``audit verify --bundle`` finds it by this id
 BUNDLE_ID = "gateway-bundle"
@@ -182,6 +198,11 @@ for (const [element, config] of Object.entries(window.GATEWAY_CASTS || {})) {
   });
 }
 """
+
+
+def fixed_scripts() -> tuple[str, ...]:
+    """The page's scripts besides each player's data: verify accepts these and nothing else."""
+    return (OFFER_BUNDLE, _asset("asciinema-player.min.js"), START_PLAYERS)
 
 
 def render(index: Index, state: Path, sessions: list[str], verdict: tuple[bool, str], bundle: bytes) -> str:

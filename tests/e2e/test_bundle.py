@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import shutil
@@ -69,6 +70,15 @@ def test_genuine_bundles_pass_offline_with_k0_and_with_the_public_key(evidence: 
         )
         assert public.returncode == 0, public.stdout + public.stderr
         assert "anchored up to seq" in public.stdout
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-in", str(elsewhere / "checkpoint.pub"), "-outform", "DER"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    fingerprint = "SHA256:" + hashlib.sha256(der.stdout).hexdigest()
+    own = gateway_cli("audit", "verify", "--bundle", str(elsewhere / "b1.tar.gz"))  # the bundle's own key
+    assert own.returncode == 0 and f"the bundle's own checkpoint public key {fingerprint}" in own.stdout, (
+        own.stdout
+    )
 
 
 def test_tampering_is_named(evidence: Any, tmp_path: Path) -> None:
@@ -214,6 +224,16 @@ def test_the_html_evidence_file_is_a_bundle(evidence: Any, tmp_path: Path) -> No
     )
     done = gateway_cli("audit", "verify", "--bundle", str(edited), "--pubkey", public)
     assert done.returncode == 1 and "does not match its digest" in done.stdout + done.stderr
+    shown = tmp_path / "shown.html"  # what the player plays, changed; the carried bundle untouched
+    assert text.count("evidence-2") >= 1
+    shown.write_text(text.replace("evidence-2", "evidence-X", 1))
+    done = gateway_cli("audit", "verify", "--bundle", str(shown), "--pubkey", public)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"session {ids[2]}" in done.stdout + done.stderr and "differs" in done.stdout + done.stderr
+    handler = tmp_path / "handler.html"  # a script of its own could play anything
+    handler.write_text(text.replace("<body>", '<body onload="document.body.innerHTML=1">', 1))
+    done = gateway_cli("audit", "verify", "--bundle", str(handler), "--pubkey", public)
+    assert done.returncode == 1 and "event handler" in done.stdout + done.stderr
     junk = tmp_path / "junk.html"
     junk.write_text("<!DOCTYPE html><p>no bundle here</p>")
     done = gateway_cli("audit", "verify", "--bundle", str(junk), "--pubkey", public)
