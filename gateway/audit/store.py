@@ -102,9 +102,22 @@ def _slot(raw: bytes) -> ChainState | None:
     if not text or hashlib.sha256(text).hexdigest().encode() != digest:
         return None
     try:
-        return ChainState(**json.loads(text))
-    except (ValueError, TypeError):
+        return typed_state(json.loads(text))
+    except (ValueError, TypeError, KeyError):
         return None
+
+
+def typed_state(fields: object) -> ChainState:
+    """A chain state from parsed JSON, every field of its own type (TypeError or KeyError otherwise)."""
+    if not isinstance(fields, dict):
+        raise TypeError("not an object")
+    state = ChainState(**{name: fields[name] for name in ChainState._fields if name in fields})
+    for name, kind in (("seq", int), ("prev", str), ("key", str), ("file", str), ("size", int)):
+        value = getattr(state, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"{name} is not a {kind.__name__}")
+    bytes.fromhex(state.key)  # ValueError when it is not hex
+    return state
 
 
 def _slots(data: bytes) -> list[ChainState | None]:
@@ -126,8 +139,7 @@ def parse_state(data: bytes, where: Path) -> ChainState | None:
         return None
     if data.startswith(b"{"):  # the single-JSON form of earlier versions
         try:
-            fields = json.loads(data)
-            return ChainState(**{name: fields[name] for name in ChainState._fields})
+            return typed_state(json.loads(data))
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"{where}: not a chain state ({type(exc).__name__}: {str(exc)[:40]})") from None
     found = [s for s in _slots(data) if s is not None]

@@ -102,3 +102,26 @@ def test_damaged_bundles_give_a_verdict(
         bundle.write_bytes(data)
         for report in (verify_bundle(bundle, key, None), verify_bundle(bundle, None, key_pair.public_key())):
             assert report.status in (0, 1, 2) and (report.ok or report.problem)
+
+
+WRONG_TYPES = ["1", 1.5, True, None, [], {}, "zz"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(field=st.sampled_from(["seq", "prev", "key", "file", "size"]), value=st.sampled_from(WRONG_TYPES))
+def test_a_chain_state_with_wrong_json_types_gives_a_verdict(field: str, value: object) -> None:
+    """`{"seq": "5", ...}` and the like, in both the slot form and the older single-JSON form."""
+    from gateway.audit import store  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "audit"
+        key = _chain(directory)
+        state = store.read_state(directory)
+        assert state is not None
+        fields = {**state._asdict(), field: value}
+        text = json.dumps(fields).encode()
+        slot = store.MAGIC + text + b"\n" + hashlib.sha256(text).hexdigest().encode()
+        for data in (slot.ljust(2 * store.SLOT, b"\0"), text):
+            (directory / store.STATE).write_bytes(data)
+            report = verify(directory, key)
+            assert report.exit_status in (0, 1, 2, 3)
