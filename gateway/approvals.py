@@ -100,6 +100,28 @@ class Request:
         return self.state == APPROVED and self.met_at is not None and now < self.met_at + self.window
 
 
+def _typed(fields: Any) -> Request:
+    """A request from its file's JSON, every field of its type (TypeError or ValueError otherwise)."""
+    request = Request(**fields) if isinstance(fields, dict) else None
+    if request is None:
+        raise TypeError("not an object")
+    texts = (request.id, request.requester, request.action, request.target, request.state)
+    numbers = (request.window, request.filed, *(at for _, at in request.approvals))
+    if not all(isinstance(t, str) for t in texts) or not all(
+        isinstance(n, int | float) and not isinstance(n, bool) for n in numbers
+    ):
+        raise TypeError("a field of the wrong type")
+    for optional in (request.reason, request.denied_by, request.why):
+        if optional is not None and not isinstance(optional, str):
+            raise TypeError("a field of the wrong type")
+    if request.met_at is not None and not isinstance(request.met_at, int | float):
+        raise TypeError("met_at")
+    for label, names, needed in request.rules:
+        if not (isinstance(label, str) and isinstance(names, list) and isinstance(needed, int)):
+            raise TypeError("rules")
+    return request
+
+
 class RequestBook:
     """Every request, on disk (``STATE/requests/R-ID.json``) and read through by every worker process.
 
@@ -124,7 +146,7 @@ class RequestBook:
                     stat = path.stat()
                     if self._seen.get(path.name) == (stat.st_mtime_ns, stat.st_size):
                         continue
-                    request = Request(**json.loads(path.read_text()))
+                    request = _typed(json.loads(path.read_text()))
                     if not ID_RE.match(request.id):
                         continue
                     known = self.requests.get(request.id)

@@ -59,3 +59,21 @@ def test_a_waiter_is_woken_by_a_decision(tmp_path: Path) -> None:
         return request.state
 
     assert asyncio.run(scenario()) == DENIED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"id": "R-ABCDEF", "requester": 1, "action": "a", "target": "", "reason": null, "rules": [], "window": 1}',
+        '{"id": "R-ABCDEF", "requester": "b", "action": "a", "target": "", "reason": null, "rules": "x", "window": 1}',
+        '{"id": "R-ABCDEF", "requester": "b", "action": "a", "target": "", "reason": null, "rules": [], "window": "1"}',
+        '{"id": "R-ABCDEF", "requester": "b", "action": "a", "target": "", "reason": null, "rules": [],'
+        ' "window": 1, "approvals": [5]}',
+        "[]",
+        '"R-ABCDEF"',
+    ],
+)
+def test_a_request_file_of_the_wrong_json_types_is_ignored(tmp_path: Path, body: str) -> None:
+    (tmp_path / "R-ABCDEF.json").write_text(body)
+    book = RequestBook(tmp_path)
+    assert book.for_approver("alice") == [] and "R-ABCDEF" not in book.requests
