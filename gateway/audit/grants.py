@@ -33,6 +33,8 @@ class Grants:
     """The facts in force, each with the time it was gained."""
 
     since: dict[Fact, str] = field(default_factory=dict)
+    #: what was in force before the snapshot being read (a fact held across a restart keeps its time)
+    before: dict[Fact, str] = field(default_factory=dict)
     complete: bool = False
     #: the record that last changed the answer
     last: str = ""
@@ -42,11 +44,11 @@ class Grants:
         event, stamp = record.get("event"), str(record.get("ts", ""))
         if event == Event.POLICY_SNAPSHOT:
             if record.get("part") == 1:
-                self.since, self.complete = {}, True
+                self.before, self.since, self.complete = self.since, {}, True
             for item in record.get("facts") or []:
                 fact = _fact(item)
-                if fact is not None:
-                    self.since.setdefault(fact, stamp)
+                if fact is not None:  # in force since it was first gained, across restarts
+                    self.since.setdefault(fact, self.before.get(fact, stamp))
             self.last = f"policy.snapshot seq {record.get('seq')}"
         elif event == Event.POLICY_RELOAD and isinstance(record.get("changes"), dict):
             changes = record["changes"]

@@ -105,6 +105,11 @@ def test_a_reload_record_carries_the_change_and_audit_grants_answers(
     assert "poke on db1" not in then.stdout and "dan: poke on web*  since " in then.stdout
     now = gateway_cli("audit", "grants", "--state", state, "--principal", "dan")
     assert f"dan: poke on db1  since {reload['ts']}" in now.stdout
+    first = now.stdout
+    again = start_gateway(tmp_path / "state", policies, gateway.keydir, gateway.keys)  # a restart: a snapshot
+    assert stop_gateway(again) == 0
+    restarted = gateway_cli("audit", "grants", "--state", state, "--principal", "dan")
+    assert restarted.stdout == first, "since: the first time in force, across restarts"
     collected = tmp_path / "collected" / "host1"
     collected.mkdir(parents=True)
     lines = [
