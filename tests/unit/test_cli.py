@@ -43,7 +43,7 @@ def test_explain(examples: Path) -> None:
     assert allowed.returncode == 0
     assert "allow" in allowed.stdout
     assert "policies/example.yaml:" in allowed.stdout
-    denied = _gateway("policy", "explain", "dan", "debug", "web1", cwd=examples)
+    denied = _gateway("policy", "explain", "dan", "debug", "web2", cwd=examples)
     assert denied.returncode == 1
     assert "deny" in denied.stdout
 
@@ -73,7 +73,7 @@ def test_policy_test_names_a_failing_case_and_the_grant(tmp_path: Path, examples
     cases = tmp_path / "t.yaml"
     cases.write_text(
         "- {principal: betty, action: debug, target: web1, expect: deny}\n"
-        "- {principal: betty, action: debug, target: db1, expect: deny}\n"
+        "- {principal: betty, action: debug, target: cache1, expect: deny}\n"
     )
     junit = tmp_path / "j.xml"
     result = _gateway("policy", "test", "--junit", str(junit), str(cases), cwd=examples)

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 4: one session, decided, audited, run and recorded; the runtime it runs in
     ("session", "runtime", "reload", "readiness"),
     # 5: the transports and the server around them
-    ("auth", "ssh_channel", "dispatch", "jobs", "server", "workers"),
+    ("auth", "ssh_channel", "dispatch", "jobs", "server", "workers", "claim"),
     # 6: the command line
     ("cli", "entry", "door", "__main__", ""),
 ]  # fmt: skip
