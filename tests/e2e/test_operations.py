@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from gateway import sshhooks
-from tests.e2e.conftest import ROOT, Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
+from tests.e2e.conftest import ROOT, SSH_OPTS, Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -263,20 +264,23 @@ def test_the_lock_file_pins_every_dependency_and_asyncssh_matches_the_hooks() ->
     assert locked.split("==")[1].startswith(sshhooks.TESTED)
 
 
-def test_the_demo_prints_the_fingerprint_and_fills_db1(tmp_path: Path) -> None:
-    """`scripts/demo` as a new user runs it (on a free port): the fingerprint to compare, data to back up."""
-    env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "GATEWAY_LISTEN": "127.0.0.1:0",
-    }
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_demo_prints_the_fingerprint_and_fills_db1_and_runs_four_eyes(tmp_path: Path) -> None:
+    """`scripts/demo --listen` as a new user runs it: the fingerprint to compare, data to back up, a banner
+    that runs nothing, and the README's "Four eyes" section, run as written against it."""
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    port = _free_port()
+    before = sorted(p.name for p in ROOT.iterdir())
+    shutil.rmtree(ROOT / "state" / "requests", ignore_errors=True)  # an approval of an earlier run still lasts
     proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "demo")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+        [str(ROOT / "scripts" / "demo"), "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     assert proc.stdout is not None
     seen = []
     try:
@@ -289,13 +293,79 @@ def test_the_demo_prints_the_fingerprint_and_fills_db1(tmp_path: Path) -> None:
         text = "".join(seen)
         assert re.search(r"Host key fingerprint .*: ED25519 SHA256:[A-Za-z0-9+/]{43}", text), text
         assert any(line.startswith("setup: ") for line in seen)  # one line per step, not silence
+        assert f"-p {port} -t debug@127.0.0.1 web1" in text
+        assert "error" not in text.lower() and "`gateway audit export-key --state STATE > k0`" in text
         listing = subprocess.run(
             ["docker", "exec", "db1", "ls", "/data"], capture_output=True, text=True, check=False
         )
         assert "orders.csv" in listing.stdout
+        _four_eyes_as_the_readme_says(port)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+    after = {p.name for p in ROOT.iterdir()}
+    assert after <= {*before, "state"}, after - set(before)  # nothing written outside state/
+    assert not (ROOT / "k0").exists()
+
+
+def _readme_block(after: str) -> list[str]:
+    """The `ssh` lines of the README's first ```sh block after *after*."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```sh", text.index(after))
+    block = text[start : text.index("```", start + 5)]
+    return [line for line in block.splitlines() if line.startswith("ssh ")]
+
+
+def _argv(line: str, port: int, ids: dict[str, str]) -> list[str]:
+    for placeholder, real in ids.items():
+        line = line.replace(placeholder, real)
+    words = shlex.split(line.replace("-p 2222", f"-p {port}"))
+    return ["ssh", *SSH_OPTS, *words[1:]]
+
+
+def _four_eyes_as_the_readme_says(port: int) -> None:
+    import pexpect  # noqa: PLC0415
+
+    lines = _readme_block("Try it against `scripts/demo`")
+    assert len(lines) == 6, lines
+    ids: dict[str, str] = {}
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+    betty = subprocess.Popen(_argv(lines[0], port, ids), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert betty.stderr is not None
+    waiting = betty.stderr.readline()
+    found = re.search(
+        r"needs approval \(1 of security, 1 of ops-leads\): request (R-[0-9A-F]{6}); waiting", waiting
+    )
+    assert found, waiting
+    ids["R-XXXXXX"] = found.group(1)
+    listed = run(_argv(lines[1], port, ids))
+    assert ids["R-XXXXXX"] in listed.stdout, listed.stdout + listed.stderr
+    for line in lines[2:4]:
+        approved = run(_argv(line, port, ids))
+        assert approved.returncode == 0, approved.stderr
+    out, err = betty.communicate(timeout=30)
+    assert betty.returncode == 0 and "orders.csv" in out, out + err
+    env = {"TERM": "xterm", "PATH": "/usr/bin:/bin"}
+    dan_argv = _argv(lines[4], port, ids)
+    dan = pexpect.spawn(dan_argv[0], dan_argv[1:], cwd=str(ROOT), env=env, timeout=30, encoding="utf-8")
+    dan.expect(r"waiting for a moderator: ssh approve@HOST watch (R-[0-9A-F]{6})")
+    ids["R-YYYYYY"] = dan.match.group(1)
+    watch_argv = _argv(lines[5], port, ids)
+    charlotte = pexpect.spawn(
+        watch_argv[0], watch_argv[1:], cwd=str(ROOT), env=env, timeout=30, encoding="utf-8"
+    )
+    charlotte.expect("moderating")
+    dan.expect(r"[#$] ")
+    dan.sendline("echo four-eyes-$((6*7))")
+    dan.expect("four-eyes-42")
+    charlotte.expect("four-eyes-42")  # she sees it live
+    dan.sendline("exit")
+    dan.expect(pexpect.EOF)
+    charlotte.close(force=True)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
