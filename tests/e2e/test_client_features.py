@@ -150,4 +150,7 @@ def test_the_picker_by_number_and_a_bad_answer(gateway: Gateway, web1: str) -> N
     bad.close()
     assert bad.exitstatus == 1
     plain = gateway.ssh("debug")  # without a PTY nothing changes
-    assert (plain.returncode, plain.stderr) == (1, "gateway: debug needs a target: ssh debug@HOST TARGET\n")
+    assert (plain.returncode, plain.stderr) == (
+        1,
+        "gateway: debug needs a target: ssh debug@HOST TARGET (ssh help@HOST lists what you may do)\n",
+    )

@@ -276,7 +276,9 @@ def test_the_demo_prints_the_fingerprint_and_fills_db1_and_runs_four_eyes(tmp_pa
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
     port = _free_port()
     before = sorted(p.name for p in ROOT.iterdir())
-    shutil.rmtree(ROOT / "state" / "requests", ignore_errors=True)  # an approval of an earlier run still lasts
+    shutil.rmtree(
+        ROOT / "state" / "requests", ignore_errors=True
+    )  # an approval of an earlier run still lasts
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "demo"), "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

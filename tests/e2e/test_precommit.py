@@ -52,7 +52,7 @@ def test_the_hooks_pass_a_good_policy_and_fail_a_bad_one(tmp_path: Path) -> None
     assert "policies/example.yaml:" in bad.stdout and "Failed" in bad.stdout
     (repo / "policies" / "example.yaml").write_text((ROOT / "policies" / "example.yaml").read_text())
     (repo / "policies" / "tests" / "example.yaml").write_text(
-        "- {principal: dan, action: debug, target: web1, expect: allow}\n"
+        "- {principal: dan, action: debug, target: web2, expect: allow}\n"
     )
     failing = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert failing.returncode == 1
