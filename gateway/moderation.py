@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ class Moderated:
     end: Callable[[str, str], None] | None = None
     #: the session runs in another worker process (this is a moderator's view of it)
     remote: bool = False
+    #: when the session asked for its moderators (unix time)
+    opened: float = field(default_factory=time.time)
 
     def eligible(self, principal: str) -> bool:
         """A moderator: in the rule's set, and not the one being moderated."""
@@ -127,6 +130,10 @@ class ModerationBoard:
 
     def for_moderator(self, principal: str) -> list[Moderated]:
         """The moderated sessions of this gateway (every worker's) that *principal* may watch."""
+        return [m for m in self.live() if m.eligible(principal)]
+
+    def live(self) -> list[Moderated]:
+        """Every moderated session of this gateway (every worker's), waiting or running, oldest first."""
         found = {m.key: m for m in self._by_key.values()}
         if self.directory is not None and self.directory.is_dir():
             for path in sorted(self.directory.glob("R-*.json")):
@@ -135,7 +142,7 @@ class ModerationBoard:
                     with contextlib.suppress(KeyError, TypeError, ValueError):
                         view = self._view(body)
                         found[view.key] = view
-        return [m for m in found.values() if m.eligible(principal)]
+        return sorted(found.values(), key=lambda m: m.opened)
 
     def join(self, moderated: Moderated, principal: str) -> object:
         """A watcher arrives; a token to leave with."""
@@ -187,6 +194,7 @@ class ModerationBoard:
             "approvers": sorted(moderated.need.approvers),
             "needed": moderated.need.needed,
             "recording": str(moderated.recording) if moderated.recording else None,
+            "opened": moderated.opened,
             "pid": os.getpid(),
         }
         with contextlib.suppress(OSError):
@@ -216,7 +224,9 @@ class ModerationBoard:
         approvers = frozenset(str(p) for p in body.get("approvers") or ())
         need = Need(str(body.get("label") or ""), approvers, int(body.get("needed") or 1))
         who, what = str(body["requester"]), str(body["what"])
-        view = Moderated(key, str(body["session_id"]), who, what, need, remote=True)
+        opened = body.get("opened")
+        when = float(opened) if isinstance(opened, int | float) else 0.0
+        view = Moderated(key, str(body["session_id"]), who, what, need, remote=True, opened=when)
         view.recording = Path(body["recording"]) if body.get("recording") else None
 
         def stop(why: str, line: str) -> None:

@@ -26,7 +26,7 @@ from gateway.audit.checkpoint import load_public
 from gateway.audit.verify import K0_ON_HOST_WEAKENS, Report, verify
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
-from gateway.evidence import query
+from gateway.evidence import query, waiting
 from gateway.evidence.export import announcer, export
 from gateway.evidence.grammar import VERBS, filters
 from gateway.evidence.grep import Match, compile_pattern, grep_rows
@@ -145,9 +145,10 @@ def _answer(index: Index, ctx: ActionContext, args: argparse.Namespace) -> bytes
     state = ctx.state
     if args.verb == "list":
         filters = _filters(args)
+        pending = waiting.waiting(ctx.moderation, filters)
         if args.json:
-            return query.json_lines(query.list_sessions(index, filters)).encode()
-        return query.list_table(index, filters).encode()
+            return query.json_lines([*query.list_sessions(index, filters), *waiting.rows(pending)]).encode()
+        return query.list_table(index, filters, waiting.cells(pending)).encode()
     if args.verb == "show":
         return show_text(state, query.show(index, args.id)).encode()
     if ctx.audit is None:

@@ -59,11 +59,15 @@ def list_(state: Path, collected: Path | None, json: bool, **values: str | None)
         rows = list_fleet(collected, filters)
         click.echo(query.json_lines(rows) if as_json else fleet_table(rows), nl=False)
         return
+    from gateway.evidence import waiting  # noqa: PLC0415
+    from gateway.moderation import ModerationBoard  # noqa: PLC0415
+
+    pending = waiting.waiting(ModerationBoard(state / "moderation"), filters)
     with open_index(state) as index:
         text = (
-            query.json_lines(query.list_sessions(index, filters))
+            query.json_lines([*query.list_sessions(index, filters), *waiting.rows(pending)])
             if as_json
-            else query.list_table(index, filters)
+            else query.list_table(index, filters, waiting.cells(pending))
         )
     click.echo(text, nl=False)
 

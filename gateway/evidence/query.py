@@ -97,11 +97,11 @@ FROM sessions {where} ORDER BY start
 """
 
 
-def list_table(index: Index, filters: Filters) -> str:
-    """The ``sessions list`` table for *filters*."""
+def list_table(index: Index, filters: Filters, more: list[tuple[str, ...]] | None = None) -> str:
+    """The ``sessions list`` table for *filters*, then *more* rows (sessions waiting for moderators)."""
     where, params = _where(filters)
     rows = index.db.execute(_CELLS.format(where=where), params).fetchall()
-    return _render([COLUMNS, *rows])
+    return _render([COLUMNS, *rows, *(more or [])])
 
 
 def render(rows: list[Any]) -> str:

@@ -370,6 +370,9 @@ def test_a_moderator_without_an_approve_grant_lists_and_joins(
             f"{key}  dan  modsh {web1}" in listed.stdout and f"ssh approve@HOST watch {key}" in listed.stdout
         )
         assert "waiting for a moderator" in listed.stdout
+        sessions = gw.ssh("audit", "sessions", "list", key="charlotte")
+        row = next((line.split() for line in sessions.stdout.splitlines() if f"waiting {key}" in line), [])
+        assert row[4:7] == ["dan", "modsh", web1], sessions.stdout  # sessions list names it, with its id
         approving = gw.ssh("approve", key, key="charlotte")  # watching is all the rule gives her
         assert approving.returncode == 1 and "you may only watch" in approving.stderr
         assert gw.ssh("approve", key="eve").returncode == 1  # neither an approver nor a moderator
