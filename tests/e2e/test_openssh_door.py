@@ -534,3 +534,10 @@ def test_setup_reuses_a_leftover_group_of_the_door_accounts_name(tmp_path: Path)
         for name in (keys_user, door):
             subprocess.run(["userdel", name], capture_output=True, check=False)
         subprocess.run(["groupdel", door], capture_output=True, check=False)
+
+
+def test_help_through_sshd_needs_no_grant(sshd: Sshd) -> None:
+    """`ssh help@HOST` through sshd: an account made for it, and an answer for any principal with a key."""
+    shown = sshd.run(user="help", key="eve")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("what eve may do") or shown.stdout == "eve may do nothing\n", shown.stdout
