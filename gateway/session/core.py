@@ -21,7 +21,7 @@ from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
 from gateway.session import door, messages
 from gateway.session.conditions import satisfy
-from gateway.session.decide import Plan, authorize
+from gateway.session.decide import Plan, authorize, redecide
 from gateway.session.door import Connection
 from gateway.session.picker import pick_target
 from gateway.session.run import execute
@@ -101,6 +101,7 @@ class Session:
         principal = self.conn.principal or ""
         try:
             extra = await satisfy(self, plan)  # a reason, approvals, moderators: before any slot is taken
+            plan = redecide(plan, self.rt.policy, self._fields)  # the policy may have changed meanwhile
             self._admit(plan)
         except Refusal as refusal:
             self.refuse(refusal)
@@ -108,9 +109,7 @@ class Session:
         try:
             if getattr(plan.spec, "privileged", False):
                 extra["privileged"] = True
-            self.audit(
-                Event.REQUEST_ALLOW, durable=True, grant=plan.grant, policy=self.rt.policy.digest, **extra
-            )
+            self.audit(Event.REQUEST_ALLOW, durable=True, grant=plan.grant, policy=plan.digest, **extra)
         except AuditUnavailable:
             self.refuse(Refusal(messages.AUDIT_DOWN, reason="audit unavailable", kind=RefusalKind.AUDIT))
             self.rt.limits.release_session(principal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 import time
 from typing import Any
@@ -388,3 +389,59 @@ def test_a_moderator_without_an_approve_grant_lists_and_joins(
     finally:
         proc.kill()
         proc.communicate()
+
+
+BRIEF = """\
+version: 1
+actions:
+  brief: {type: host, command: [echo, brief]}
+  approve: {type: approve}
+grants:
+  - principals: [betty]
+    actions: [brief]
+    approval: [{from: [eve], count: 1}]
+  - principals: [eve]
+    actions: [approve]
+"""
+
+
+@pytest.mark.parametrize("removed", [True, False])
+def test_a_decision_is_bound_to_the_policy_that_made_it(own_gateway: Any, removed: bool) -> None:
+    """The grant removed while the request waits: refused after the approval, both digests in the record.
+    The grant kept (another change reloaded): it runs, and its allow record names the policy that allowed it."""
+    gw = own_gateway("--workers", "1", policy=BRIEF)
+    proc = subprocess.Popen(gw.ssh_argv("brief"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert proc.stderr is not None
+    found = REQUEST.search(proc.stderr.readline())
+    assert found
+    mark = gw.mark()
+    changed = (
+        BRIEF.replace("    actions: [brief]\n", "    actions: [approve]\n") if removed else BRIEF + "# x\n"
+    )
+    (gw.policies / "extra.yaml").write_text(changed)
+    gw.proc.send_signal(signal.SIGHUP)
+    reloads = [
+        e for e in gw.since(mark, lambda e: e["event"] == "policy.reload") if e["event"] == "policy.reload"
+    ]
+    assert reloads, "the reload happened"
+    approved = gw.ssh("approve", found.group(1), key="eve")
+    assert approved.returncode == 0, approved.stderr
+    out, err = proc.communicate(timeout=30)
+    records = gw.since(
+        mark, lambda e: e["event"] in ("request.deny", "request.allow") and e.get("action") == "brief"
+    )
+    decided = [
+        e for e in records if e["event"] in ("request.deny", "request.allow") and e.get("action") == "brief"
+    ]
+    first = next(e["policy"] for e in gw.events() if e["event"] == "server.start")
+    if removed:
+        assert proc.returncode == 1 and out == ""
+        assert err == "gateway: brief: permission denied: the policy changed while it waited\n", err
+        deny = decided[-1]
+        assert deny["event"] == "request.deny" and deny["decided_policy"] == first
+        assert deny["policy"] == reloads[0]["policy"] != first
+    else:
+        assert (proc.returncode, out) == (0, "brief\n"), err
+        allow = decided[-1]
+        assert allow["event"] == "request.allow" and allow["policy"] == reloads[0]["policy"] != first
