@@ -15,7 +15,7 @@ from typing import Any
 import asyncssh
 from asyncssh.public_key import CERT_TYPE_USER
 
-from gateway import metrics
+from gateway import metrics, sshfast
 from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
@@ -49,6 +49,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self.opened = time.monotonic()
         self._sessions = 0
+        self._lean = False
         self._rejected: set[str] = set()
         self._unauthenticated = False
         self._turned_away = False
@@ -72,8 +73,10 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt.connections.add(conn)
         install_certificate_hook(conn, self._validate_certificate)
         install_kex_hooks(conn, self.rt.algorithms.offer)
-        install_lean_sends(conn)
-        install_lean_receive(conn)
+        self._lean = self.rt.settings.lean_path and sshfast.available(conn)
+        if self._lean:  # serve --no-lean-path: asyncssh's own packet path only
+            install_lean_sends(conn)
+            install_lean_receive(conn)
         install_quickack(conn)  # wraps the lean data_received for the handshake
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
@@ -202,7 +205,8 @@ class GatewayServer(asyncssh.SSHServer):
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
-        install_lean_channel(chan)
+        if self._lean and sshfast.channel_ready(chan):
+            install_lean_channel(chan)
         number = self._sessions
 
         async def start(process: asyncssh.SSHServerProcess[bytes]) -> None:

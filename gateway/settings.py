@@ -77,4 +77,6 @@ class Settings(BaseModel):
     workers: int = 1
     worker: int = 0
     reuse_port: bool = False
+    #: the lean channel-data path (gateway.sshfast); False: asyncssh's own packet path only
+    lean_path: bool = True
     trusted_user_ca_keys: Path | None = None

@@ -38,10 +38,52 @@ from asyncssh.packet import SSHPacket
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.sshhooks import PACKET_DEBUG_LEVEL, TESTED
+from gateway import oplog
+from gateway.sshhooks import PACKET_DEBUG_LEVEL
 
-if not asyncssh.__version__.startswith(TESTED):  # pragma: no cover - sshhooks refuses first
-    raise ImportError(f"gateway.sshfast is pinned to asyncssh {TESTED}, found {asyncssh.__version__}")
+#: the one asyncssh release the lean path was written and tested against (its private names move
+#: between patch releases: 2.24.1 added ``_max_recv_pktlen`` and moved the window decrement)
+LEAN_VERSION = "2.24.1"
+#: every attribute of a connection the lean path reads or writes, checked on the live object
+#: (``__init__`` sets them, so the class cannot tell)
+CONNECTION_NAMES = (
+    "_inpbuf", "_recv_encryption", "_recv_seq", "_transport", "_recv_blocksize", "_send_seq", "_send",
+    "_rekey_bytes_sent", "_enc_alg_sc", "_send_disconnect", "_reset_keepalive_timer", "_recv_handler",
+    "_pktlen", "_packet", "_max_recv_pktlen", "_keepalive_timer", "_keepalive_interval", "_force_close",
+    "_decompressor", "_channels", "_auth_final", "_auth_complete", "_send_encryption", "_send_enchdrlen",
+    "_send_blocksize", "_rekey_time", "_rekey_seconds", "_rekey_bytes", "_recv_pkthdr", "_recv_packet",
+    "_kex_complete", "_compressor",
+)  # fmt: skip
+#: and of a channel
+CHANNEL_NAMES = (
+    "_recv_window", "_session", "_send_window", "_send_state", "_send_chan", "_recv_state", "_recv_paused",
+    "_send_pktsize", "_send_paused", "_send_buf", "_init_recv_window", "_encoding", "_deliver_data",
+)  # fmt: skip
+_warned: list[str] = []
+
+
+def available(conn: object) -> bool:
+    """Whether the lean path may serve *conn*: this asyncssh is the one it was written for, and every
+    name it uses is there; otherwise asyncssh's own path, with one warning per process."""
+    missing = [n for n in CONNECTION_NAMES if not hasattr(conn, n)]
+    if asyncssh.__version__ == LEAN_VERSION and not missing:
+        return True
+    if not _warned:
+        _warned.append(asyncssh.__version__)
+        oplog.log().warning(
+            "lean packet path off",
+            asyncssh=asyncssh.__version__,
+            written_for=LEAN_VERSION,
+            missing=missing[:5],
+            why="asyncssh's own packet path serves every connection instead",
+        )
+    return False
+
+
+def channel_ready(chan: object) -> bool:
+    """Whether every name the lean path uses on *chan* is there."""
+    return all(hasattr(chan, n) for n in CHANNEL_NAMES)
+
 
 _EMPTY_STRING = (b"\0\0\0\0",)  # String(b""): the IGNORE asyncssh puts before each packet
 #: asyncssh logs each data packet from this debug level up

@@ -25,7 +25,8 @@ from gateway.command import printable
 from gateway.environment import accepted_var
 from gateway.events import RefusalKind
 
-TESTED = ("2.23", "2.24")
+#: the asyncssh release these hooks were written and tested against (pyproject.toml pins exactly it)
+TESTED = ("2.24.1",)
 _HANDLERS = (
     "_process_env_request",
     "_process_auth_agent_req_at_openssh_dot_com_request",
@@ -37,7 +38,7 @@ _CERT_HOOK = "_validate_openssh_certificate"
 _KEX_INTERNALS = ("_recv_version", "_send_kexinit", "_packet_handlers", "_process_kexinit")
 
 if (
-    not asyncssh.__version__.startswith(TESTED)
+    asyncssh.__version__ not in TESTED
     or not all(hasattr(SSHServerChannel, h) for h in _HANDLERS)
     or not hasattr(asyncssh.SSHServerConnection, _CERT_HOOK)
     or not all(hasattr(asyncssh.SSHServerConnection, h) for h in _KEX_INTERNALS)

@@ -139,10 +139,17 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     default=None,
     help="Processes sharing the port (SO_REUSEPORT); default: one per core. Limits hold across them.",
 )
+@click.option(
+    "--no-lean-path",
+    is_flag=True,
+    help="asyncssh's own packet path only (the lean channel-data path off).",
+)
 @policies_option
 @keys_option
 @state_option
-def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: Any) -> None:
+def serve(
+    listen: str, metrics: str | None, no_strict_modes: bool, no_lean_path: bool, **options: Any
+) -> None:
     """Run the SSH gateway."""
     from gateway.settings import Listen, Settings  # noqa: PLC0415 - pydantic: only where needed
     from gateway.workers import run  # noqa: PLC0415 - keep `policy check` start-up light
@@ -165,6 +172,7 @@ def serve(listen: str, metrics: str | None, no_strict_modes: bool, **options: An
             listen=Listen.parse(listen),
             metrics=Listen.parse(metrics) if metrics else None,
             strict_modes=not no_strict_modes,
+            lean_path=not no_lean_path,
             **options,
         )
         run(settings, ready)

@@ -305,7 +305,10 @@ def gateway(
     (policies / "test.yaml").write_text(POLICY.replace("{prefix}", containers.prefix))
     for who in ("betty", "dan", "eve", "charlotte"):
         shutil.copy(keys[who].with_suffix(".pub"), keydir / f"{who}.pub")
-    gw = start_gateway(base / "state", policies, keydir, keys)
+    # GATEWAY_TEST_SERVE_ARGS: the suite's gateway with other options (CI runs the client matrix
+    # again with --no-lean-path)
+    extra = tuple(os.environ.get("GATEWAY_TEST_SERVE_ARGS", "").split())
+    gw = start_gateway(base / "state", policies, keydir, keys, extra=extra)
     yield gw
     assert stop_gateway(gw) == 0
     verified = gateway_cli("audit", "verify", "--state", str(gw.state))

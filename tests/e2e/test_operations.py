@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gateway import sshhooks
+from gateway import sshfast, sshhooks
 from tests.e2e.conftest import ROOT, SSH_OPTS, Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
@@ -258,8 +258,8 @@ def test_the_lock_file_pins_every_dependency_and_asyncssh_matches_the_hooks() ->
     assert pins and all("==" in line for line in pins), [p for p in pins if "==" not in p]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     asyncssh = next(d for d in project["dependencies"] if d.startswith("asyncssh"))
-    assert asyncssh == "asyncssh>=2.23,<2.25"  # sshhooks.py is pinned to these internals
-    assert sshhooks.TESTED == ("2.23", "2.24")
+    assert asyncssh == "asyncssh==2.24.1"  # sshhooks.py and sshfast.py are pinned to its internals
+    assert sshhooks.TESTED == ("2.24.1",) and sshfast.LEAN_VERSION == "2.24.1"
     locked = next(line for line in pins if line.startswith("asyncssh=="))
     assert locked.split("==")[1].startswith(sshhooks.TESTED)
 
