@@ -84,6 +84,10 @@ def status_fields(pid: int, proc: Path = PROC) -> dict[str, str]:
 
 _cache: dict[tuple[int, int], Confinement] = {}
 _lock = threading.Lock()
+_tracing = threading.Lock()
+#: how long to wait for another tracer of the same process to let go, and how often to look
+SEIZE_SECONDS = 3.0
+SEIZE_RETRY = 0.002
 
 
 def cached(pid: int, started: int) -> Confinement | None:
@@ -129,13 +133,28 @@ def _filters(pid: int, mode: int, count: int) -> tuple[bytes, ...]:
         raise ProfileError(f"seccomp mode {mode} cannot be copied")
     if not 0 < count <= MAX_FILTERS:
         raise ProfileError(f"{count} seccomp filters")
-    if _libc.ptrace(PTRACE_SEIZE, pid, None, None) != 0:
-        raise ProfileError(f"cannot trace the container's process: {os.strerror(ctypes.get_errno())}")
-    try:
-        _stop(pid)
-        programs = [_filter(pid, index) for index in range(count)]
-    finally:
-        _libc.ptrace(PTRACE_DETACH, pid, None, None)
+    with _tracing:  # one tracer per process at a time: this process's threads take turns
+        _seize(pid)
+        try:
+            return _read_filters(pid, count)
+        finally:
+            _libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+
+def _seize(pid: int) -> None:
+    """Become the process's tracer; while another holds it (a worker or another gateway reading the same
+    container at this moment), EPERM: wait for its brief read to end, bounded."""
+    deadline = time.monotonic() + SEIZE_SECONDS
+    while _libc.ptrace(PTRACE_SEIZE, pid, None, None) != 0:
+        code = ctypes.get_errno()
+        if code != errno.EPERM or time.monotonic() >= deadline:
+            raise ProfileError(f"cannot trace the container's process: {os.strerror(code)}")
+        time.sleep(SEIZE_RETRY)
+
+
+def _read_filters(pid: int, count: int) -> tuple[bytes, ...]:
+    _stop(pid)
+    programs = [_filter(pid, index) for index in range(count)]
     return tuple(reversed(programs))  # index 0 is the newest; they are loaded oldest first
 
 

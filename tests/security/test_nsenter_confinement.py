@@ -171,3 +171,41 @@ def test_privileged_keeps_host_root_with_a_warning_and_an_audit_field(gw: Gatewa
         str(gw.keydir),
     )
     assert "host root" in explained.stdout
+
+
+def _hold_as_tracer(pid: int, seconds: float) -> threading.Event:
+    """Another tracer of *pid* (as a second gateway reading the same container would be), for a while."""
+    import ctypes  # noqa: PLC0415
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    held = threading.Event()
+
+    def hold() -> None:
+        assert libc.ptrace(0x4206, pid, None, None) == 0  # PTRACE_SEIZE
+        held.set()
+        time.sleep(seconds)
+        libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(5)
+    return held
+
+
+def test_twenty_shells_at_once_into_one_container_over_two_workers_all_run_confined(
+    own_gateway: Any, containers: Containers
+) -> None:
+    """A fresh container (nothing read of it yet), 20 `debug` shells at once over two workers, while
+    something else traces its process: every shell waits its turn and runs, with the container's filter."""
+    gw = own_gateway("--workers", "2", policy=POLICY.replace("{prefix}", containers.prefix))
+    target = containers.run(f"web-burst{secrets.token_hex(2)}")
+    pid = int(_docker("inspect", "-f", "{{.State.Pid}}", target).stdout)
+    _hold_as_tracer(pid, 0.5)
+    procs = [
+        subprocess.Popen(gw.ssh_argv("debug", target, "cat", "/proc/self/status"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        for _ in range(20)
+    ]  # fmt: skip
+    results = [p.communicate(timeout=60) for p in procs]
+    failed = [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True) if p.returncode != 0]
+    assert not failed, failed
+    assert all(_status(out)["Seccomp"] == "2" for out, _ in results)
