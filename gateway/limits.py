@@ -134,6 +134,11 @@ class _AtLimit(Exception):
     pass
 
 
+def owner_prefix(worker: int) -> str:
+    """The key prefix of worker *worker*'s share of each count."""
+    return f"w{worker}|"
+
+
 class Limits:
     """Counters every connection shares, across every worker process (``shared.table``)."""
 
@@ -143,6 +148,8 @@ class Limits:
         if settings.state.is_dir():
             self.table.lock_at(settings.state / "limits.lock")
         self.refusals = Refusals(self.table)
+        #: this worker's prefix for its share of each count (none with a single process)
+        self.owner = owner_prefix(settings.worker) if settings.workers > 1 else ""
 
     @property
     def sessions(self) -> int:
@@ -155,12 +162,23 @@ class Limits:
         return int(self.table.get(UNAUTH)[0])
 
     def _count(self, key: str, delta: float, cap: float | None = None) -> bool:
-        """Change a count; False when it is at *cap* (or no room is left: fail closed)."""
+        """Change a count; False when it is at *cap* (or no room is left: fail closed).
+
+        With several workers each count also has an owner: this worker's share is kept beside it
+        (``wN|KEY``), in the same lock, so a worker that dies can be given back (``release_owner``).
+        """
+        changes = [(key, _add(delta, cap))]
+        if self.owner:
+            changes.append((self.owner + key, _add(delta)))
         try:
-            self.table.update(key, _add(delta, cap), _expired)
+            self.table.update_all(changes, _expired)
         except (_AtLimit, TableFull):
             return False
         return True
+
+    def release_owner(self, worker: int) -> list[tuple[str, float]]:
+        """What worker *worker* held (it is gone): taken off every count; (key, count) of each."""
+        return self.table.release_owned(owner_prefix(worker))
 
     def admit_connection(self, source: str) -> str | None:
         """None to accept a new connection (it now holds a slot), or why it is refused."""

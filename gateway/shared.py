@@ -113,6 +113,56 @@ class SharedTable:
                 SLOT.pack_into(self._map, index * SLOT.size, raw, *new)
             return new
 
+    def update_all(
+        self, changes: list[tuple[str, Callable[[Values], Values]]], expired: Callable[[str, Values], bool]
+    ) -> list[Values]:
+        """Several records changed as one, under one lock: every change is computed before any is
+        written, so one that raises leaves every record as it was."""
+        with self.locked():
+            planned = []
+            for key, change in changes:
+                raw = self._key(key)
+                index, _ = self._find(raw)
+                old = self._read(index)[1] if index is not None else ZERO
+                planned.append((raw, key, change(old)))
+            out = []
+            for raw, key, new in planned:
+                out.append(self._write(raw, key, new, expired))
+            return out
+
+    def _write(self, raw: bytes, key: str, new: Values, expired: Callable[[str, Values], bool]) -> Values:
+        """Put *new* under *raw* (under the lock); TableFull when a new key has no room."""
+        index, free = self._find(raw)
+        if index is None and new != ZERO:
+            if free is None:
+                self._sweep(expired)
+                index, free = self._find(raw)
+                if free is None:
+                    raise TableFull(key)
+            index = free
+        if index is not None:
+            SLOT.pack_into(self._map, index * SLOT.size, raw, *new)
+        return new
+
+    def release_owned(self, prefix: str) -> list[tuple[str, float]]:
+        """Give back what one owner held, in one lock: each record ``PREFIX+KEY`` is zeroed and its count
+        taken off ``KEY``. Returns (KEY, count) for each."""
+        wanted, out = prefix.encode("utf-8", "replace"), []
+        with self.locked():
+            for index in range(self.slots):
+                raw, values = self._read(index)
+                if raw[0] == 0 or values == ZERO or not raw.startswith(wanted):
+                    continue
+                SLOT.pack_into(self._map, index * SLOT.size, raw, *ZERO)
+                key = raw.rstrip(b"\0")[len(wanted) :].decode("utf-8", "replace")
+                found, _ = self._find(self._key(key))
+                if found is not None:
+                    held = self._read(found)[1]
+                    left = (max(0.0, held[0] - values[0]), *held[1:])
+                    SLOT.pack_into(self._map, found * SLOT.size, self._key(key), *left)
+                out.append((key, values[0]))
+        return out
+
     def take(self, key: str, when: Callable[[Values], bool]) -> Values | None:
         """The record's numbers, zeroing it, if it exists and *when* says so (atomically); else None."""
         raw = self._key(key)

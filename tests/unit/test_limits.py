@@ -49,3 +49,22 @@ def test_refusals_are_summarised_per_source_and_minute() -> None:
     assert refusals.due() == []  # the minute is not over
     assert refusals.due(everything=True) == [("a", "r", 5)]
     assert refusals.note("a", "r") is True  # a new minute starts with a record again
+
+
+def test_a_dead_workers_share_is_given_back(tmp_path: Path) -> None:
+    """Each count has an owner: what worker 2 held comes off the totals when it is gone; worker 1's stays."""
+    from gateway.shared import SharedTable  # noqa: PLC0415
+
+    table = SharedTable(slots=256)
+    one = Limits(Settings(state=tmp_path, workers=2, worker=1, max_sessions=3), table)
+    two = Limits(Settings(state=tmp_path, workers=2, worker=2, max_sessions=3), table)
+    assert one.admit_session("betty") is None
+    assert two.admit_session("betty") is None and two.admit_session("dan") is None
+    assert one.admit_session("erin") is not None  # at the limit of 3
+    assert two.admit_connection("10.0.0.1") is None
+    released = dict(one.release_owner(2))
+    assert released == {"sessions": 2.0, "principal:betty": 1.0, "principal:dan": 1.0, "unauth": 1.0,
+                        "unauth-from:10.0.0.1": 1.0}  # fmt: skip
+    assert (one.sessions, one.unauthenticated) == (1, 0)
+    assert one.admit_session("erin") is None  # room again
+    assert one.release_owner(2) == []  # given back once
