@@ -18,6 +18,7 @@ class Event(StrEnum):
     SERVER_START = "server.start"
     SERVER_DRAIN = "server.drain"
     SERVER_STOP = "server.stop"
+    WORKER_EXITED = "worker.exited"
     POLICY_SNAPSHOT = "policy.snapshot"
     POLICY_RELOAD = "policy.reload"
     POLICY_RELOAD_FAILED = "policy.reload_failed"
@@ -48,6 +49,7 @@ EVENTS: dict[Event, str] = {
     Event.SERVER_START: "the gateway started listening (address, policy digest)",
     Event.SERVER_DRAIN: "a stop began: new sessions are refused while the open ones finish",
     Event.SERVER_STOP: "the gateway stopped",
+    Event.WORKER_EXITED: "a worker process ended (its index, pid, status); the supervisor replaced it",
     Event.POLICY_SNAPSHOT: "the whole policy in force at start, in parts (for `audit grants`)",
     Event.POLICY_RELOAD: "a reload took effect: digests, who gained and lost what, keys added and removed",
     Event.POLICY_RELOAD_FAILED: "a reload was refused (the old policy stays; removed keys are still dropped)",

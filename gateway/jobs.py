@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway import notify, oplog
@@ -51,11 +52,13 @@ class HostJobs:
         )
         return cls(runtime, door, _shippers(runtime), Readiness(runtime))
 
-    def start(self, tasks: Tasks) -> None:
-        """Start every job as a task of *tasks* (and the metrics thread)."""
+    def start(self, tasks: Tasks, *, door: bool = True, workers: Callable[[], object] | None = None) -> None:
+        """Start every job as a task of *tasks* (and the metrics thread); the door too unless a worker
+        serves it. *workers* adds what each worker runs to /healthz and /readyz."""
         rt = self.runtime
-        self.exporter = _metrics(rt, self.readiness)
-        tasks.spawn(self.door.run(), "door")
+        self.exporter = _metrics(rt, self.readiness, workers)
+        if door:
+            tasks.spawn(self.door.run(), "door")
         if rt.settings.checkpoint_interval > 0:
             tasks.spawn(_checkpoints(rt), "checkpoints")
         if self.exporter is not None:
@@ -99,23 +102,30 @@ def _uid(flag: str, user: str | None) -> int | None:
         raise ConfigError(f"{flag}: no user {user!r}") from None
 
 
-def _metrics(runtime: Runtime, readiness: Readiness) -> MetricsServer | None:
+def _metrics(
+    runtime: Runtime, readiness: Readiness, workers: Callable[[], object] | None
+) -> MetricsServer | None:
     """/metrics, /healthz and /readyz, when asked for."""
     where = runtime.settings.metrics
     if where is None:
         return None
 
+    def with_workers(found: dict[str, object]) -> dict[str, object]:
+        return {**found, "workers": workers()} if workers is not None else found
+
     def health() -> dict[str, object]:
         audit, urls = runtime.audit.directory, runtime.settings.audit_syslog
         shipping = [backlog(audit, Destination.parse(u)).as_dict() for u in urls]
-        return {
-            "status": "draining" if runtime.draining else "ok",
-            "sessions": runtime.limits.sessions,  # every worker's (the shared count)
-            "policy": runtime.policy.digest,
-            "audit_shipping": shipping,
-        }
+        return with_workers(
+            {
+                "status": "draining" if runtime.draining else "ok",
+                "sessions": runtime.limits.sessions,  # every worker's (the shared count)
+                "policy": runtime.policy.digest,
+                "audit_shipping": shipping,
+            }
+        )
 
-    exporter = MetricsServer(where.host, where.port, health, readiness.snapshot)
+    exporter = MetricsServer(where.host, where.port, health, lambda: with_workers(readiness.snapshot()))
     exporter.start()
     oplog.log().info("metrics", listen=f"{where.host}:{exporter.port}")
     return exporter

@@ -38,6 +38,9 @@ STATE_FREE = Gauge(
 )
 SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
 CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
+WORKER_RESTARTS = Counter(
+    "gateway_worker_restarts", "Worker processes that died and were replaced.", registry=REGISTRY
+)
 AUTH_FAILURES = Counter("gateway_auth_failures", "Rejected keys and certificates.", registry=REGISTRY)
 TURNED_AWAY = Counter(
     "gateway_connections_turned_away",
@@ -90,6 +93,12 @@ def turn_away_label(reason: str) -> str:
 def kind_label(kind: str) -> str:
     """A refusal kind from the catalogue, or ``other``."""
     return str(kind) if kind in KINDS else "other"
+
+
+def mark_dead(pid: int) -> None:
+    """A worker is gone: its live gauges leave the sum (prometheus_client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def exposed() -> CollectorRegistry:

@@ -115,6 +115,35 @@ async def reload(runtime: Runtime, why: str) -> bool:
     return True
 
 
+async def adopt(runtime: Runtime, digest: str) -> bool:
+    """In a worker: take the policy the supervisor has just loaded and audited (``digest``), from disk.
+
+    Only that very policy is taken: if the files changed again meanwhile, this worker keeps what it
+    runs, and the supervisor's next reload (the files changed) brings every worker to the same one.
+    """
+    if digest == runtime.policy.digest:
+        return True
+    try:
+        keys, policy = await off_loop(lambda: load_snapshot(runtime.settings), RELOAD_SECONDS)
+    except Exception as exc:  # the supervisor loaded it a moment ago: a race with an edit, or a bug
+        oplog.log().warning(
+            "policy not adopted", wanted=digest[:12], why=f"{type(exc).__name__}: {exc}"[:200]
+        )
+        return False
+    if policy.digest != digest:
+        oplog.log().warning("policy not adopted", wanted=digest[:12], found=policy.digest[:12])
+        return False
+    runtime.keys, runtime.policy = keys, policy
+    return True
+
+
+def revoke(runtime: Runtime, fingerprints: list[str]) -> None:
+    """In a worker: drop the keys the supervisor dropped after a failed reload (only removals apply)."""
+    gone = {str(fp) for fp in fingerprints} & set(runtime.keys.by_fingerprint)
+    if gone:
+        runtime.keys = runtime.keys.without(gone)
+
+
 def _fingerprint(runtime: Runtime) -> Fingerprint | None:
     try:
         return fingerprint(runtime.settings.policies, runtime.settings.keys)
@@ -122,8 +151,10 @@ def _fingerprint(runtime: Runtime) -> Fingerprint | None:
         return None  # a directory swapped out mid-scan: look again next time
 
 
-async def watch(runtime: Runtime, interval: float = WATCH_INTERVAL) -> None:
-    """Poll the policy and key directories; reload when a file changes."""
+async def watch(
+    runtime: Runtime, interval: float = WATCH_INTERVAL, then: Callable[[], None] | None = None
+) -> None:
+    """Poll the policy and key directories; reload when a file changes (then call *then*)."""
     seen: Fingerprint | None = runtime.loaded_from
     while True:
         await asyncio.sleep(interval)
@@ -131,3 +162,5 @@ async def watch(runtime: Runtime, interval: float = WATCH_INTERVAL) -> None:
         if now is not None and now != seen:
             seen = now
             await reload(runtime, "file change")
+            if then is not None:
+                then()

@@ -1,4 +1,11 @@
-"""asyncssh lifecycle only: listen, run until SIGTERM/SIGINT, stop cleanly."""
+"""asyncssh lifecycle only: listen, run until SIGTERM/SIGINT, stop cleanly.
+
+Two shapes of the same thing: ``serve``, one process that listens and also
+does the host's jobs (the door, checkpoints, shipping, metrics); and
+``serve_worker``, one of the supervisor's workers (``gateway.supervisor``),
+which accepts on the supervisor's socket, follows the policy the supervisor
+loads, and leaves the host's jobs to it (worker 1 also serves the door).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,23 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Callable
+from typing import Any
 
 import asyncssh
 
 from gateway import notify, oplog
 from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
+from gateway.control import Control, Message
+from gateway.dispatch.door_server import DoorServer
 from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, refusal_summaries, write_summaries
 from gateway.policy.diff import facts
-from gateway.reload import reload, watch
+from gateway.reload import adopt, reload, revoke, watch
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sshhooks import skip_packet_logging
@@ -27,13 +38,16 @@ from gateway.tasks import Tasks
 CLOSE_GRACE = 5.0
 
 
-async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
-    """Start listening with every forwarding and non-key auth method off."""
+async def listen(runtime: Runtime, sock: socket.socket | None = None) -> asyncssh.SSHAcceptor:
+    """Start listening (on *sock*, the supervisor's, when given) with every forwarding and non-key
+    auth method off."""
     settings = runtime.settings
+    where: dict[str, object] = (
+        {"sock": sock} if sock is not None else {"host": settings.listen.host, "port": settings.listen.port}
+    )
     return await asyncssh.create_server(
         lambda: GatewayServer(runtime),
-        settings.listen.host,
-        settings.listen.port,
+        **where,
         server_host_keys=[load_or_create_host_key(settings.state)],
         server_version="gateway",
         encoding=None,
@@ -46,7 +60,6 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
         host_based_auth=False,
         gss_host=None,
         login_timeout=settings.login_timeout,
-        reuse_port=settings.reuse_port,
         # The offer is narrowed per client to the fast ciphers it has (sshhooks.install_kex_hooks).
         encryption_algs=list(runtime.algorithms.ciphers),
         mac_algs=list(runtime.algorithms.macs),
@@ -54,89 +67,133 @@ async def listen(runtime: Runtime) -> asyncssh.SSHAcceptor:
     )
 
 
-async def serve(
-    settings: Settings, on_ready: Callable[[str, int], None], children: tuple[int, ...] = ()
-) -> None:
-    """Run the gateway until SIGTERM or SIGINT; *on_ready* gets the bound address.
+def announce(runtime: Runtime, listen: str, **fields: Any) -> None:
+    """``server.start``, then the whole policy in force as ``policy.snapshot`` (for ``audit grants``)."""
+    runtime.audit.emit(Event.SERVER_START, listen=listen, policy=runtime.policy.digest, **fields)
+    for part in snapshot_records(sorted(facts(runtime.policy)), runtime.policy.digest):
+        runtime.audit.emit(Event.POLICY_SNAPSHOT, **part)
 
-    With several workers, the first (``worker == 0``) also does the once-per-host
-    jobs (crash recovery, reaping sidekicks, checkpoints, metrics) and passes
-    SIGTERM and SIGHUP on to the *children*.
-    """
-    primary = settings.worker == 0
-    runtime = Runtime.start(settings)
-    skip_packet_logging()
-    jobs = None
-    if primary:
-        mark_interrupted(settings.state, runtime.audit)
-        await reap_sidekicks(runtime)
-        jobs = HostJobs.prepare(runtime)
-    acceptor = await listen(runtime)
-    port = acceptor.get_port()
-    runtime.audit.emit(
-        Event.SERVER_START, listen=f"{settings.listen.host}:{port}", policy=runtime.policy.digest
-    )
-    if primary:  # the policy in force, for `audit grants` (reloads then carry only the change)
-        for part in snapshot_records(sorted(facts(runtime.policy)), runtime.policy.digest):
-            runtime.audit.emit(Event.POLICY_SNAPSHOT, **part)
+
+def started(runtime: Runtime, listen: str) -> None:
+    """The operator's lines once the gateway listens: systemd's READY, and K_0's warning."""
+    settings = runtime.settings
+    oplog.configure(settings.log_format)
+    oplog.log().info("started", listen=listen, workers=settings.workers)
+    notify.ready(f"listening on {listen}")
+    if (settings.state / "audit" / "initial.key").exists():  # after the first line: it stays first
+        oplog.log().warning(
+            "initial key still on this host",
+            path=str(settings.state / "audit" / "initial.key"),
+            why="root here can recompute every MAC and rewrite the chain",
+            fix="gateway audit export-key",
+        )
+
+
+def stop_signals() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
 
+
+def hangup_signals() -> asyncio.Event:
+    """Set on SIGHUP (several at once fold into one)."""
     hangups = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangups.set)
+    return hangups
 
-    def hangup() -> None:
-        _signal_children(children, signal.SIGHUP)
-        hangups.set()
 
-    loop.add_signal_handler(signal.SIGHUP, hangup)
-    on_ready(settings.listen.host, port)
-    oplog.configure(settings.log_format)
-    if primary:  # the "listening on" line stays the first line on stdout
-        oplog.log().info("started", listen=f"{settings.listen.host}:{port}", workers=settings.workers)
-        notify.ready(f"listening on {settings.listen.host}:{port}")
-        if (settings.state / "audit" / "initial.key").exists():  # after the first line: it stays first
-            oplog.log().warning(
-                "initial key still on this host",
-                path=str(settings.state / "audit" / "initial.key"),
-                why="root here can recompute every MAC and rewrite the chain",
-                fix="gateway audit export-key",
-            )
+async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
+    """Run the gateway in this one process until SIGTERM or SIGINT; *on_ready* gets the bound address."""
+    runtime = Runtime.start(settings)
+    skip_packet_logging()
+    mark_interrupted(settings.state, runtime.audit)
+    await reap_sidekicks(runtime)
+    jobs = HostJobs.prepare(runtime)
+    acceptor = await listen(runtime)
+    where = f"{settings.listen.host}:{acceptor.get_port()}"
+    announce(runtime, where)
+    stop, hangups = stop_signals(), hangup_signals()
+    on_ready(settings.listen.host, acceptor.get_port())
+    started(runtime, where)
     async with Tasks("server") as tasks:
-        tasks.spawn(_reload_on_hangup(runtime, hangups), "sighup")
+        tasks.spawn(reload_on_hangup(runtime, hangups), "sighup")
         tasks.spawn(watch(runtime), "watch")
         tasks.spawn(refusal_summaries(runtime), "refusals")
-        if jobs is not None:
-            jobs.start(tasks)
+        jobs.start(tasks)
         try:
             await stop.wait()
         finally:
-            if primary:
-                notify.stopping()
-            _signal_children(children, signal.SIGTERM)
+            notify.stopping()
             await _shutdown(runtime, acceptor)
-            if jobs is not None:
-                await jobs.finish()
-            oplog.log().info("stopped")
+            finish(runtime)
+            await jobs.finish()
+            await close(runtime)
 
 
-async def _reload_on_hangup(runtime: Runtime, hangups: asyncio.Event) -> None:
-    """Reload once per SIGHUP (several at once fold into one), off the signal handler."""
+async def serve_worker(
+    settings: Settings, listener: socket.socket, door: DoorServer | None, control: Control
+) -> None:
+    """One of the supervisor's workers, until SIGTERM (or the supervisor's end)."""
+    runtime = Runtime.start(settings)
+    skip_packet_logging()
+    acceptor = await listen(runtime, listener)
+    stop = stop_signals()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
+    oplog.configure(settings.log_format)
+    follow_supervisor(runtime, control, stop)
+    async with Tasks(f"worker{settings.worker}") as tasks:
+        tasks.spawn(refusal_summaries(runtime), "refusals")
+        if door is not None:  # the door's tickets live in one process: worker 1's
+            door.rt = runtime
+            tasks.spawn(door.run(unlink=False), "door")
+        try:
+            await stop.wait()
+        finally:
+            control.close()
+            await _shutdown(runtime, acceptor)
+            await close(runtime)
+
+
+def follow_supervisor(runtime: Runtime, control: Control, stop: asyncio.Event) -> None:
+    """Run the policy the supervisor names, drop the keys it drops, and say what this worker runs."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def report() -> None:
+        control.send({"policy": runtime.policy.digest, "pid": os.getpid(), "worker": runtime.settings.worker})
+
+    async def apply(message: Message) -> None:
+        if isinstance(message.get("policy"), str):
+            await adopt(runtime, message["policy"])
+        if isinstance(message.get("revoke"), list):
+            revoke(runtime, message["revoke"])
+        report()
+
+    def on_message(message: Message) -> None:
+        task = asyncio.get_running_loop().create_task(apply(message), name="control")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    control.listen(on_message, stop.set)  # the supervisor gone: this worker ends too
+    report()
+
+
+async def reload_on_hangup(
+    runtime: Runtime, hangups: asyncio.Event, then: Callable[[], None] | None = None
+) -> None:
+    """Reload once per SIGHUP (several at once fold into one), off the signal handler; then call *then*."""
     while True:
         await hangups.wait()
         hangups.clear()
         notify.reloading()
         applied = await reload(runtime, "SIGHUP")
+        if then is not None:
+            then()
         notify.reloaded(
             f"policy {runtime.policy.digest[:12]}" + ("" if applied else " (the reload was refused)")
         )
-
-
-def _signal_children(children: tuple[int, ...], sig: signal.Signals) -> None:
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 async def _drain(runtime: Runtime) -> None:
@@ -153,6 +210,7 @@ async def _drain(runtime: Runtime) -> None:
 
 
 async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
+    """Stop accepting, drain, close every connection, and let the sessions write their end."""
     runtime.draining = True
     acceptor.close()
     await acceptor.wait_closed()
@@ -166,9 +224,17 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
         CLOSE_GRACE
     )  # their children are being ended: let them write session.end
     write_summaries(runtime, everything=True)
+
+
+def finish(runtime: Runtime) -> None:
+    """The gateway's last records (``server.stop``, a signed checkpoint), then close (after its jobs)."""
     with contextlib.suppress(Exception):
         runtime.audit.emit(Event.SERVER_STOP)
     with contextlib.suppress(OSError, ValueError):
         runtime.write_checkpoint()
+
+
+async def close(runtime: Runtime) -> None:
+    """Close the engine client and the audit log."""
     await runtime.engine.close()
     runtime.audit.close()

@@ -73,10 +73,10 @@ class Settings(BaseModel):
     auth_failure_limit: int = 20
     metrics: Listen | None = None
     log_format: str = "json"
-    #: processes sharing the listening port (SO_REUSEPORT); this one's index
+    #: worker processes (more than one: a supervisor and its workers, on one socket);
+    #: this one's index (0: the supervisor, or the only process)
     workers: int = 1
     worker: int = 0
-    reuse_port: bool = False
     #: the lean channel-data path (gateway.sshfast); False: asyncssh's own packet path only
     lean_path: bool = True
     trusted_user_ca_keys: Path | None = None

@@ -133,17 +133,22 @@ class DoorServer:
         self.tickets = TicketBook()
         self.tasks = Tasks("door")
 
-    async def run(self) -> None:
-        """Accept on both sockets until cancelled."""
+    async def run(self, *, unlink: bool = True) -> None:
+        """Accept on both sockets until cancelled; then close them (and, with *unlink*, remove their files:
+        a supervisor's worker leaves them to the supervisor, which keeps them across worker restarts)."""
         try:
             await asyncio.gather(self._accept(self.sock, keys=False), self._accept(self.keys_sock, keys=True))
         finally:
-            for sock in (self.sock, self.keys_sock):
-                sock.close()
-            for path in self.paths:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            self.close(unlink=unlink)
             await self.tasks.cancel_all()
+
+    def close(self, *, unlink: bool = True) -> None:
+        """Close both sockets; with *unlink*, remove their files."""
+        for sock in (self.sock, self.keys_sock):
+            sock.close()
+        for path in self.paths if unlink else ():
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     async def _accept(self, listener: socket.socket, *, keys: bool) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 0: the ground everything stands on
     ("events", "errors", "shared", "sizes", "textsafe", "safefile", "fdwait", "tasks", "loop", "oplog", "notify",
      "exits", "diskspace", "environment", "command", "settings", "algorithms", "hostkey", "strictmodes",
-     "metrics", "limits", "openssh_setup", "channel"),
+     "metrics", "limits", "openssh_setup", "channel", "control"),
     # 1: what may be done: policy, keys, requests
     ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys"),
     # 2: the means: the chain, the engine, confinement, recordings, the stored sessions, the door's wire
@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 4: one session, decided, audited, run and recorded; the runtime it runs in
     ("session", "runtime", "reload", "readiness"),
     # 5: the transports and the server around them
-    ("auth", "ssh_channel", "dispatch", "jobs", "server", "workers", "claim"),
+    ("auth", "ssh_channel", "dispatch", "jobs", "server", "supervisor", "workers", "claim"),
     # 6: the command line
     ("cli", "entry", "door", "__main__", ""),
 ]  # fmt: skip
