@@ -60,10 +60,14 @@ class Runtime:
     moderation: ModerationBoard = field(default_factory=ModerationBoard)
 
     @classmethod
-    def start(cls, settings: Settings) -> Runtime:
-        """Load everything; raise LoadError or ConfigError before anything listens."""
+    def start(cls, settings: Settings, loaded: tuple[KeyRing, Policy] | None = None) -> Runtime:
+        """Load everything; raise LoadError or ConfigError before anything listens.
+
+        *loaded*: the keys and policy already in force (a worker starts with its supervisor's, never
+        reading the files itself: one policy for the whole gateway, and no file can stop a worker).
+        """
         loaded_from = fingerprint(settings.policies, settings.keys)  # before: no change is missed
-        keys, policy = load_snapshot(settings)
+        keys, policy = loaded if loaded is not None else load_snapshot(settings)
         try:
             settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:

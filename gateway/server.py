@@ -28,6 +28,8 @@ from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, refusal_summaries, write_summaries
+from gateway.keys import KeyRing
+from gateway.policy.compiled import Policy
 from gateway.policy.diff import facts
 from gateway.reload import adopt, reload, revoke, watch
 from gateway.runtime import Runtime
@@ -134,10 +136,15 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
 
 
 async def serve_worker(
-    settings: Settings, listener: socket.socket, door: DoorServer | None, control: Control
+    settings: Settings,
+    listener: socket.socket,
+    door: DoorServer | None,
+    control: Control,
+    loaded: tuple[KeyRing, Policy],
 ) -> None:
-    """One of the supervisor's workers, until SIGTERM (or the supervisor's end)."""
-    runtime = Runtime.start(settings)
+    """One of the supervisor's workers, until SIGTERM (or the supervisor's end), starting with the keys
+    and policy the supervisor has in force (*loaded*)."""
+    runtime = Runtime.start(settings, loaded)
     skip_packet_logging()
     acceptor = await listen(runtime, listener)
     stop = stop_signals()

@@ -162,7 +162,9 @@ class Supervisor:
                 self.held.close()  # the supervisor holds the address's name
             settings = self.settings.model_copy(update={"worker": index})
             door = self.door if index == 1 else None
-            loop.run(serve_worker(settings, self.listener, door, control))
+            assert self.rt is not None
+            loaded = (self.rt.keys, self.rt.policy)  # the supervisor's: one policy, never read again here
+            loop.run(serve_worker(settings, self.listener, door, control, loaded))
         except BaseException as exc:  # whatever ended it, the worker leaves with a status, and says why
             status = 1
             with contextlib.suppress(Exception):
