@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,6 @@ from gateway.audit import chain, store
 from gateway.audit.store import ChainState
 from gateway.errors import AuditUnavailable
 from gateway.events import Event
-
-
-def timestamp() -> str:
-    """The same ISO UTC form as structlog's TimeStamper(fmt="iso", utc=True)."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def event(name: str, **fields: Any) -> dict[str, Any]:
-    """An event dict as the structlog pipeline makes it: name, timestamp, no empty fields."""
-    return {"event": name, "ts": timestamp(), **{k: v for k, v in fields.items() if v is not None}}
 
 
 class ChainWriter:
