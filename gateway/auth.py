@@ -73,10 +73,13 @@ class GatewayServer(asyncssh.SSHServer):
         self.rt.connections.add(conn)
         install_certificate_hook(conn, self._validate_certificate)
         install_kex_hooks(conn, self.rt.algorithms.offer)
-        self._lean = self.rt.settings.lean_path and sshfast.available(conn)
+        parts = self.rt.settings.lean_parts if self.rt.settings.lean_path else ()
+        self._lean = bool(parts) and sshfast.available(conn)
         if self._lean:  # serve --no-lean-path: asyncssh's own packet path only
-            install_lean_sends(conn)
-            install_lean_receive(conn)
+            if "send" in parts:
+                install_lean_sends(conn)
+            if "receive" in parts:
+                install_lean_receive(conn)
         install_quickack(conn)  # wraps the lean data_received for the handshake
         host, port = (conn.get_extra_info("peername") or ("?", 0))[:2]
         self.peer_host = str(host)
@@ -205,7 +208,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
-        if self._lean and sshfast.channel_ready(chan):
+        if self._lean and "channel" in self.rt.settings.lean_parts and sshfast.channel_ready(chan):
             install_lean_channel(chan)
         number = self._sessions
 

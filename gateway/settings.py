@@ -79,4 +79,6 @@ class Settings(BaseModel):
     worker: int = 0
     #: the lean channel-data path (gateway.sshfast); False: asyncssh's own packet path only
     lean_path: bool = True
+    #: which parts of it (all, as shipped; fewer only to measure what each buys)
+    lean_parts: tuple[str, ...] = ("send", "receive", "channel")
     trusted_user_ca_keys: Path | None = None

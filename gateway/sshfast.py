@@ -39,7 +39,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway import oplog
-from gateway.sshhooks import PACKET_DEBUG_LEVEL
 
 #: the one asyncssh release the lean path was written and tested against (its private names move
 #: between patch releases: 2.24.1 added ``_max_recv_pktlen`` and moved the window decrement)
@@ -51,7 +50,7 @@ CONNECTION_NAMES = (
     "_rekey_bytes_sent", "_enc_alg_sc", "_send_disconnect", "_reset_keepalive_timer", "_recv_handler",
     "_pktlen", "_packet", "_max_recv_pktlen", "_keepalive_timer", "_keepalive_interval", "_force_close",
     "_decompressor", "_channels", "_auth_final", "_auth_complete", "_send_encryption", "_send_enchdrlen",
-    "_send_blocksize", "_rekey_time", "_rekey_seconds", "_rekey_bytes", "_recv_pkthdr", "_recv_packet",
+    "_send_blocksize", "_rekey_time", "_rekey_seconds", "_rekey_bytes", "_recv_pkthdr",
     "_kex_complete", "_compressor",
 )  # fmt: skip
 #: and of a channel
@@ -60,6 +59,10 @@ CHANNEL_NAMES = (
     "_send_pktsize", "_send_paused", "_send_buf", "_init_recv_window", "_encoding", "_deliver_data",
 )  # fmt: skip
 _warned: list[str] = []
+#: set on a connection whose sends go the lean way
+LEAN_SENDS = "_gateway_lean_sends"
+#: the parts of the lean path, each on its own (``serve --lean-parts``, for measuring what each buys)
+PARTS = ("send", "receive", "channel")
 
 
 def available(conn: object) -> bool:
@@ -97,14 +100,17 @@ _COUNTER = 0xFFFFFFFFFFFFFFFF
 
 
 def _steady(conn: Any) -> bool:
-    """Whether *conn* may send the lean way now (asyncssh's send_packet would just send)."""
+    """Whether *conn* is in its steady state, the one test every lean step makes: keys exchanged, the
+    user authenticated, no compression, no rekey due, no CBC cipher, data not being logged. Outside
+    it, every packet, sent or received, takes asyncssh's own path."""
     return bool(
         conn._kex_complete
         and conn._auth_complete
         and conn._compressor is None
+        and conn._decompressor is None
         and conn._rekey_bytes_sent < conn._rekey_bytes
         and not (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)
-        and SSHLogger._debug_level < PACKET_DEBUG_LEVEL
+        and SSHLogger._debug_level < DATA_DEBUG_LEVEL
         and b"-cbc" not in conn._enc_alg_sc
     )
 
@@ -121,6 +127,7 @@ def install_lean_sends(conn: asyncssh.SSHServerConnection) -> None:
     them, and asyncssh's whole path.
     """
     original = conn.send_packet
+    setattr(conn, LEAN_SENDS, True)
 
     def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
         if pkttype == MSG_IGNORE and args == _EMPTY_STRING:
@@ -194,6 +201,12 @@ def channel_writer(chan: SSHChannel[Any], datatype: asyncssh.DataType) -> Callab
     for the window or for a key exchange to end).
     """
     conn: Any = chan.get_connection()
+    if not getattr(conn, LEAN_SENDS, False):  # serve --no-lean-path, or not this asyncssh: its own path
+
+        def plain(data: bytes) -> None:
+            chan.write(data, datatype)
+
+        return plain
     kind = _DATA if datatype is None else bytes((MSG_CHANNEL_EXTENDED_DATA,))
     extended = b"" if datatype is None else datatype.to_bytes(4, "big")
 
@@ -226,7 +239,6 @@ def _channel_data(chan: Any, data: bytes) -> bool:
         or chan._recv_paused is not False
         or chan._encoding is not None
         or chan._send_state in ("close_pending", "closed")
-        or SSHLogger._debug_level >= DATA_DEBUG_LEVEL
     ):
         return False
     size = len(data)
@@ -258,16 +270,6 @@ def install_lean_channel(chan: SSHChannel[Any]) -> None:
     setattr(chan, "process_packet", process_packet)  # noqa: B010 - the connection looks it up per packet
 
 
-class _Decrypted:
-    """An encryption whose only packet is already decrypted: asyncssh's own code then handles it."""
-
-    def __init__(self, plain: bytes) -> None:
-        self.plain = plain
-
-    def decrypt_packet(self, *_args: Any) -> bytes:
-        return self.plain
-
-
 def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
     """Whole AES-GCM packets after authentication, read at their header: IGNORE and channel data lean.
 
@@ -276,22 +278,18 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
     packet is already in, it is decrypted at once (the same key and nonce; a
     failed tag is left to asyncssh, which decrypts again, fails and reports
     it); an IGNORE is dropped, and data for a known channel goes to that
-    channel. Anything else goes to asyncssh's own code, handed the packet
-    already decrypted. The connection's ``data_received`` skips asyncssh's
-    keepalive reset when no keepalive is set (the gateway sets none).
+    channel, and only then is anything consumed. Anything else goes to
+    asyncssh's own code from its first step, which decrypts the packet again
+    (never re-entered mid-packet). The connection's ``data_received`` skips
+    asyncssh's keepalive reset when no keepalive is set (the gateway sets none).
     """
-    state: Any = conn  # asyncssh's internals, as they are in the pinned versions
-    read_header, read_packet = conn._recv_pkthdr, conn._recv_packet
+    state: Any = conn  # asyncssh's internals, as they are in the pinned version
+    read_header = conn._recv_pkthdr
 
     def recv_pkthdr() -> bool:
         encryption = state._recv_encryption
         inpbuf: bytes = state._inpbuf
-        if (
-            type(encryption) is not GCMEncryption
-            or not state._auth_complete
-            or state._decompressor is not None
-            or SSHLogger._debug_level >= PACKET_DEBUG_LEVEL
-        ):
+        if type(encryption) is not GCMEncryption or not _steady(state):
             return bool(read_header())
         pktlen = int.from_bytes(inpbuf[:4], "big")
         end = 4 + pktlen + GCM_TAG
@@ -302,36 +300,33 @@ def install_lean_receive(conn: asyncssh.SSHServerConnection) -> None:
         try:
             plain = _aead(cipher).decrypt(iv, inpbuf[4:end], inpbuf[:4])
         except InvalidTag:
-            return bool(read_header())
-        cipher._iv = _next_iv(iv)
+            return bool(read_header())  # asyncssh decrypts it again, fails, and disconnects
         payload = plain[1 : -plain[0]]
         kind = payload[:1]
-        seq = state._recv_seq
         if kind == _IGNORE and int.from_bytes(payload[1:5], "big") == len(payload) - 5:
-            state._inpbuf = inpbuf[end:]
-            if state._transport:  # _finish_recv_packet for an IGNORE
-                state._recv_seq = (seq + 1) & 0xFFFFFFFF
+            _received(state, cipher, iv, end)
             return True
         if kind == _DATA and int.from_bytes(payload[5:9], "big") == len(payload) - 9:
             channel = state._channels.get(int.from_bytes(payload[1:5], "big"))
             if channel is not None and _channel_data(channel, payload[9:]):
-                state._inpbuf = inpbuf[end:]
+                _received(state, cipher, iv, end)
                 state._auth_final = True  # _finish_recv_packet for a connection-layer packet
-                if state._transport:
-                    state._recv_seq = (seq + 1) & 0xFFFFFFFF
                 return True
-        # asyncssh's own code, as if its header step had run, with the packet already decrypted
-        blocksize = state._recv_blocksize
-        state._packet, state._inpbuf, state._pktlen = inpbuf[:blocksize], inpbuf[blocksize:], pktlen
-        state._recv_encryption = _Decrypted(plain)
-        try:
-            return bool(read_packet())
-        finally:
-            if type(state._recv_encryption) is _Decrypted:  # not replaced by a NEWKEYS meanwhile
-                state._recv_encryption = encryption
+        # Anything else (rare: window adjusts, requests, EOF, a key exchange) goes to asyncssh's own
+        # code from its first step: nothing was consumed, and it decrypts the packet again itself.
+        return bool(read_header())
 
     setattr(conn, "_recv_pkthdr", recv_pkthdr)  # noqa: B010 - looked up after every packet
     setattr(conn, "data_received", _reader(state))  # noqa: B010 - the transport looks it up per read
+
+
+def _received(state: Any, cipher: GCMCipher, iv: bytes, end: int) -> None:
+    """What asyncssh's _recv_packet and _finish_recv_packet do for a packet taken here: the nonce,
+    the input consumed, the sequence number."""
+    cipher._iv = _next_iv(iv)
+    state._inpbuf = state._inpbuf[end:]
+    if state._transport:
+        state._recv_seq = (state._recv_seq + 1) & 0xFFFFFFFF
 
 
 def _reader(state: Any) -> Callable[..., None]:

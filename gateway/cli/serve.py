@@ -144,11 +144,22 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     is_flag=True,
     help="asyncssh's own packet path only (the lean channel-data path off).",
 )
+@click.option(
+    "--lean-parts",
+    default="send,receive,channel",
+    hidden=True,
+    help="For measuring: the parts of the lean path to use (send, receive, channel).",
+)
 @policies_option
 @keys_option
 @state_option
 def serve(
-    listen: str, metrics: str | None, no_strict_modes: bool, no_lean_path: bool, **options: Any
+    listen: str,
+    metrics: str | None,
+    no_strict_modes: bool,
+    no_lean_path: bool,
+    lean_parts: str,
+    **options: Any,
 ) -> None:
     """Run the SSH gateway."""
     from gateway.settings import Listen, Settings  # noqa: PLC0415 - pydantic: only where needed
@@ -173,6 +184,7 @@ def serve(
             metrics=Listen.parse(metrics) if metrics else None,
             strict_modes=not no_strict_modes,
             lean_path=not no_lean_path,
+            lean_parts=tuple(p for p in lean_parts.split(",") if p),
             **options,
         )
         run(settings, ready)
