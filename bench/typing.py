@@ -202,12 +202,15 @@ def curve(
     clients: int,
     extra: tuple[str, ...] = (),
     before: Path | None = None,
+    variants: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """Both servers at each point, alternating, *rounds* times.
 
     With *before* (another checkout, e.g. ``git worktree add /tmp/before
     REV``), that checkout's gateway takes its turn in every round too, with
     the same options: the before-and-after of CPU per echo on the same load.
+    Each of *variants* (name: more ``serve`` options, e.g. ``--no-lean-path``) is this checkout's
+    gateway with those options, taking its turn in every round too.
     """
     out: dict[str, Any] = {
         "points": {},
@@ -230,13 +233,22 @@ def curve(
                 if before is not None
                 else None
             )
+            others = {
+                name: stack.enter_context(running_gateway(base / name, key, extra=(*limits, *extra, *more)))
+                for name, more in (variants or {}).items()
+            }
             sshd_port = stack.enter_context(sshd(base / "sshd", forced))
             sshd_pid = int((base / "sshd" / "sshd.pid").read_text())
             for typists in points:
                 rows: dict[str, list[dict[str, Any]]] = {"gateway": [], "sshd": []}
                 if old is not None:
                     rows["before"] = []
+                rows.update({name: [] for name in others})
                 for _ in range(rounds):
+                    for name, other in others.items():
+                        rows[name].append(
+                            round_(other.port, key, "cat", typists, clients, seconds, [other.pid])
+                        )
                     if old is not None:
                         rows["before"].append(
                             round_(old.port, key, "cat", typists, clients, seconds, [old.pid])
@@ -312,6 +324,29 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {typists} | {cell(old, 'server_cpu_per_echo_ms')} | {cell(new, 'server_cpu_per_echo_ms')}"
                 f" | {ratio:.2f} | {cell(old, 'p50_ms')} / {cell(old, 'p99_ms')} |"
             )
+    names = [n for n in next(iter(result["points"].values()), {}) if n not in ("gateway", "sshd", "before")]
+    if names:
+        lines += [
+            "",
+            "Variants, the same rounds (CPU per echo ms; ratio to the gateway as shipped, and to sshd):",
+            "",
+        ]
+        lines += ["| typists | as shipped | " + " | ".join(names) + " | sshd |"]
+        lines += ["| --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
+        for typists, sides in result["points"].items():
+            shipped = sides["gateway"]["server_cpu_per_echo_ms"]
+            cells = []
+            for name in names:
+                v = sides[name]["server_cpu_per_echo_ms"]
+                cells.append(
+                    f"{cell(sides[name], 'server_cpu_per_echo_ms')}"
+                    + (f" = {v['median'] / shipped['median']:.2f}x" if v and shipped else "")
+                )
+            lines.append(
+                f"| {typists} | {cell(sides['gateway'], 'server_cpu_per_echo_ms')} | "
+                + " | ".join(cells)
+                + f" | {cell(sides['sshd'], 'server_cpu_per_echo_ms')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -367,7 +402,14 @@ def main() -> None:
         "--before", type=Path, help="Another checkout whose gateway takes a turn in every round."
     )
     parser.add_argument("--name", default="typing", help="Result file name (NAME.json, NAME.md, NAME.png).")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=SERVE-ARGS: this checkout's gateway with more options, in every round (repeatable).",
+    )
     args = parser.parse_args()
+    variants = {v.split("=", 1)[0]: tuple(v.split("=", 1)[1].split()) for v in args.variant}
     result = curve(
         [int(p) for p in args.points.split(",")],
         args.rounds,
@@ -375,6 +417,7 @@ def main() -> None:
         args.clients,
         tuple(args.serve_args.split()),
         args.before,
+        variants,
     )
     result["serve_args"] = args.serve_args
     words = args.serve_args.split()
