@@ -3,8 +3,10 @@
 Two shapes of the same thing: ``serve``, one process that listens and also
 does the host's jobs (the door, checkpoints, shipping, metrics); and
 ``serve_worker``, one of the supervisor's workers (``gateway.supervisor``),
-which accepts on the supervisor's socket, follows the policy the supervisor
-loads, and leaves the host's jobs to it (worker 1 also serves the door).
+which listens on the supervisor's port with its own socket (``SO_REUSEPORT``:
+the kernel spreads connections over the workers), follows the policy the
+supervisor loads, and leaves the host's jobs to it (worker 1 also serves the
+door).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -40,16 +41,15 @@ from gateway.tasks import Tasks
 CLOSE_GRACE = 5.0
 
 
-async def listen(runtime: Runtime, sock: socket.socket | None = None) -> asyncssh.SSHAcceptor:
-    """Start listening (on *sock*, the supervisor's, when given) with every forwarding and non-key
-    auth method off."""
+async def listen(runtime: Runtime, *, reuse_port: bool = False) -> asyncssh.SSHAcceptor:
+    """Start listening with every forwarding and non-key auth method off (*reuse_port*: beside the
+    other workers, each with its own socket: the kernel spreads connections over them)."""
     settings = runtime.settings
-    where: dict[str, object] = (
-        {"sock": sock} if sock is not None else {"host": settings.listen.host, "port": settings.listen.port}
-    )
     return await asyncssh.create_server(
         lambda: GatewayServer(runtime),
-        **where,
+        settings.listen.host,
+        settings.listen.port,
+        reuse_port=reuse_port,
         server_host_keys=[load_or_create_host_key(settings.state)],
         server_version="gateway",
         encoding=None,
@@ -136,17 +136,13 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
 
 
 async def serve_worker(
-    settings: Settings,
-    listener: socket.socket,
-    door: DoorServer | None,
-    control: Control,
-    loaded: tuple[KeyRing, Policy],
+    settings: Settings, door: DoorServer | None, control: Control, loaded: tuple[KeyRing, Policy]
 ) -> None:
     """One of the supervisor's workers, until SIGTERM (or the supervisor's end), starting with the keys
-    and policy the supervisor has in force (*loaded*)."""
+    and policy the supervisor has in force (*loaded*), on the port the supervisor holds."""
     runtime = Runtime.start(settings, loaded)
     skip_packet_logging()
-    acceptor = await listen(runtime, listener)
+    acceptor = await listen(runtime, reuse_port=True)
     stop = stop_signals()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
     oplog.configure(settings.log_format)

@@ -1,9 +1,11 @@
 """``serve --workers N`` (N > 1): a supervisor that serves no client, and N workers that do.
 
-As uvicorn's and gunicorn's: the supervisor binds the listening socket (and
-the door's), loads the policy, writes the gateway's own records (start,
+As uvicorn's and gunicorn's: the supervisor holds the port (bound, never
+listening) and the door's sockets, loads the policy, writes the gateway's own records (start,
 snapshot, reloads, stop, checkpoints), ships the chain, serves /metrics, and
-forks the workers, which accept on the one socket it holds. It watches each
+forks the workers, each listening on that port with its own ``SO_REUSEPORT``
+socket (the kernel spreads connections evenly over them; a dead worker's
+socket leaves the group, and new connections go to the others). It watches each
 worker through a pidfd: a worker that dies is replaced at once (its index
 kept), with a ``worker.exited`` record and ``gateway_worker_restarts``, and
 what it held in the shared limits is given back first (each count has an
@@ -30,7 +32,7 @@ from gateway import loop, metrics, notify, oplog
 from gateway.claim import Claim
 from gateway.control import Control, Message
 from gateway.dispatch.door_server import DoorServer
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
@@ -47,12 +49,14 @@ from gateway.server import (
     started,
     stop_signals,
 )
-from gateway.settings import Settings
+from gateway.settings import Listen, Settings
 from gateway.tasks import Tasks
 
 #: how long the workers have to drain and stop once told to, beyond --drain-seconds
 STOP_GRACE = 15.0
 PR_SET_PDEATHSIG = 1
+#: how long the workers may take to start listening
+START_SECONDS = 60.0
 #: a worker that dies this soon after its start is restarted after a growing delay
 QUICK_DEATH = 1.0
 RESTART_FIRST = 0.1
@@ -72,19 +76,30 @@ class Worker:
     started: float = field(default_factory=time.time)
 
 
-def bind(settings: Settings) -> socket.socket:
-    """The one listening socket every worker accepts on."""
+def reserve(settings: Settings) -> socket.socket:
+    """The port, held for the supervisor's life: bound with ``SO_REUSEPORT`` but never listening (so it
+    takes no connection), which lets each worker listen there with its own socket (the kernel spreads
+    connections evenly over them) and a restarted worker find the same port."""
     family = socket.AF_INET6 if ":" in settings.listen.host else socket.AF_INET
-    return socket.create_server((settings.listen.host, settings.listen.port), family=family, backlog=1024)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((settings.listen.host, settings.listen.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def supervise(settings: Settings, on_ready: Callable[[str, int], None], held: Claim | None) -> None:
     """Run the supervisor and its workers until SIGTERM."""
-    listener = bind(settings)
+    port = reserve(settings)
     try:
-        loop.run(Supervisor(settings, listener, held).run(on_ready))
+        listen = Listen(host=settings.listen.host, port=int(port.getsockname()[1]))
+        loop.run(Supervisor(settings.model_copy(update={"listen": listen}), port, held).run(on_ready))
     finally:
-        listener.close()
+        port.close()
 
 
 class Supervisor:
@@ -97,6 +112,8 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self.gone = asyncio.Event()
+        #: set once every worker has said it listens
+        self.listening = asyncio.Event()
         self.rt: Runtime | None = None
         self.door: DoorServer | None = None
         #: the key fingerprints in force when the workers were last told
@@ -115,6 +132,13 @@ class Supervisor:
         load_or_create_host_key(self.settings.state)  # once, here: workers must not race to make it
         for index in range(1, self.settings.workers + 1):
             self._start(index)
+        try:  # each worker reports once it listens: only then is the gateway ready
+            await asyncio.wait_for(self.listening.wait(), START_SECONDS)
+        except TimeoutError:
+            for worker in list(self.workers.values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+            raise ConfigError(f"the workers did not start within {START_SECONDS:g} s") from None
         port = int(self.listener.getsockname()[1])
         where = f"{self.settings.listen.host}:{port}"
         announce(rt, where, workers=self.settings.workers)
@@ -164,7 +188,8 @@ class Supervisor:
             door = self.door if index == 1 else None
             assert self.rt is not None
             loaded = (self.rt.keys, self.rt.policy)  # the supervisor's: one policy, never read again here
-            loop.run(serve_worker(settings, self.listener, door, control, loaded))
+            self.listener.close()  # the supervisor's hold on the port; the worker listens with its own
+            loop.run(serve_worker(settings, door, control, loaded))
         except BaseException as exc:  # whatever ended it, the worker leaves with a status, and says why
             status = 1
             with contextlib.suppress(Exception):
@@ -174,6 +199,8 @@ class Supervisor:
     def _reported(self, worker: Worker, message: Message) -> None:
         if isinstance(message.get("policy"), str):
             worker.policy = message["policy"]
+            if all(w.policy for w in self.workers.values()) and len(self.workers) == self.settings.workers:
+                self.listening.set()
             if self.rt is not None and worker.policy != self.rt.policy.digest:
                 worker.control.send({"policy": self.rt.policy.digest})  # it started on another one
 
