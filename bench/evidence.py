@@ -16,6 +16,7 @@ from bench.connect import rsyslog
 from gateway.audit import AuditLog
 from gateway.audit.ship import Shipper
 from gateway.audit.syslog import Destination
+from gateway.events import Event
 from gateway.evidence.grep import grep_recording
 
 
@@ -40,7 +41,7 @@ def shipping(records: int = 20_000, runs: int = 15) -> dict[str, Any]:
         audit = Path(tmp) / "audit"
         log = AuditLog(audit)
         for i in range(records):
-            log.emit("session.start", session_id=f"{i:016x}", principal="bench", action="memory")
+            log.emit(Event.SESSION_START, session_id=f"{i:016x}", principal="bench", action="memory")
         log.close()
         with rsyslog(Path(tmp) / "rsyslog") as port:
             seconds = [asyncio.run(_ship_once(audit, port)) for _ in range(runs)]

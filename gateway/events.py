@@ -9,7 +9,9 @@ carries the plain string (``"request.deny"``), as before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any, TypedDict, get_type_hints
 
 
 class Event(StrEnum):
@@ -75,6 +77,292 @@ EVENTS: dict[Event, str] = {
     Event.SIDEKICK_REAPED: "sidekicks left by a killed gateway were removed at start",
     Event.AUDIT_RECOVERED: "the first record after a crash tore the last line (the torn bytes)",
 }
+
+
+# ---------------------------------------------------------------- payloads
+#
+# Each event's fields, typed, next to its name: ``AuditLog.emit`` checks every
+# record against them (``check``) and the readers (index, grants, verify, the
+# bundle, the fleet listing) read ``Record``s, so a field that is misspelt or
+# of the wrong type fails where it is written, and mypy sees what is read.
+
+
+class Context(TypedDict, total=False):
+    """What a connection's or session's records carry, whatever the event."""
+
+    session_id: str
+    peer: str
+    door: str
+    worker: int
+    channel: int
+    principal: str | None
+    action: str
+    target: str | None
+    args: list[str] | None
+    container: str
+    image: str
+
+
+class ServerStart(TypedDict, total=False):
+    """``server.start``."""
+
+    listen: str
+    policy: str
+    workers: int
+
+
+class ServerDrain(TypedDict, total=False):
+    """``server.drain``."""
+
+    sessions: int | list[str]
+    seconds: float
+
+
+class Empty(TypedDict, total=False):
+    """An event with no fields of its own."""
+
+
+class WorkerExited(TypedDict, total=False):
+    """``worker.exited``."""
+
+    worker: int
+    pid: int
+    replaced_by: int
+    status: int
+    signal: str | int | None
+    released: dict[str, float]
+
+
+class PolicySnapshot(TypedDict, total=False):
+    """``policy.snapshot``."""
+
+    policy: str
+    part: int
+    parts: int
+    facts: list[list[str]]
+
+
+class PolicyReload(TypedDict, total=False):
+    """``policy.reload`` and ``policy.reload_failed``."""
+
+    why: str | None
+    policy: str
+    previous: str
+    removed_keys: list[str]
+    added_keys: list[str]
+    changes: dict[str, Any]
+    errors: list[str]
+
+
+class ConnectionRefused(TypedDict, total=False):
+    """``connection.refused``."""
+
+    source: str
+    reason: str | None
+    count: int
+
+
+class ConnectionClose(TypedDict, total=False):
+    """``connection.close``."""
+
+    duration: float
+    error: str | None
+
+
+class Auth(TypedDict, total=False):
+    """``auth.accept`` and ``auth.reject``."""
+
+    fingerprint: str
+    reason: str | None
+    key_id: str
+
+
+class DoorRefused(TypedDict, total=False):
+    """``door.refused``."""
+
+    uid: int
+    reason: str | None
+    socket: str
+    request: str
+    principal: str | None
+    claimed_principal: str
+    claimed_connection: str
+
+
+class RequestDecision(TypedDict, total=False):
+    """``request.allow`` and ``request.deny`` (with the refusal's own fields)."""
+
+    grant: str
+    policy: str
+    decided_policy: str
+    privileged: bool
+    reason: str | None
+    request: str
+    approvers: list[str]
+    moderation: str
+    moderators: list[str]
+    kind: str
+    limit: int
+    destination: str
+    listen: str
+    name: str
+    unit: int
+    source: str
+
+
+class RequestChange(TypedDict, total=False):
+    """``request.filed``, ``.approved``, ``.denied``, ``.expired``."""
+
+    request: str
+    reason: str | None
+    needs: str
+    by: str
+    met: bool
+    why: str | None
+    requester: str
+
+
+class Moderator(TypedDict, total=False):
+    """``moderator.joined`` and ``moderator.left``."""
+
+    moderation: str
+    moderated_session: str
+    requester: str
+
+
+class SessionRecord(TypedDict, total=False):
+    """``session.start``, ``.limit``, ``.end``, ``.interrupted``."""
+
+    recording: str | None
+    pty: bool
+    pid: int
+    reason: str | None
+    exit_status: int | None
+    signal: str | int | None
+    error: str | None
+    duration: float
+    bytes_in: int
+    bytes_out: int
+    recording_size: int
+    recording_sha256: str
+    stream_sha256: str
+    stream_size: int
+    sidekick: str
+    exec: str
+    ended_processes: int
+    request: str
+    moderation: str
+
+
+class SessionsExport(TypedDict, total=False):
+    """``sessions.export``."""
+
+    export: str
+    sessions: int | list[str]
+    by: str
+
+
+class SidekickReaped(TypedDict, total=False):
+    """``sidekick.reaped``."""
+
+    count: int
+
+
+class AuditRecovered(TypedDict, total=False):
+    """``audit.recovered``."""
+
+    torn_file: str
+    torn_bytes: int
+
+
+PAYLOADS: dict[Event, type] = {
+    Event.SERVER_START: ServerStart,
+    Event.SERVER_DRAIN: ServerDrain,
+    Event.SERVER_STOP: Empty,
+    Event.WORKER_EXITED: WorkerExited,
+    Event.POLICY_SNAPSHOT: PolicySnapshot,
+    Event.POLICY_RELOAD: PolicyReload,
+    Event.POLICY_RELOAD_FAILED: PolicyReload,
+    Event.CONNECTION_OPEN: Empty,
+    Event.CONNECTION_REFUSED: ConnectionRefused,
+    Event.CONNECTION_CLOSE: ConnectionClose,
+    Event.AUTH_ACCEPT: Auth,
+    Event.AUTH_REJECT: Auth,
+    Event.DOOR_REFUSED: DoorRefused,
+    Event.REQUEST_ALLOW: RequestDecision,
+    Event.REQUEST_DENY: RequestDecision,
+    Event.REQUEST_FILED: RequestChange,
+    Event.REQUEST_APPROVED: RequestChange,
+    Event.REQUEST_DENIED: RequestChange,
+    Event.REQUEST_EXPIRED: RequestChange,
+    Event.MODERATOR_JOINED: Moderator,
+    Event.MODERATOR_LEFT: Moderator,
+    Event.SESSION_START: SessionRecord,
+    Event.SESSION_LIMIT: SessionRecord,
+    Event.SESSION_END: SessionRecord,
+    Event.SESSION_INTERRUPTED: SessionRecord,
+    Event.SESSIONS_EXPORT: SessionsExport,
+    Event.SIDEKICK_REAPED: SidekickReaped,
+    Event.AUDIT_RECOVERED: AuditRecovered,
+}
+
+
+class Record(
+    Context, ServerStart, ServerDrain, WorkerExited, PolicySnapshot, PolicyReload, ConnectionRefused,
+    ConnectionClose, Auth, DoorRefused, RequestDecision, RequestChange, Moderator, SessionRecord,
+    SessionsExport, SidekickReaped, AuditRecovered, total=False,
+):  # fmt: skip
+    """A record as the readers see it: any event's fields, typed, with the chain's own."""
+
+    event: str
+    ts: str
+    seq: int
+    prev: str
+    mac: str
+
+
+def _runtime_types(hint: object) -> tuple[type, ...]:
+    """``str | None`` -> (str, NoneType); ``list[str]`` -> (list,); ``Any`` -> (object,)."""
+    if hint is Any:
+        return (object,)
+    args = getattr(hint, "__args__", None)
+    origin = getattr(hint, "__origin__", None)
+    if origin is None and args:  # a union
+        return tuple(t for a in args for t in _runtime_types(a))
+    found = origin if origin is not None else hint
+    if found is float:
+        return (float, int)
+    return (found,) if isinstance(found, type) else (object,)
+
+
+_CONTEXT = {name: _runtime_types(h) for name, h in get_type_hints(Context).items()}
+_FIELDS: dict[Event, dict[str, tuple[type, ...]]] = {
+    event: {**_CONTEXT, **{name: _runtime_types(h) for name, h in get_type_hints(payload).items()}}
+    for event, payload in PAYLOADS.items()
+}
+
+
+class PayloadError(TypeError):
+    """A record that does not fit its event's payload: a bug where it is written."""
+
+
+def check(event: str, fields: Mapping[str, object]) -> None:
+    """Raise PayloadError unless *event* is catalogued and each of *fields* is one of its, typed right."""
+    try:
+        allowed = _FIELDS[Event(event)]
+    except ValueError:
+        raise PayloadError(f"{event!r} is not a catalogued event") from None
+    for name, value in fields.items():
+        types = allowed.get(name)
+        if types is None:
+            raise PayloadError(f"{event}: no field {name!r} (see events.{PAYLOADS[Event(event)].__name__})")
+        if (
+            (value is not None
+            and not isinstance(value, types))
+            or (isinstance(value, bool)
+            and bool not in types)
+        ):
+            raise PayloadError(f"{event}: {name} is a {type(value).__name__}, not {types[0].__name__}")
 
 
 class RefusalKind(StrEnum):

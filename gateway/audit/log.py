@@ -13,7 +13,7 @@ from gateway.audit import chain, store
 from gateway.audit.store import ChainState
 from gateway.audit.writer import ChainWriter
 from gateway.errors import AuditUnavailable
-from gateway.events import Event
+from gateway.events import Event, check
 
 
 class _StructlogSink:
@@ -52,7 +52,12 @@ class AuditLog:
         )
 
     def emit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
-        """Seal and append one record; raise AuditUnavailable if it did not reach the file."""
+        """Seal and append one record; raise AuditUnavailable if it did not reach the file.
+
+        The record is checked against its event's payload first (``events.check``): a field that is
+        not the event's, or of the wrong type, is a PayloadError here, where it is written.
+        """
+        check(event, fields)
         try:
             self._logger.info(event, _durable=durable, **fields)
         except OSError as exc:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.events import Event
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -102,7 +104,7 @@ def test_export_key_prints_k0_and_removes_it(tmp_path: Path) -> None:
     from gateway.audit import AuditLog  # noqa: PLC0415
 
     log = AuditLog(tmp_path / "audit")
-    log.emit("test.event")
+    log.emit(Event.SERVER_STOP)
     log.close()
     k0 = (tmp_path / "audit" / "initial.key").read_text().strip()
     kept = _gateway("audit", "export-key", "--state", str(tmp_path), "--keep")
@@ -117,7 +119,7 @@ def test_verify_says_what_k0_on_the_host_weakens(tmp_path: Path) -> None:
     from gateway.audit import AuditLog  # noqa: PLC0415
 
     log = AuditLog(tmp_path / "audit")
-    log.emit("test.event")
+    log.emit(Event.SERVER_STOP)
     log.close()
     here = _gateway("audit", "verify", "--state", str(tmp_path))
     assert here.returncode == 0 and here.stdout.startswith("ok:")

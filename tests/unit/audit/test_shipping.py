@@ -11,6 +11,7 @@ from gateway.audit import chain
 from gateway.audit.collected import verify_host
 from gateway.audit.syslog import Destination, frame
 from gateway.errors import ConfigError
+from gateway.events import Event
 
 LINE = b'{"event":"session.start","seq":3,"ts":"2026-11-27T10:00:00.123456Z"}'
 
@@ -82,7 +83,7 @@ def test_a_mixed_stream_with_checkpoints_and_syslog_headers_is_intact(tmp_path: 
     log = AuditLog(directory)
     signer = checkpoint.signing_key(directory)
     for k in range(6):
-        log.emit("test.event", n=k)
+        log.emit(Event.SIDEKICK_REAPED, count=k)
         if k % 2:
             checkpoint.write_checkpoint(directory, signer)
     log.close()
@@ -100,7 +101,7 @@ def test_a_mixed_stream_with_checkpoints_and_syslog_headers_is_intact(tmp_path: 
     report = verify_host(host, key, checkpoint.load_public(directory / "checkpoint.pub"))
     assert report.intact, report.detail
     assert report.records == len(records) and report.checkpoints >= 1
-    edited = (host / "siem-export.log").read_bytes().replace(b'"n":2', b'"n":9', 1)
+    edited = (host / "siem-export.log").read_bytes().replace(b'"count":2', b'"count":9', 1)
     (host / "siem-export.log").write_bytes(edited)
     assert not verify_host(host, key, None).intact
 
@@ -114,7 +115,7 @@ def test_several_files_in_any_order_are_one_host(tmp_path: Path) -> None:
     log = AuditLog(directory)
     signer = checkpoint.signing_key(directory)
     for k in range(9):
-        log.emit("test.event", n=k)
+        log.emit(Event.SIDEKICK_REAPED, count=k)
         checkpoint.write_checkpoint(directory, signer)
     log.close()
     records = [x for p in log_files(directory) for x in p.read_bytes().splitlines()]
@@ -130,7 +131,9 @@ def test_several_files_in_any_order_are_one_host(tmp_path: Path) -> None:
     report = verify_host(host, key, public)
     assert report.intact and not report.gaps, report.summary()
     assert report.records == len(records) and report.checkpoints == len(marks)
-    (host / "m-middle.log").write_bytes((host / "m-middle.log").read_bytes().replace(b'"n":4', b'"n":7'))
+    (host / "m-middle.log").write_bytes(
+        (host / "m-middle.log").read_bytes().replace(b'"count":4', b'"count":7')
+    )
     assert not verify_host(host, key, public).intact
     (host / "m-middle.log").unlink()
     gapped = verify_host(host, key, public)

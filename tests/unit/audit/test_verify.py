@@ -11,13 +11,14 @@ import pytest
 from gateway.audit import AuditLog
 from gateway.audit.store import log_files
 from gateway.audit.verify import verify
+from gateway.events import Event
 
 
 def _make(tmp_path: Path, count: int = 8) -> tuple[Path, bytes]:
     directory = tmp_path / "audit"
     log = AuditLog(directory)
     for i in range(count):
-        log.emit("event", i=i, durable=i % 3 == 0)
+        log.emit(Event.SIDEKICK_REAPED, count=i, durable=i % 3 == 0)
     log.close()
     return directory, bytes.fromhex((directory / "initial.key").read_text().strip())
 
@@ -46,7 +47,7 @@ def test_wrong_key_is_not_intact(tmp_path: Path) -> None:
 def test_edited(tmp_path: Path) -> None:
     directory, key = _make(tmp_path)
     path, lines = _lines(directory)
-    lines[3] = lines[3].replace('"i":3', '"i":33')
+    lines[3] = lines[3].replace('"count":3', '"count":33')
     _write(path, lines)
     report = verify(directory, key)
     assert (report.kind, report.where) == ("edited", f"{path.name}:4")
@@ -82,7 +83,7 @@ def test_inserted(tmp_path: Path, renumber: bool) -> None:
     directory, key = _make(tmp_path)
     path, lines = _lines(directory)
     forged = json.loads(lines[3])
-    forged["i"] = 999
+    forged["count"] = 999
     forged["seq"] = 4
     forged["prev"] = hashlib.sha256(lines[2].rstrip("\n").encode()).hexdigest()
     rest = lines[3:]
@@ -106,7 +107,7 @@ def test_chain_continues_after_a_torn_tail(tmp_path: Path) -> None:
     path, lines = _lines(directory)
     _write(path, [*lines[:-1], lines[-1][:20]])
     log = AuditLog(directory)
-    log.emit("after", x=1)
+    log.emit(Event.SIDEKICK_REAPED, count=1)
     log.close()
     report = verify(directory, key)
     assert report.intact, report
@@ -117,7 +118,7 @@ def test_chain_continues_after_a_torn_tail(tmp_path: Path) -> None:
         for line in f.read_text().splitlines()
         if line.endswith("}")
     ]
-    assert [r["event"] for r in records[-2:]] == ["audit.recovered", "after"]
+    assert [r["event"] for r in records[-2:]] == ["audit.recovered", "sidekick.reaped"]
 
 
 def test_recording_digest(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from gateway.audit import AuditLog
 from gateway.audit.bundle import verify_bundle
 from gateway.audit.collected import verify_host
 from gateway.audit.verify import verify
+from gateway.events import Event
 
 JUNK = st.one_of(
     st.binary(max_size=300),
@@ -30,7 +31,7 @@ JUNK = st.one_of(
 def _chain(directory: Path) -> bytes:
     log = AuditLog(directory)
     for k in range(4):
-        log.emit("test.event", n=k)
+        log.emit(Event.SIDEKICK_REAPED, count=k)
     log.close()
     return bytes.fromhex((directory / "initial.key").read_text())
 
