@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, TypedDict, get_type_hints
+from typing import Any, TypedDict, cast, get_type_hints
 
 
 class Event(StrEnum):
@@ -321,6 +321,11 @@ class Record(
     mac: str
 
 
+def as_record(found: object) -> Record | None:
+    """A parsed JSON line as a Record (readers see typed fields), or None when it is not an object."""
+    return cast(Record, found) if isinstance(found, dict) else None
+
+
 def _runtime_types(hint: object) -> tuple[type, ...]:
     """``str | None`` -> (str, NoneType); ``list[str]`` -> (list,); ``Any`` -> (object,)."""
     if hint is Any:
@@ -356,11 +361,8 @@ def check(event: str, fields: Mapping[str, object]) -> None:
         types = allowed.get(name)
         if types is None:
             raise PayloadError(f"{event}: no field {name!r} (see events.{PAYLOADS[Event(event)].__name__})")
-        if (
-            (value is not None
-            and not isinstance(value, types))
-            or (isinstance(value, bool)
-            and bool not in types)
+        if (value is not None and not isinstance(value, types)) or (
+            isinstance(value, bool) and bool not in types
         ):
             raise PayloadError(f"{event}: {name} is a {type(value).__name__}, not {types[0].__name__}")
 

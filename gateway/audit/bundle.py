@@ -28,16 +28,16 @@ import json
 import re
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import checkpoint
 from gateway.audit.collected import AUDIT, CHECKPOINTS, verify_host
 from gateway.audit.page import page_problem
-from gateway.events import Event
+from gateway.events import Event, Record, as_record
 from gateway.evidence.export import member_name, sha256_file
 from gateway.evidence.html import BUNDLE_ID
 from gateway.evidence.query import QueryError
@@ -216,7 +216,7 @@ def _check(
     report.by = report.by or ("K_0" if key is not None else given)
     if key is None:
         report.anchored_seq = chain.anchored_seq
-    records = [json.loads(x) for x in (host / AUDIT).read_bytes().splitlines() if x.strip()]
+    records = _typed(json.loads(x) for x in (host / AUDIT).read_bytes().splitlines() if x.strip())
     report.records, report.last_seq = chain.records, chain.last_seq
     report.first_seq = min((int(r["seq"]) for r in records), default=0)
     sessions = manifest.sessions
@@ -238,7 +238,7 @@ def _check(
 
 
 def _export_record(
-    records: list[dict[str, Any]], export_id: object, sessions: list[str], anchored: int | None
+    records: list[Record], export_id: object, sessions: list[str], anchored: int | None
 ) -> str | None:
     """The chain's record of this export names exactly the bundle's sessions; a problem, or None."""
     if not isinstance(export_id, str) or not export_id:
@@ -264,7 +264,12 @@ def _export_record(
     return None
 
 
-def _session(root: Path, session: str, records: list[dict[str, Any]], report: BundleReport) -> str | None:
+def _typed(found: Iterable[object]) -> list[Record]:
+    """Parsed lines as records (anything that is not a JSON object is left out)."""
+    return [record for item in found if (record := as_record(item)) is not None]
+
+
+def _session(root: Path, session: str, records: list[Record], report: BundleReport) -> str | None:
     connection = session.split(".", maxsplit=1)[0]
     mine = [r for r in records if r.get("session_id") == connection]
     if not mine:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Event
+from gateway.events import Event, Record
 from gateway.policy.diff import Fact
 
 CHUNK = 50
@@ -39,7 +39,7 @@ class Grants:
     #: the record that last changed the answer
     last: str = ""
 
-    def apply(self, record: dict[str, Any]) -> None:
+    def apply(self, record: Record) -> None:
         """Fold one record in."""
         event, stamp = record.get("event"), str(record.get("ts", ""))
         if event == Event.POLICY_SNAPSHOT:
@@ -74,7 +74,7 @@ def _fact(item: object) -> Fact | None:
     return None
 
 
-def fold(records: Iterable[dict[str, Any]], at: str | None) -> Grants:
+def fold(records: Iterable[Record], at: str | None) -> Grants:
     """The grants in force at *at* (an ISO time; None: now), from records in chain order."""
     found = Grants()
     for record in records:

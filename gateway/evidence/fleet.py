@@ -15,31 +15,32 @@ from typing import Any
 
 from gateway.audit import store
 from gateway.audit.collected import files, hosts, unique_lines
+from gateway.events import Record, as_record
 from gateway.evidence import query
 from gateway.evidence.index import Index
 
 
-def local_records(state: Path) -> Iterator[dict[str, Any]]:
+def local_records(state: Path) -> Iterator[Record]:
     """A state directory's own chain, record by record, in order."""
     for path in store.log_files(state / "audit"):
         with path.open(encoding="utf-8", errors="replace") as f:
             for line in f:
                 with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if isinstance(record, dict):
+                    record = as_record(json.loads(line))
+                    if record is not None:
                         yield record
 
 
-def host_records(directory: Path) -> Iterator[dict[str, Any]]:
+def host_records(directory: Path) -> Iterator[Record]:
     """One host's records from a collector's files, in seq order."""
     return _records(directory)
 
 
-def _records(directory: Path) -> Iterator[dict[str, Any]]:
+def _records(directory: Path) -> Iterator[Record]:
     by_seq, _, _ = unique_lines(files(directory))
     for seq in sorted(by_seq):
-        record = json.loads(by_seq[seq])
-        if isinstance(record, dict):
+        record = as_record(json.loads(by_seq[seq]))
+        if record is not None:
             yield record
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit import store
-from gateway.events import Event
+from gateway.events import Event, Record, as_record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -85,13 +85,13 @@ class Index:
             for table in ("meta", "sessions", "events"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
-    def add_records(self, records: Iterator[dict[str, Any]]) -> None:
+    def add_records(self, records: Iterator[Record]) -> None:
         """Index *records* (a collector's copy of a host's chain, say) in one transaction."""
         with self.db:
             for record in records:
                 self._add(record)
 
-    def _add(self, record: dict[str, Any]) -> None:
+    def _add(self, record: Record) -> None:
         session_id = record.get("session_id")
         if not session_id:
             return
@@ -126,8 +126,12 @@ class Index:
             "SELECT record FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 8", (session_id,)
         )
         for (text,) in rows:
-            allow = json.loads(text)
-            if allow.get("event") == Event.REQUEST_ALLOW and int(allow.get("channel") or 1) == channel:
+            allow = as_record(json.loads(text))
+            if (
+                allow is not None
+                and allow.get("event") == Event.REQUEST_ALLOW
+                and int(allow.get("channel") or 1) == channel
+            ):
                 people = allow.get("approvers") or allow.get("moderators")
                 return (
                     allow.get("reason"),
@@ -146,7 +150,7 @@ class Index:
         return [json.loads(r[0]) for r in rows]
 
 
-def _records(path: Path, offset: int) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: Path, offset: int) -> Iterator[tuple[int, Record]]:
     with path.open("rb") as f:
         f.seek(offset)
         position = offset
@@ -155,6 +159,6 @@ def _records(path: Path, offset: int) -> Iterator[tuple[int, dict[str, Any]]]:
                 return  # a torn or half-written line: index it next time, once complete
             position += len(raw)
             with contextlib.suppress(ValueError):
-                record = json.loads(raw)
-                if isinstance(record, dict):
+                record = as_record(json.loads(raw))
+                if record is not None:
                     yield position, record
