@@ -33,7 +33,9 @@ class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
     """asyncssh's server process, able to hand the client's input straight to a handler.
 
     While ``pumping`` (``SSHChannel.pump``), data, resizes, signals and the end
-    go to the handler from asyncssh's own callbacks, in the order they came:
+    go to the handler from asyncssh's documented session callbacks
+    (``data_received``, ``terminal_size_changed``, ``signal_received``,
+    ``break_received``, ``eof_received``), in the order they came:
     no stream buffer, no waiter, no task per keystroke. A handler that
     returns an awaitable pauses the channel until it is done.
     """
@@ -96,12 +98,28 @@ class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
         else:
             super().data_received(data, datatype)
 
-    def exception_received(self, exc: Exception) -> None:
-        """A resize, signal or break: to the handler while pumping."""
+    # asyncssh's documented SSHServerSession callbacks for what is not data
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        """A resize: to the handler while pumping."""
         if self._handler is not None:
-            self._take(_event(exc))
+            self._take(Resize(*clamped((width, height, pixwidth, pixheight))))
         else:
-            super().exception_received(exc)
+            super().terminal_size_changed(width, height, pixwidth, pixheight)
+
+    def signal_received(self, signal: str) -> None:
+        """A signal: to the handler while pumping."""
+        if self._handler is not None:
+            self._take(Signal(signal))
+        else:
+            super().signal_received(signal)
+
+    def break_received(self, msec: int) -> bool:
+        """A break: to the handler while pumping."""
+        if self._handler is not None:
+            self._take(Break())
+            return True
+        return bool(super().break_received(msec))
 
     def eof_received(self) -> bool:
         """The client's EOF (also called when the channel is lost): the end, while pumping."""
