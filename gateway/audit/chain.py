@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 GENESIS = "0" * 64
@@ -33,7 +34,7 @@ def evolve(key: bytes, steps: int = 1) -> bytes:
     return key
 
 
-def mac(key: bytes, record: dict[str, Any]) -> str:
+def mac(key: bytes, record: Mapping[str, object]) -> str:
     """HMAC-SHA256 over the canonical JSON of *record* without its ``mac``."""
     body = {k: v for k, v in record.items() if k != "mac"}
     return hmac.new(key, canonical_json(body).encode(), hashlib.sha256).hexdigest()
@@ -46,6 +47,6 @@ def seal(record: dict[str, Any], *, seq: int, prev: str, key: bytes) -> str:
     return canonical_json(record)
 
 
-def mac_ok(key: bytes, record: dict[str, Any]) -> bool:
+def mac_ok(key: bytes, record: Mapping[str, object]) -> bool:
     """Whether *record*'s mac was made with *key*."""
     return hmac.compare_digest(str(record.get("mac", "")), mac(key, record))

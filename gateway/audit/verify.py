@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import chain, checkpoint, store
-from gateway.events import Event
+from gateway.events import Event, Record, as_record
 
 TAMPERING = (
     "edited",
@@ -49,7 +49,7 @@ class Entry:
     file: Path
     line: int
     raw: bytes
-    record: dict[str, Any] | None
+    record: Record | None
     torn: bool = False
 
 
@@ -114,10 +114,10 @@ def _entries(directory: Path) -> Iterator[Entry]:
                     continue
                 body = raw[:-1]
                 try:
-                    record = json.loads(body)
+                    record = as_record(json.loads(body))
                 except ValueError:
                     record = None
-                yield Entry(path, number, body, record if isinstance(record, dict) else None)
+                yield Entry(path, number, body, record)
 
 
 def _seq(entry: Entry) -> int | None:
