@@ -1,8 +1,11 @@
 """``sessions grep PATTERN``: who typed or saw ``X``, and when, across every recording in range.
 
-Each recording is read one event at a time, and each stream (typed input,
-output) is cut into lines with escape sequences removed, so memory stays
-constant whatever the size of the recordings. A match names the session, its
+Each recording is read a block (1 MiB) at a time: each stream's text of the
+block (typed input, output) is joined, cleaned as lines are, and searched
+with one RE2 call in the pattern's multi-line form; only a block where that
+finds something is cut into lines (escape sequences removed) and searched
+line by line, so the matches are exactly the line-by-line search's, and
+memory stays constant whatever the size of the recordings. A match names the session, its
 start, principal, action and target, the offset in seconds into the
 recording, the stream, and the line (controls and bidi overrides shown as
 escapes, ``textsafe``).
@@ -15,6 +18,7 @@ stops between two events once its *stop* event is set (the client left).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -27,7 +31,6 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
 from gateway.evidence import query
 from gateway.evidence.index import Index
-from gateway.recording.asciicast import read_events
 from gateway.textsafe import visible
 
 MAX_PATTERN = 256
@@ -72,7 +75,28 @@ class Pattern(Protocol):
         """A match, or None."""
 
 
-def compile_pattern(pattern: str) -> Pattern:
+class Compiled:
+    """The user's pattern, for lines, and its multi-line form for whole blocks of text (or None).
+
+    A line that matches is part of a block that matches the multi-line form
+    (``^`` and ``$`` at every line end, the line's neighbours only a newline
+    away), so a block the block form does not match holds no matching line.
+    Patterns whose meaning is not the same inside a block (``\\A``, ``\\z``,
+    a flag group that turns multi-line off) have no block form.
+    """
+
+    def __init__(self, line: Pattern, block: Pattern | None) -> None:
+        self.line, self.block = line, block
+
+    def search(self, text: str, /) -> object:
+        """A match in one line, or None."""
+        return self.line.search(text)
+
+
+NO_BLOCK_FORM = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
+
+
+def compile_pattern(pattern: str) -> Compiled:
     """The user's regular expression (RE2); QueryError if it is too long or RE2 refuses it."""
     if len(pattern) > MAX_PATTERN:
         raise query.QueryError(f"the pattern is longer than {MAX_PATTERN} characters")
@@ -86,7 +110,13 @@ def compile_pattern(pattern: str) -> Pattern:
         detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         why = "not a regular expression RE2 accepts (linear time: no backreferences or lookaround)"
         raise query.QueryError(f"{why}: {detail}") from None
-    return compiled
+    block: Pattern | None = None
+    if not NO_BLOCK_FORM.search(pattern):
+        try:
+            block = re2.compile(f"(?m){pattern}", options)
+        except re2.error:
+            block = None
+    return Compiled(compiled, block)
 
 
 class _Lines:
@@ -129,31 +159,140 @@ class _Lines:
             yield self.began, ESCAPES.sub("", self.buffer)
 
 
-def _events(path: Path) -> Iterator[tuple[float, str, str]]:
-    return read_events(path, "io")
-
-
 NEVER = threading.Event()
 
 
 def grep_recording(
     path: Path, pattern: Pattern, *, input_only: bool, stop: threading.Event = NEVER
 ) -> Iterator[tuple[float, str, str]]:
-    """(offset, stream, line) of every matching line of one recording, until *stop* is set."""
+    """(offset, stream, line) of every matching line of one recording, until *stop* is set.
+
+    The recording is read a block at a time. A block whose text (each stream
+    joined, cleaned as lines are) the pattern's block form does not match in
+    one RE2 call holds no matching line: only where the block form finds
+    something are the block's lines cut and searched one by one.
+    """
+    block = getattr(pattern, "block", None)
     streams = {"i": _Lines(), "o": _Lines()}
-    names = {"i": "input", "o": "output"}
-    for stamp, code, data in _events(path):
-        if stop.is_set():
-            return
-        if input_only and code != "i":
+    codes = "i" if input_only else "io"
+    with path.open(encoding="utf-8", errors="replace") as f:
+        f.readline()  # the header
+        while lines := f.readlines(BLOCK):
+            if stop.is_set():
+                return
+            if block is not None and _passed_over(lines, block, streams, codes):
+                continue
+            yield from _lines_matching(lines, pattern, streams, codes)
+    for code, lines_of in streams.items():
+        for began, line in lines_of.rest():
+            if pattern.search(line):
+                yield began, NAMES[code], line
+
+
+NAMES = {"i": "input", "o": "output"}
+
+
+def _lines_matching(
+    lines: list[str], pattern: Pattern, streams: dict[str, _Lines], codes: str
+) -> Iterator[tuple[float, str, str]]:
+    """The block's events, line by line (the exact search)."""
+    for raw in lines:
+        try:
+            stamp, code, data = json.loads(raw)
+        except (ValueError, TypeError):
             continue
-        for began, line in streams[code].feed(stamp, data, typed=code == "i"):
+        if code not in codes or not isinstance(data, str):
+            continue
+        for began, line in streams[code].feed(float(stamp), data, typed=code == "i"):
             if pattern.search(line):
-                yield began, names[code], line
-    for code, lines in streams.items():
-        for began, line in lines.rest():
-            if pattern.search(line):
-                yield began, names[code], line
+                yield began, NAMES[code], line
+
+
+def _passed_over(lines: list[str], block: Pattern, streams: dict[str, _Lines], codes: str) -> bool:
+    """True when no line of this block can match (the streams then stand as after it); else False."""
+    texts = _texts(lines)
+    if texts is None:
+        return False  # not what the recorder writes (a torn line): line by line
+    for code in codes:
+        text = streams[code].buffer + texts[code]
+        if code == "i" and ("\x7f" in text or "\b" in text):
+            return False  # typed corrections: only the line-by-line pass knows the line
+        if max(map(len, text.replace("\r", "\n").split("\n"))) >= MAX_LINE:
+            return False  # a line the line-by-line pass cuts in pieces (a pattern may anchor to)
+        if block.search(_clean(text)):
+            return False
+    for code in codes:
+        _advance(streams[code], lines, code, texts[code])
+    return True
+
+
+def _advance(stream: _Lines, lines: list[str], code: str, data: str) -> None:
+    """The stream as the line-by-line pass would leave it after *data* (no line of it matched)."""
+    end = max(data.rfind("\r"), data.rfind("\n"))
+    if end < 0:  # the line goes on
+        if not stream.buffer and data:
+            stream.began = _stamp_at(lines, code, 0, from_end=False)
+        stream.buffer += data
+        return
+    stream.buffer = data[end + 1 :]
+    if stream.buffer:  # it began in the event holding its first character
+        stream.began = _stamp_at(lines, code, len(stream.buffer), from_end=True)
+
+
+def _stamp_at(lines: list[str], code: str, length: int, *, from_end: bool) -> float:
+    """The stamp of the first event of *code* with text (*from_end* False), or of the event holding the
+    first of the last *length* characters of the stream (True). Decodes only the events it needs."""
+    held = 0
+    for raw in reversed(lines) if from_end else lines:
+        with contextlib.suppress(ValueError, TypeError):
+            stamp, found, data = json.loads(raw)
+            if found == code and isinstance(data, str) and data:
+                held += len(data)
+                if not from_end or held >= length:
+                    return float(stamp)
+    return 0.0
+
+
+#: bytes of a recording read, parsed and searched at once by the block pass
+BLOCK = 1 << 20
+#: an escape sequence, as ESCAPES has them, but never across a line end (its control characters go
+#: with CONTROLS: the same text as ESCAPES leaves, line by line, at C speed)
+BLOCK_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
+CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+#: what separates two output events' texts in a block the recorder wrote (``json.dumps``'s form)
+FRAME = re.compile(r'"\]\n\[[0-9.e+-]+, "o", "')
+OUTPUT_START = re.compile(r'\[[0-9.e+-]+, "o", "')
+
+
+def _clean(text: str) -> str:
+    """A block's text as the line-by-line pass sees its lines: line ends as newlines, escapes removed."""
+    text = text.replace("\r", "\n")
+    if "\x1b" in text:
+        text = BLOCK_ESCAPES.sub("", text)
+    return text.translate(CONTROLS)
+
+
+def _texts(lines: list[str]) -> dict[str, str] | None:
+    """The typed input and the output of a block of event lines, each joined; None if not events."""
+    block = "".join(lines)
+    start = OUTPUT_START.match(block)
+    if start is not None and block.endswith('"]\n'):
+        # only output, as the recorder writes it: one JSON string, decoded in one call (any other
+        # line leaves a bare quote and line end in it, which JSON refuses: then event by event)
+        inner = FRAME.sub("", block[start.end() : -3])
+        try:
+            return {"i": "", "o": json.loads(f'"{inner}"')}
+        except ValueError:
+            pass  # not that shape after all: event by event
+    try:
+        events = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        return None
+    found: dict[str, list[str]] = {"i": [], "o": []}
+    for event in events:
+        if isinstance(event, list) and len(event) == 3 and event[1] in found and isinstance(event[2], str):
+            found[event[1]].append(event[2])
+    return {code: "".join(parts) for code, parts in found.items()}
 
 
 def grep(
