@@ -58,6 +58,15 @@ class Moderated:
     #: when the session asked for its moderators (unix time)
     opened: float = field(default_factory=time.time)
 
+    @property
+    def state(self) -> str:
+        """``waiting`` for its moderators, or ``running``."""
+        return "running" if self.recording is not None else "waiting"
+
+    def needs(self) -> str:
+        """``1 of charlotte watching``."""
+        return f"{self.need.describe()} watching"
+
     def eligible(self, principal: str) -> bool:
         """A moderator: in the rule's set, and not the one being moderated."""
         return principal != self.requester and principal in self.need.approvers

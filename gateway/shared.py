@@ -97,21 +97,7 @@ class SharedTable:
 
         *expired* says which records may be dropped to make room.
         """
-        raw = self._key(key)
-        with self.locked():
-            index, free = self._find(raw)
-            old = self._read(index)[1] if index is not None else ZERO
-            new = change(old)
-            if index is None and new != ZERO:
-                if free is None:
-                    self._sweep(expired)
-                    index, free = self._find(raw)
-                    if free is None:
-                        raise TableFull(key)
-                index = free
-            if index is not None:
-                SLOT.pack_into(self._map, index * SLOT.size, raw, *new)
-            return new
+        return self.update_all([(key, change)], expired)[0]
 
     def update_all(
         self, changes: list[tuple[str, Callable[[Values], Values]]], expired: Callable[[str, Values], bool]

@@ -49,12 +49,9 @@ def _line(request: Request, now: float) -> str:
 
 
 def _moderation_line(moderated: Moderated) -> str:
-    state = "running" if moderated.recording is not None else "waiting for a moderator"
-    needs = f"{moderated.need.needed} of {moderated.need.label} watching"
-    return (
-        f"{moderated.key}  {moderated.requester}  {visible(moderated.what)}  {state}  needs {needs}  "
-        f"join: ssh approve@HOST watch {moderated.key}"
-    )
+    state = "running" if moderated.state == "running" else "waiting for a moderator"
+    who = f"{moderated.key}  {moderated.requester}  {visible(moderated.what)}"
+    return f"{who}  {state}  needs {moderated.needs()}  join: ssh approve@HOST watch {moderated.key}"
 
 
 def _moderation_json(moderated: Moderated) -> str:
@@ -64,8 +61,8 @@ def _moderation_json(moderated: Moderated) -> str:
         "requester": moderated.requester,
         "what": moderated.what,
         "session": moderated.session_id,
-        "state": "running" if moderated.recording is not None else "waiting",
-        "needs": f"{moderated.need.needed} of {moderated.need.label} watching",
+        "state": moderated.state,
+        "needs": moderated.needs(),
         "watch": f"ssh approve@HOST watch {moderated.key}",
     }
     return json.dumps(fields, sort_keys=True)

@@ -60,6 +60,8 @@ class BundleReport:
     recordings: int = 0
     anchored_seq: int | None = None
     by: str = ""
+    #: the recordings each session's own records vouch for (their digests checked)
+    vouched: dict[str, set[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line."""
@@ -148,7 +150,7 @@ def verify_bundle(bundle: Path, key: bytes | None, public: Ed25519PublicKey | No
             return _fail(report, *manifest)
         report = _check(root, manifest, key, public, report)
         if report.ok and tarball != bundle:  # an HTML file: what it plays must be what it carries
-            problem = page_problem(bundle.read_bytes(), root, manifest.sessions)
+            problem = page_problem(bundle.read_bytes(), root, report.vouched)
             if problem is not None:
                 return _fail(report, 1, problem)
         return report
@@ -292,4 +294,5 @@ def _session(root: Path, session: str, records: list[Record], report: BundleRepo
         if sha256_file(path) != digest:
             return f"session {session}: recording {name} does not match the digest in its session-end record"
         report.recordings += 1
+        report.vouched.setdefault(session, set()).add(str(name))
     return None

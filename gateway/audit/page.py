@@ -16,19 +16,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.events import Event
-from gateway.evidence.export import sha256_file
 from gateway.evidence.html import BUNDLE_ID, CAST_MIDDLE, CAST_PREFIX, fixed_scripts, player_config
 
 SCRIPT = re.compile(rb"<script([^>]*)>(.*?)</script>", re.S | re.I)
 #: an inline event handler (``onload=``) or a ``javascript:`` URL outside the scripts: it could play anything
 HANDLER = re.compile(rb"<[^>]*(\son[a-z]+\s*=|javascript:)", re.I)
-ENDED = (Event.SESSION_END, Event.SESSION_INTERRUPTED)
 
 
-def page_problem(page: bytes, root: Path, sessions: list[str]) -> str | None:
-    """The first thing the page would show that the bundle in *root* does not vouch for, or None."""
-    vouched = {session: _recordings(root, session) for session in sessions}
+def page_problem(page: bytes, root: Path, vouched: dict[str, set[str]]) -> str | None:
+    """The first thing the page would show that the bundle in *root* does not vouch for, or None.
+
+    *vouched*: each session of the bundle and the recordings its records vouch for (as the bundle's
+    own check found them: ``BundleReport.vouched``).
+    """
     if HANDLER.search(SCRIPT.sub(b"", page)):
         return "the page has an inline event handler: what it shows is not the bundle's"
     fixed = set(fixed_scripts())
@@ -46,22 +46,6 @@ def page_problem(page: bytes, root: Path, sessions: list[str]) -> str | None:
         if problem is not None:
             return problem
     return None
-
-
-def _recordings(root: Path, session: str) -> set[str]:
-    """The recordings of *session* whose digest its records give and the bundle's file matches."""
-    listed = root / "sessions" / f"{session}.jsonl"
-    records = (
-        [json.loads(x) for x in listed.read_text().splitlines() if x.strip()] if listed.is_file() else []
-    )
-    out = set()
-    for record in records:
-        name, digest = record.get("recording"), record.get("recording_sha256")
-        path = root / str(name)
-        ended = record.get("event") in ENDED and name and digest and path.is_file()
-        if ended and sha256_file(path) == digest:
-            out.add(str(name))
-    return out
 
 
 def _player_problem(text: str, root: Path, vouched: dict[str, set[str]]) -> str | None:

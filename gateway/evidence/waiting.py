@@ -21,7 +21,7 @@ def waiting(board: ModerationBoard | None, filters: Filters) -> list[Moderated]:
     for moderated in board.live() if board is not None else []:
         action, _, target = moderated.what.partition(" ")
         wanted = (filters.principal, filters.action, filters.target)
-        if moderated.recording is None and all(
+        if moderated.state == "waiting" and all(
             w is None or w == got
             for w, got in zip(wanted, (moderated.requester, action, target), strict=True)
         ):

@@ -85,7 +85,7 @@ async def authorize(
     request = Request(principal, action, wanted, command.args, source=conn.peer_host)
     decision = decide(policy, request)
     if not isinstance(decision, Allow):
-        line = messages.deny_line(decision.code, action, command) + help_hint(policy, principal)
+        line = messages.deny_line(decision.code, action, command) + help_hint(policy)
         raise Refusal(line, reason=decision.reason, kind=RefusalKind.ACTION)
     validate(decision.spec, command.args)
     if container is not None and not container.running and not decision.spec.runs_on_stopped:
@@ -113,7 +113,7 @@ def redecide(plan: Plan, current: Policy, fields: dict[str, Any]) -> Plan:
     what = f"{plan.request.action} {plan.request.target.name if plan.request.target else ''}".rstrip()
     why = decision.reason if not isinstance(decision, Allow) else "the grant's action or conditions changed"
     raise Refusal(
-        f"gateway: {what}: permission denied: the policy changed while it waited",
+        f"gateway: {what}: permission denied: the policy changed while it waited; ask again",
         reason=f"decided by policy {plan.policy.digest[:12]}, refused by policy {current.digest[:12]}: {why}",
         kind=RefusalKind.ACTION,
     )
@@ -128,7 +128,7 @@ async def _resolve(
     try:
         info = await rt.engine.inspect(name)
     except ContainerNotFound:
-        line = messages.denied(action, name) + help_hint(policy, principal)
+        line = messages.denied(action, name) + help_hint(policy)
         raise Refusal(line, reason="no such container", kind=RefusalKind.ACTION) from None
     except DockerUnavailable as exc:
         raise Refusal(
@@ -138,9 +138,9 @@ async def _resolve(
     return info
 
 
-def help_hint(policy: Policy, principal: str) -> str:
-    """`` (ssh help@HOST lists what you may do)``: every principal with a key may ask for help."""
-    del principal  # help answers everyone: the hint never points to a command the caller may not have
+def help_hint(policy: Policy) -> str:
+    """`` (ssh help@HOST lists what you may do)``: every principal with a key may ask for help, so the
+    hint never points to a command the caller may not have."""
     for name, spec in policy.actions.items():
         if isinstance(spec, HelpAction):
             return f" (ssh {name}@HOST lists what you may do)"

@@ -437,7 +437,9 @@ def test_a_decision_is_bound_to_the_policy_that_made_it(own_gateway: Any, remove
     first = next(e["policy"] for e in gw.events() if e["event"] == "server.start")
     if removed:
         assert proc.returncode == 1 and out == ""
-        assert err == "gateway: brief: permission denied: the policy changed while it waited\n", err
+        assert err == "gateway: brief: permission denied: the policy changed while it waited; ask again\n", (
+            err
+        )
         deny = decided[-1]
         assert deny["event"] == "request.deny" and deny["decided_policy"] == first
         assert deny["policy"] == reloads[0]["policy"] != first

@@ -492,30 +492,18 @@ def test_setup_changes_only_its_own_instances_accounts(sshd: Sshd, tmp_path: Pat
     lean = tmp_path / "policies"
     lean.mkdir()
     (lean / "p.yaml").write_text("version: 1\nactions:\n  memory: {type: host, command: [free]}\n")
-    keys = str(sshd.gateway.keydir)
-    other = gateway_cli(
-        "openssh-setup",
-        "--policies",
-        str(lean),
-        "--keys",
-        keys,
-        "--dry-run",
-        "--state",
-        str(tmp_path / "other"),
-    )
+
+    def dry_run(state: Path) -> subprocess.CompletedProcess[str]:
+        keys = str(sshd.gateway.keydir)
+        return gateway_cli(
+            "openssh-setup", "--policies", str(lean), "--keys", keys, "--dry-run", "--state", str(state)
+        )
+
+    other = dry_run(tmp_path / "other")
     assert other.returncode == 0, other.stderr
     assert "would remove" not in other.stdout, other.stdout
     assert "memory: left alone: made by another gateway instance" in other.stdout
-    mine = gateway_cli(
-        "openssh-setup",
-        "--policies",
-        str(lean),
-        "--keys",
-        keys,
-        "--dry-run",
-        "--state",
-        str(sshd.gateway.state),
-    )
+    mine = dry_run(sshd.gateway.state)
     assert "debug: would remove: no longer an action" in mine.stdout, mine.stdout
 
 
