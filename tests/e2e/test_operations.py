@@ -417,3 +417,13 @@ def test_a_door_without_a_keys_user_is_refused(gateway: Gateway, tmp_path: Path)
     assert (
         result.stderr.startswith("gateway: --door-user needs --keys-user") and result.stderr.count("\n") == 1
     )
+
+
+@pytest.mark.parametrize("script", ["demo", "update-asciinema-player"])
+def test_the_readmes_scripts_answer_help(script: str) -> None:
+    """`--help` says how to call the script and does nothing else (no setup, no download)."""
+    done = subprocess.run([str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: scripts/{script}"), (
+        done.stdout + done.stderr
+    )
