@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.policy.compiled import Conditions, Need
 from gateway.safefile import write_replacing
@@ -58,6 +58,8 @@ class Request:
     met_at: float | None = None
     denied_by: str | None = None
     why: str | None = None
+    #: the fleet host the request was filed on (None: this host, without a fleet)
+    host: str | None = None
 
     @property
     def needs(self) -> list[Need]:
@@ -111,7 +113,7 @@ def _typed(fields: Any) -> Request:
         isinstance(n, int | float) and not isinstance(n, bool) for n in numbers
     ):
         raise TypeError("a field of the wrong type")
-    for optional in (request.reason, request.denied_by, request.why):
+    for optional in (request.reason, request.denied_by, request.why, request.host):
         if optional is not None and not isinstance(optional, str):
             raise TypeError("a field of the wrong type")
     if request.met_at is not None and not isinstance(request.met_at, int | float):
@@ -119,6 +121,17 @@ def _typed(fields: Any) -> Request:
     for label, names, needed in request.rules:
         if not (isinstance(label, str) and isinstance(names, list) and isinstance(needed, int)):
             raise TypeError("rules")
+    return request
+
+
+def decidable(request: Request | None, request_id: str, approver: str) -> Request:
+    """*request*, if *approver* may decide it now; ApprovalError (the client's line) otherwise."""
+    if request is None or (not request.may_approve(approver) and request.requester != approver):
+        raise ApprovalError(f"no request {request_id} that you may approve")
+    if request.requester == approver:
+        raise ApprovalError(f"{request.id} is your own request: someone else must approve it")
+    if request.state != PENDING:
+        raise ApprovalError(f"{request.id} is already {request.state}")
     return request
 
 
@@ -219,14 +232,7 @@ class RequestBook:
         return request
 
     def _open(self, request_id: str, approver: str) -> Request:
-        request = self.requests.get(request_id.upper())
-        if request is None or (not request.may_approve(approver) and request.requester != approver):
-            raise ApprovalError(f"no request {request_id} that you may approve")
-        if request.requester == approver:
-            raise ApprovalError(f"{request.id} is your own request: someone else must approve it")
-        if request.state != PENDING:
-            raise ApprovalError(f"{request.id} is already {request.state}")
-        return request
+        return decidable(self.requests.get(request_id.upper()), request_id, approver)
 
     def approve(self, request_id: str, approver: str) -> Request:
         """Count *approver*'s approval; the request, approved once every rule is met."""
@@ -275,3 +281,66 @@ class RequestBook:
             self._refresh()
             if json.dumps(asdict(request), sort_keys=True) != before:
                 return
+
+
+class Approvals(Protocol):
+    """Where requests are kept: this host's files (``LocalApprovals``) or the fleet's database.
+
+    *cond* is the grant's conditions under this host's policy: a store that
+    cannot be trusted (the fleet's) counts an approval only against it.
+    """
+
+    async def usable(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
+        """An approved request still in its window."""
+
+    async def pending(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
+        """The open request for this (action, target)."""
+
+    async def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+        """A new pending request."""
+
+    async def approve(self, request_id: str, approver: str) -> Request:
+        """Count an approval (ApprovalError when it may not be given)."""
+
+    async def deny(self, request_id: str, approver: str, why: str) -> Request:
+        """Deny."""
+
+    async def expire(self, request: Request) -> None:
+        """The wait ended without approval."""
+
+    async def for_approver(self, principal: str) -> list[Request]:
+        """Pending requests *principal* may approve, oldest first."""
+
+    async def changed(self, request: Request, seconds: float) -> None:
+        """Until *request* changes (TimeoutError after *seconds*)."""
+
+
+class LocalApprovals:
+    """``Approvals`` on this host's ``RequestBook``."""
+
+    def __init__(self, book: RequestBook) -> None:
+        self.book = book
+
+    async def usable(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
+        return self.book.usable(principal, action, target)
+
+    async def pending(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
+        return self.book.pending(principal, action, target)
+
+    async def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+        return self.book.file(principal, action, target, reason, cond)
+
+    async def approve(self, request_id: str, approver: str) -> Request:
+        return self.book.approve(request_id, approver)
+
+    async def deny(self, request_id: str, approver: str, why: str) -> Request:
+        return self.book.deny(request_id, approver, why)
+
+    async def expire(self, request: Request) -> None:
+        self.book.expire(request)
+
+    async def for_approver(self, principal: str) -> list[Request]:
+        return self.book.for_approver(principal)
+
+    async def changed(self, request: Request, seconds: float) -> None:
+        await self.book.changed(request, seconds)

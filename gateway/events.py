@@ -36,6 +36,8 @@ class Event(StrEnum):
     REQUEST_APPROVED = "request.approved"
     REQUEST_DENIED = "request.denied"
     REQUEST_EXPIRED = "request.expired"
+    REQUEST_COUNTED = "request.counted"
+    REQUEST_UNTRUSTED = "request.untrusted"
     MODERATOR_JOINED = "moderator.joined"
     MODERATOR_LEFT = "moderator.left"
     SESSION_START = "session.start"
@@ -67,6 +69,9 @@ EVENTS: dict[Event, str] = {
     Event.REQUEST_APPROVED: "an approver approved a request",
     Event.REQUEST_DENIED: "an approver turned a request down",
     Event.REQUEST_EXPIRED: "a request was not approved in time",
+    Event.REQUEST_COUNTED: "a fleet decision (given on `host`) was checked (its host's signature, the policy here) and counted",
+    Event.REQUEST_UNTRUSTED: "a fleet decision row failed its check (unsigned, a host not in fleet.yaml, a principal"
+    " the policy here does not allow): not counted",
     Event.MODERATOR_JOINED: "a moderator began watching a moderated session",
     Event.MODERATOR_LEFT: "a moderator stopped watching",
     Event.SESSION_START: "the action started (its recording, PTY, the process that runs it)",
@@ -220,6 +225,9 @@ class RequestChange(TypedDict, total=False):
     met: bool
     why: str | None
     requester: str
+    host: str
+    verdict: str
+    problem: str
 
 
 class Moderator(TypedDict, total=False):
@@ -295,6 +303,8 @@ PAYLOADS: dict[Event, type] = {
     Event.REQUEST_APPROVED: RequestChange,
     Event.REQUEST_DENIED: RequestChange,
     Event.REQUEST_EXPIRED: RequestChange,
+    Event.REQUEST_COUNTED: RequestChange,
+    Event.REQUEST_UNTRUSTED: RequestChange,
     Event.MODERATOR_JOINED: Moderator,
     Event.MODERATOR_LEFT: Moderator,
     Event.SESSION_START: SessionRecord,

@@ -52,10 +52,20 @@ class HostJobs:
         )
         return cls(runtime, door, _shippers(runtime), Readiness(runtime))
 
-    def start(self, tasks: Tasks, *, door: bool = True, workers: Callable[[], object] | None = None) -> None:
+    def start(
+        self,
+        tasks: Tasks,
+        *,
+        door: bool = True,
+        workers: Callable[[], object] | None = None,
+        fleet: Callable[[], str | None] | None = None,
+    ) -> None:
         """Start every job as a task of *tasks* (and the metrics thread); the door too unless a worker
-        serves it. *workers* adds what each worker runs to /healthz and /readyz."""
+        serves it. *workers* adds what each worker runs to /healthz and /readyz; *fleet* says whether the
+        fleet database answers (default: this process's own member)."""
         rt = self.runtime
+        if fleet is not None:
+            self.readiness.fleet = fleet
         self.exporter = _metrics(rt, self.readiness, workers)
         if door:
             tasks.spawn(self.door.run(), "door")

@@ -36,6 +36,12 @@ STATE_FREE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
+FLEET_MISMATCH = Gauge(
+    "gateway_fleet_policy_mismatch",
+    "Fleet hosts whose policy digest differs from the majority's (as of this host's last heartbeat).",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 SESSION_SECONDS = Histogram("gateway_session_seconds", "Session durations.", ["action"], registry=REGISTRY)
 CONNECTIONS = Counter("gateway_connections", "Connections accepted.", registry=REGISTRY)
 WORKER_RESTARTS = Counter(

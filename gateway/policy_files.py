@@ -22,8 +22,12 @@ MAX_BYTES = 1 << 20
 Fingerprint = list[list[Any]]
 
 
+#: not a policy file: the fleet's hosts and limits (``gateway.fleet.config``), beside the policy in git
+FLEET_FILE = "fleet.yaml"
+
+
 def read_policies(directory: Path) -> tuple[list[PolicyText], list[Problem]]:
-    """Every ``*.yaml`` in *directory*, in name order, and the problems reading them."""
+    """Every ``*.yaml`` in *directory* but ``fleet.yaml``, in name order, and the problems reading them."""
     if not directory.is_dir():
         raise LoadError([Problem(str(directory), 0, 0, "policies directory not found")])
     texts: list[PolicyText] = []
@@ -31,6 +35,8 @@ def read_policies(directory: Path) -> tuple[list[PolicyText], list[Problem]]:
     left = MAX_BYTES
     too_large = f"too large: the policy files together may hold {MAX_BYTES >> 20} MiB"
     for path in sorted(directory.glob("*.yaml")):
+        if path.name == FLEET_FILE:
+            continue
         try:
             raw = read_regular(path, left)
         except NotRegular as exc:

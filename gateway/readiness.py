@@ -12,6 +12,7 @@ loop shows as a stale ``checked`` time rather than a hang.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import os
 import time
 from typing import Any
@@ -30,6 +31,8 @@ class Readiness:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        #: ``up``/``down`` for the fleet database (None: no fleet); a supervisor asks its workers
+        self.fleet: Callable[[], str | None] = lambda: runtime.fleet.state if runtime.fleet is not None else None
         self._last: dict[str, Any] = {"ready": False, "checks": {}, "checked": None}
 
     def snapshot(self) -> dict[str, Any]:
@@ -52,6 +55,9 @@ class Readiness:
         }
         ready = all(c["ok"] for c in checks.values()) and not self.rt.draining
         self._last = {"ready": ready, "draining": self.rt.draining, "checks": checks, "checked": time.time()}
+        fleet = self.fleet()
+        if fleet is not None:  # down: gated grants are refused, the rest runs (still ready)
+            self._last["fleet"] = fleet
         return self._last
 
     async def _docker(self) -> dict[str, Any]:

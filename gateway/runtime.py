@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+from collections.abc import Callable
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.algorithms import Algorithms
-from gateway.approvals import RequestBook
+from gateway.approvals import Approvals, LocalApprovals, RequestBook
 from gateway.audit import AuditLog, checkpoint
 from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
-from gateway.errors import ConfigError
+from gateway.errors import AuditUnavailable, ConfigError
+from gateway.events import Event
+from gateway.hostkey import load_or_create_host_key
 from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
 from gateway.moderation import ModerationBoard
@@ -24,6 +28,9 @@ from gateway.policy import Policy
 from gateway.policy_files import Fingerprint, fingerprint, load_policy
 from gateway.session.registry import LiveSessions
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.fleet.member import Member
 
 
 def load_snapshot(settings: Settings) -> tuple[KeyRing, Policy]:
@@ -58,6 +65,8 @@ class Runtime:
     requests: RequestBook = field(default_factory=lambda: RequestBook(Path("/nonexistent")))
     #: moderated sessions and their watchers
     moderation: ModerationBoard = field(default_factory=ModerationBoard)
+    #: this process as a member of a fleet (None: everything stays on this host)
+    fleet: Member | None = None
 
     @classmethod
     def start(cls, settings: Settings, loaded: tuple[KeyRing, Policy] | None = None) -> Runtime:
@@ -85,6 +94,29 @@ class Runtime:
             moderation=ModerationBoard(settings.state / "moderation"),
             algorithms=Algorithms.from_options(settings.ciphers, settings.macs, settings.kex_algs),
         )
+
+    @property
+    def approvals(self) -> Approvals:
+        """Where access requests are filed and decided: the fleet's database, or this host's files."""
+        return self.fleet.approvals if self.fleet is not None else LocalApprovals(self.requests)
+
+    async def join_fleet(self, *, leader: bool, on_change: Callable[[str], None] | None = None) -> None:
+        """Become a member of the fleet, when ``--fleet`` names one (see ``gateway.fleet.member``)."""
+        from gateway.fleet.member import Member  # noqa: PLC0415 - psycopg only with --fleet
+
+        def audit(event: str, fields: dict[str, Any]) -> None:
+            with contextlib.suppress(AuditUnavailable):
+                self.audit.emit(Event(event), durable=True, **fields)
+
+        self.fleet = Member.create(self.settings, load_or_create_host_key(self.settings.state), audit)
+        if self.fleet is not None:
+            self.fleet.running = lambda: (self.policy.digest, self.limits.sessions)
+            await self.fleet.start(leader=leader, on_change=on_change)
+
+    async def leave_fleet(self) -> None:
+        """Close the fleet's connections (what this process held is given back)."""
+        if self.fleet is not None:
+            await self.fleet.close()
 
     @property
     def checkpoint_public(self) -> Path | None:

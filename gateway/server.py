@@ -114,6 +114,7 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
     mark_interrupted(settings.state, runtime.audit)
     await reap_sidekicks(runtime)
     jobs = HostJobs.prepare(runtime)
+    await runtime.join_fleet(leader=True)
     acceptor = await listen(runtime)
     where = f"{settings.listen.host}:{acceptor.get_port()}"
     announce(runtime, where)
@@ -130,6 +131,7 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
         finally:
             notify.stopping()
             await _shutdown(runtime, acceptor)
+            await runtime.leave_fleet()
             finish(runtime)
             await jobs.finish()
             await close(runtime)
@@ -142,6 +144,7 @@ async def serve_worker(
     and policy the supervisor has in force (*loaded*), on the port the supervisor holds."""
     runtime = Runtime.start(settings, loaded)
     skip_packet_logging()
+    await runtime.join_fleet(leader=settings.worker == 1, on_change=lambda state: control.send({"fleet": state}))
     acceptor = await listen(runtime, reuse_port=True)
     stop = stop_signals()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
@@ -157,6 +160,7 @@ async def serve_worker(
         finally:
             control.close()
             await _shutdown(runtime, acceptor)
+            await runtime.leave_fleet()
             await close(runtime)
 
 
@@ -165,7 +169,9 @@ def follow_supervisor(runtime: Runtime, control: Control, stop: asyncio.Event) -
     tasks: set[asyncio.Task[None]] = set()
 
     def report() -> None:
-        control.send({"policy": runtime.policy.digest, "pid": os.getpid(), "worker": runtime.settings.worker})
+        fleet = runtime.fleet.state if runtime.fleet is not None else None
+        control.send({"policy": runtime.policy.digest, "pid": os.getpid(), "worker": runtime.settings.worker,
+                      "fleet": fleet})  # fmt: skip
 
     async def apply(message: Message) -> None:
         if isinstance(message.get("policy"), str):

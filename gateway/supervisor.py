@@ -73,6 +73,8 @@ class Worker:
     control: Control
     #: the policy digest it reported running
     policy: str = ""
+    #: whether its fleet database answers (``up``, ``down``; None: no fleet)
+    fleet: str | None = None
     started: float = field(default_factory=time.time)
 
 
@@ -148,7 +150,7 @@ class Supervisor:
         async with Tasks("supervisor") as tasks:
             tasks.spawn(reload_on_hangup(rt, hangups, self._broadcast_policy), "sighup")
             tasks.spawn(watch(rt, then=self._broadcast_policy), "watch")
-            jobs.start(tasks, door=False, workers=self.view)
+            jobs.start(tasks, door=False, workers=self.view, fleet=self.fleet_state)
             try:
                 await stop.wait()
             finally:
@@ -197,6 +199,8 @@ class Supervisor:
         os._exit(status)
 
     def _reported(self, worker: Worker, message: Message) -> None:
+        if message.get("fleet") in ("up", "down"):
+            worker.fleet = message["fleet"]
         if isinstance(message.get("policy"), str):
             worker.policy = message["policy"]
             if all(w.policy for w in self.workers.values()) and len(self.workers) == self.settings.workers:
@@ -266,8 +270,14 @@ class Supervisor:
         """What /healthz and /readyz show of the workers: pid and the policy each one runs."""
         return {
             str(w.index): {"pid": w.pid, "policy": w.policy, "since": round(w.started, 3)}
+            | ({"fleet": w.fleet} if w.fleet else {})
             for w in sorted(self.workers.values(), key=lambda w: w.index)
         }
+
+    def fleet_state(self) -> str | None:
+        """``down`` when a worker's fleet database does not answer, ``up`` when all do, None without one."""
+        states = {w.fleet for w in self.workers.values() if w.fleet}
+        return ("down" if "down" in states else "up") if states else None
 
     async def _stop_workers(self) -> None:
         """SIGTERM to each worker (each drains its sessions); SIGKILL to any still there after the grace."""

@@ -23,9 +23,10 @@ import time
 from gateway.actions.base import ActionContext, Exit, runs
 from gateway.actions.channel import send
 from gateway.actions.moderate import moderate
-from gateway.approvals import APPROVED, ID_RE, ApprovalError, Request, RequestBook
+from gateway.approvals import APPROVED, ID_RE, ApprovalError, Approvals, Request
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.fleet.down import FleetDown, unavailable
 from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
 from gateway.policy.models import ApproveAction
@@ -41,7 +42,7 @@ def _usage() -> Refusal:
 def _line(request: Request, now: float) -> str:
     given = ", ".join(request.approvers) or "none yet"
     reason = visible(request.reason or "-")
-    what = f"{request.action} {request.target}".rstrip()
+    what = f"{request.action} {request.target}".rstrip() + (f"  on {request.host}" if request.host else "")
     age = int(now - request.filed)
     return f"{request.id}  {request.requester}  {what}  {age}s ago  needs {request.describe()}  " + (
         f"approved by: {given}  reason: {reason}"
@@ -79,6 +80,7 @@ def _json(request: Request) -> str:
         "needs": request.describe(),
         "approvers": request.approvers,
         "filed": request.filed,
+        "host": request.host,
     }
     return json.dumps(fields, sort_keys=True)
 
@@ -92,7 +94,11 @@ async def run_approve(ctx: ActionContext) -> Exit:
             "gateway: approvals are not available here", reason="no request book", kind=RefusalKind.ACTION
         )
     if words in ([], ["--json"]):
-        await send(ctx, _listing(ctx, book, as_json=bool(words)).encode())
+        try:
+            listing = await _listing(ctx, book, as_json=bool(words))
+        except FleetDown:
+            raise unavailable() from None
+        await send(ctx, listing.encode())
         return Exit(0)
     if len(words) == 1 and ID_RE.match(words[0].upper()):
         _approver_only(ctx)
@@ -109,14 +115,16 @@ async def run_approve(ctx: ActionContext) -> Exit:
     raise _usage()
 
 
-def _listing(ctx: ActionContext, book: RequestBook, *, as_json: bool) -> str:
-    """The requests this principal may approve, then the moderated sessions they may watch."""
+async def _listing(ctx: ActionContext, book: Approvals, *, as_json: bool) -> str:
+    """The requests this principal may approve, then the moderated sessions they may watch (here, and
+    waiting on the fleet's other hosts)."""
     now = time.time()
-    pending = book.for_approver(ctx.principal) if _approver(ctx) else []
+    pending = await book.for_approver(ctx.principal) if _approver(ctx) else []
     moderated = ctx.moderation.for_moderator(ctx.principal) if ctx.moderation is not None else []
+    elsewhere = await ctx.fleet.moderations(ctx.principal, as_json=as_json) if ctx.fleet is not None else []
     if as_json:
-        return "".join(f"{line}\n" for line in [*map(_json, pending), *map(_moderation_json, moderated)])
-    lines = [_line(r, now) for r in pending] + [_moderation_line(m) for m in moderated]
+        return "".join(f"{line}\n" for line in [*map(_json, pending), *map(_moderation_json, moderated), *elsewhere])
+    lines = [_line(r, now) for r in pending] + [_moderation_line(m) for m in moderated] + elsewhere
     return "".join(f"{line}\n" for line in lines) or "no pending requests you may approve\n"
 
 
@@ -143,11 +151,13 @@ async def _decide(ctx: ActionContext, request_id: str, why: str | None) -> Exit:
     assert ctx.requests is not None
     try:
         if why is None:
-            request = ctx.requests.approve(request_id, ctx.principal)
+            request = await ctx.requests.approve(request_id, ctx.principal)
         else:
-            request = ctx.requests.deny(request_id, ctx.principal, printable(why)[:200])
+            request = await ctx.requests.deny(request_id, ctx.principal, printable(why)[:200])
     except ApprovalError as exc:
         raise Refusal(f"gateway: {exc}", reason=str(exc), kind=RefusalKind.APPROVAL) from None
+    except FleetDown:
+        raise unavailable() from None
     if ctx.audit is not None:
         with contextlib.suppress(AuditUnavailable):
             if why is None:

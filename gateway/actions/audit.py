@@ -33,6 +33,7 @@ from gateway.evidence.grep import Match, compile_pattern, grep_rows
 from gateway.evidence.html import chain_verdict, render
 from gateway.evidence.index import Index
 from gateway.evidence.replay import recording_path, show_text
+from gateway.fleet.down import FleetDown
 from gateway.policy.models import AuditAction
 from gateway.tasks import Tasks
 
@@ -86,6 +87,11 @@ async def run_audit(ctx: ActionContext) -> Exit:
     args = parse(ctx.args)
     if args.group == "verify":
         return await _verify(ctx)
+    if ctx.fleet is not None and args.verb in ("list", "show"):
+        answer = await _fleet_answer(ctx, args)
+        if answer is not None:
+            await send(ctx, answer)
+            return Exit(0)
     index = Index(ctx.state)
     try:
         index.catch_up()
@@ -103,6 +109,21 @@ async def run_audit(ctx: ActionContext) -> Exit:
         index.close()
     await send(ctx, body)
     return Exit(0)
+
+
+async def _fleet_answer(ctx: ActionContext, args: argparse.Namespace) -> bytes | None:
+    """``sessions list`` over the fleet's index, and ``sessions show`` of a session another host ran;
+    None: this host answers (its own session, or the fleet database does not answer)."""
+    assert ctx.fleet is not None
+    try:
+        if args.verb == "show":
+            return await ctx.fleet.show_elsewhere(args.id)
+        return await ctx.fleet.list_sessions(_filters(args), as_json=args.json)
+    except FleetDown:
+        await send(ctx, b"gateway: the fleet database does not answer: this host's sessions only\n", stderr=True)
+        return None
+    except query.QueryError as exc:
+        raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind=RefusalKind.COMMAND) from None
 
 
 def _filters(args: argparse.Namespace) -> query.Filters:

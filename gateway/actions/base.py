@@ -14,9 +14,10 @@ from gateway.environment import checked_term, clean_env
 from gateway.events import Event
 
 if TYPE_CHECKING:
-    from gateway.approvals import RequestBook
+    from gateway.approvals import Approvals
     from gateway.confine import Pinned
     from gateway.docker import ContainerInfo, Engine
+    from gateway.fleet.member import Member
     from gateway.moderation import ModerationBoard
     from gateway.policy.compiled import Policy
     from gateway.policy.models import Action, ActionBase
@@ -87,7 +88,9 @@ class ActionContext:
     #: who is asking (the approve action needs it)
     principal: str = ""
     #: access requests (the approve action decides them)
-    requests: RequestBook | None = None
+    requests: Approvals | None = None
+    #: the fleet this gateway is a member of (sessions list and show answer for it; None: this host only)
+    fleet: Member | None = None
     #: an audit record tied to this session
     audit: Audit | None = None
     #: moderated sessions (moderators join them through approve or audit watch)

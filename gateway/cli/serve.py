@@ -150,6 +150,13 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     hidden=True,
     help="For measuring: the parts of the lean path to use (send, receive, channel).",
 )
+@click.option(
+    "--fleet",
+    envvar="GATEWAY_FLEET",
+    help="Join a fleet: its PostgreSQL (postgresql://...; default $GATEWAY_FLEET), with --host-name and"
+    " policies/fleet.yaml. Never logged.",
+)
+@click.option("--fleet-migrate", is_flag=True, help="Create or upgrade the fleet schema at start.")
 @policies_option
 @keys_option
 @state_option
@@ -176,6 +183,8 @@ def serve(
             " sshd's key lookup cannot reach keys.sock and every door login is refused",
             2,
         )
+    if options.get("fleet") and not options.get("host_name"):
+        fail("gateway: --fleet needs --host-name: this host's name among the hosts of policies/fleet.yaml", 2)
     if options.get("workers") is None:  # every core, unless --workers says otherwise
         options["workers"] = min(len(os.sched_getaffinity(0)), 64)
     try:

@@ -48,6 +48,8 @@ def list_fleet(collected: Path, filters: query.Filters) -> list[dict[str, Any]]:
     """Every host's sessions matching *filters*, oldest first, each with its ``host``."""
     rows: list[dict[str, Any]] = []
     for directory in hosts(collected):
+        if filters.host is not None and directory.name != filters.host:
+            continue
         index = Index(directory, in_memory=True)
         try:
             index.add_records(_records(directory))

@@ -34,6 +34,7 @@ FILTERS = (
     Option("--principal", "Whose sessions."),
     Option("--action", "Which action."),
     Option("--target", "Which target."),
+    Option("--host", "Which host's (in a fleet, or a collector's copy of several)."),
 )
 JSON = Option("--json", "One JSON object per line.", is_flag=True)
 INPUT_ONLY = Option("--input-only", "Only what was typed, not the output.", is_flag=True)
@@ -53,4 +54,5 @@ def filters(values: Mapping[str, object]) -> query.Filters:
         principal=text["principal"],
         action=text["action"],
         target=text["target"],
+        host=text["host"],
     )

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   start TEXT NOT NULL, end TEXT, duration REAL, principal TEXT, action TEXT, target TEXT,
   container TEXT, exit_status INTEGER, signal TEXT, bytes_in INTEGER, bytes_out INTEGER,
   recording TEXT, state TEXT NOT NULL, pid INTEGER,
-  reason TEXT, request TEXT, approvers TEXT);
+  reason TEXT, request TEXT, approvers TEXT, recording_sha256 TEXT, first_seq INTEGER, last_seq INTEGER);
+CREATE INDEX IF NOT EXISTS sessions_last_seq ON sessions(last_seq);
 CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
@@ -41,7 +42,7 @@ class Index:
         self.db = sqlite3.connect(":memory:" if in_memory else self.path)
         self.db.row_factory = sqlite3.Row
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}
-        if columns and "approvers" not in columns:  # an index from before four eyes: it is derived, rebuild
+        if columns and "last_seq" not in columns:  # an index from an older gateway: it is derived, rebuild
             self.db.executescript(
                 "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS events; DELETE FROM meta;"
             )
@@ -105,19 +106,20 @@ class Index:
             allow = self._allow(session_id, channel)
             self.db.execute(
                 "INSERT OR REPLACE INTO sessions (id, session_id, channel, start, principal, action, target,"
-                " container, recording, state, pid, reason, request, approvers)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+                " container, recording, state, pid, reason, request, approvers, first_seq, last_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
                 (key, session_id, channel, record.get("ts"), record.get("principal"), record.get("action"),
                  record.get("target"), record.get("container"), record.get("recording"), record.get("pid"),
-                 *allow),
+                 *allow, record.get("seq"), record.get("seq")),
             )  # fmt: skip
         elif event in ENDINGS:
             self.db.execute(
                 "UPDATE sessions SET end = ?, duration = ?, exit_status = ?, signal = ?, bytes_in = ?,"
-                " bytes_out = ?, state = ? WHERE id = ?",
+                " bytes_out = ?, state = ?, recording_sha256 = ?, last_seq = ? WHERE id = ?",
                 (record.get("ts"), record.get("duration"), record.get("exit_status"), record.get("signal"),
                  record.get("bytes_in"), record.get("bytes_out"),
-                 "ended" if event == Event.SESSION_END else "interrupted", key),
+                 "ended" if event == Event.SESSION_END else "interrupted", record.get("recording_sha256"),
+                 record.get("seq"), key),
             )  # fmt: skip
 
     def _allow(self, session_id: str, channel: int) -> tuple[str | None, str | None, str | None]:

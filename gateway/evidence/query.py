@@ -57,6 +57,8 @@ class Filters:
     principal: str | None = None
     action: str | None = None
     target: str | None = None
+    #: in a fleet's index, or a collector's copy of several hosts: one host's
+    host: str | None = None
 
 
 def _where(filters: Filters) -> tuple[str, list[str]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 from pydantic import BaseModel, ValidationError
@@ -32,6 +32,8 @@ APPROVE = "approve"
 
 #: bounds that keep a hostile policy from taking the gateway down (bytes: policy_files)
 MAX_GRANTS = 10_000
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -107,6 +109,17 @@ def _load_file(name: str, text: str, problems: list[Problem], budget: _Budget) -
         problems += (_problem(name, marked, err) for err in _deepest(exc.errors()))
         return None
     return _File(name, marked, model)
+
+
+def validated(name: str, text: str, model: type[M]) -> M:
+    """*text* (YAML) checked against *model*; LoadError with ``file:line:column`` problems otherwise."""
+    marked = parse_yaml(text, name)
+    if marked.problems:
+        raise LoadError(marked.problems)
+    try:
+        return model.model_validate(marked.data)
+    except ValidationError as exc:
+        raise LoadError([_problem(name, marked, err) for err in _deepest(exc.errors())]) from None
 
 
 def _deepest(errors: list[ErrorDetails]) -> list[ErrorDetails]:

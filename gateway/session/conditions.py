@@ -22,6 +22,7 @@ from gateway.channel import read_bytes
 from gateway.command import printable
 from gateway.environment import MAX_REASON, REASON, checked_reason
 from gateway.errors import AuditUnavailable, Refusal
+from gateway.fleet.down import FleetDown, unavailable
 from gateway.events import Event, RefusalKind
 from gateway.moderation import Moderated
 from gateway.policy.compiled import Conditions
@@ -44,15 +45,26 @@ async def satisfy(session: SessionBase, plan: Plan) -> dict[str, Any]:
     what = f"{session.action} {target}".strip()
     reason = await _reason(session, cond, what)
     fields: dict[str, Any] = {"reason": reason} if reason else {}
-    if cond.approval:
-        request = await _approved(session, cond, what, target, reason)
-        fields.update(request=request.id, approvers=request.approvers)
-    if cond.moderated is not None:
-        moderated = session.moderated = session.rt.moderation.open(
-            session.conn.session_id, session.conn.principal or "", what, cond.moderated
-        )
-        await _moderators(session, moderated)
-        fields.update(moderation=moderated.key, moderators=moderated.moderators)
+    fleet = session.rt.fleet
+    try:
+        if cond.approval:
+            request = await _approved(session, cond, what, target, reason)
+            fields.update(request=request.id, approvers=request.approvers)
+        if cond.moderated is not None:
+            moderated = session.moderated = session.rt.moderation.open(
+                session.conn.session_id, session.conn.principal or "", what, cond.moderated
+            )
+            if fleet is not None:  # listed by every host's approve@ while it waits
+                await fleet.waiting(moderated, now=True)
+            try:
+                await _moderators(session, moderated)
+            finally:
+                if fleet is not None:
+                    with contextlib.suppress(FleetDown):
+                        await fleet.waiting(moderated, now=False)
+            fields.update(moderation=moderated.key, moderators=moderated.moderators)
+    except FleetDown:
+        raise unavailable() from None
     return fields
 
 
@@ -144,13 +156,13 @@ async def _ask(session: SessionBase) -> str | None:
 async def _approved(
     session: SessionBase, cond: Conditions, what: str, target: str, reason: str | None
 ) -> Request:
-    book, principal = session.rt.requests, session.conn.principal or ""
-    found = book.usable(principal, session.action, target)
+    book, principal = session.rt.approvals, session.conn.principal or ""
+    found = await book.usable(principal, session.action, target, cond)
     if found is not None:
         return found
-    request = book.pending(principal, session.action, target)
+    request = await book.pending(principal, session.action, target, cond)
     if request is None:
-        request = book.file(principal, session.action, target, reason, cond)
+        request = await book.file(principal, session.action, target, reason, cond)
         with contextlib.suppress(AuditUnavailable):
             session.audit(
                 Event.REQUEST_FILED, durable=True, request=request.id, reason=reason, needs=request.describe()
@@ -160,7 +172,7 @@ async def _approved(
     try:
         await _until_decided(session, request, wait)
     except TimeoutError:
-        book.expire(request)
+        await book.expire(request)
         with contextlib.suppress(AuditUnavailable):
             session.audit(Event.REQUEST_EXPIRED, request=request.id)
         raise Refusal(
@@ -188,7 +200,7 @@ async def _until_decided(session: SessionBase, request: Request, seconds: float)
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError
-            changed = loop.create_task(session.rt.requests.changed(request, left))
+            changed = loop.create_task(session.rt.approvals.changed(request, left))
             done, _ = await asyncio.wait({changed, closed}, return_when=asyncio.FIRST_COMPLETED)
             if closed in done:
                 changed.cancel()

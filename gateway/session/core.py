@@ -107,6 +107,20 @@ class Session:
             self.refuse(refusal)
             return
         try:
+            slot = await self.rt.fleet.take(principal) if self.rt.fleet is not None else None
+        except Refusal as refusal:  # the fleet's limits: every host's sessions count
+            self.rt.limits.release_session(principal)
+            self.refuse(refusal)
+            return
+        try:
+            await self._run_allowed(plan, extra)
+        finally:
+            if self.rt.fleet is not None:
+                await self.rt.fleet.give(slot)
+
+    async def _run_allowed(self, plan: Plan, extra: dict[str, Any]) -> None:
+        principal = self.conn.principal or ""
+        try:
             if getattr(plan.spec, "privileged", False):
                 extra["privileged"] = True
             self.audit(Event.REQUEST_ALLOW, durable=True, grant=plan.grant, policy=plan.digest, **extra)

@@ -1,0 +1,168 @@
+"""The fleet's session index: each host pushes its own index's rows; any host answers for all.
+
+The local SQLite index (``gateway.evidence.index``, rebuilt from the audit
+chain) stays the source: a pusher copies every row whose last record is past
+the mark it last pushed, by upsert on ``(host, id)``, and moves the mark only
+once the database has them. A row pushed twice is one row; a row written
+while the database was down is pushed when it answers again. Nothing is lost
+and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from gateway.evidence import query
+from gateway.evidence.index import Index
+from gateway.fleet.down import FleetDown
+from gateway.fleet.link import Link
+
+BATCH = 1000
+MARK = "fleet_pushed"
+COLUMNS = ("id", "principal", "action", "target", "container", "start", "end", "duration", "exit_status",
+           "signal", "bytes_in", "bytes_out", "reason", "request", "approvers", "recording", "recording_sha256",
+           "state", "first_seq", "last_seq")  # fmt: skip
+QUOTED = ", ".join('"' + c + '"' for c in COLUMNS)
+_UPSERT = (
+    f"INSERT INTO fleet_sessions (host, {QUOTED}) VALUES ({', '.join(['%s'] * (len(COLUMNS) + 1))})"
+    " ON CONFLICT (host, id) DO UPDATE SET " + ", ".join(f"{c!r} = excluded.{c!r}".replace("'", '"') for c in COLUMNS[1:])
+)
+
+
+class Pusher:
+    """Copies this host's index rows to the fleet; the SQLite side runs on a thread of its own."""
+
+    def __init__(self, link: Link, host: str, state: Path) -> None:
+        self.link, self.host, self.state = link, host, state
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fleet-index")
+        self._index: Index | None = None
+        self.wake = asyncio.Event()
+
+    def _pending(self) -> tuple[list[tuple[Any, ...]], int]:
+        if self._index is None:
+            self._index = Index(self.state)
+        index = self._index
+        index.catch_up()
+        row = index.db.execute("SELECT v FROM meta WHERE k = ?", (MARK,)).fetchone()
+        mark = int(row[0]) if row else -1
+        rows = index.db.execute(
+            f"SELECT {QUOTED} FROM sessions WHERE last_seq > ? ORDER BY last_seq LIMIT ?",  # noqa: S608
+            (mark, BATCH),
+        ).fetchall()
+        return [tuple(r) for r in rows], mark
+
+    def _moved(self, mark: int) -> None:
+        assert self._index is not None
+        with self._index.db:
+            self._index.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (MARK, str(mark)))
+
+    async def push(self) -> int:
+        """Push what is new; how many rows (FleetDown when the database does not answer)."""
+        loop = asyncio.get_running_loop()
+        total = 0
+        while True:
+            rows, _ = await loop.run_in_executor(self._thread, self._pending)
+            if not rows:
+                return total
+
+            async def upsert(conn: AsyncConnection[Any], rows: list[tuple[Any, ...]] = rows) -> None:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(_UPSERT.encode(), [(self.host, *_typed(r)) for r in rows])
+
+            await self.link.run(upsert)
+            await loop.run_in_executor(self._thread, self._moved, int(rows[-1][-1]))
+            total += len(rows)
+
+    async def run(self, every: float = 0.5) -> None:
+        """Push now and then, and at once when the database answers again."""
+        while True:
+            try:
+                await self.push()
+            except FleetDown:
+                pass
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), every)
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        """Stop the thread (and close the index on it)."""
+        if self._index is not None:
+            self._thread.submit(self._index.close)
+        self._thread.shutdown(wait=True)
+
+
+def _typed(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """SQLite's loose values as the columns' types (a signal may be a number or a name)."""
+    values = list(row)
+    signal = COLUMNS.index("signal")
+    values[signal] = None if values[signal] is None else str(values[signal])
+    return tuple(values)
+
+
+def _where(filters: query.Filters) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for column, op, value in (
+        ("start", ">=", filters.since),
+        ("start", "<=", filters.until),
+        ("principal", "=", filters.principal),
+        ("action", "=", filters.action),
+        ("target", "=", filters.target),
+        ("host", "=", filters.host),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} %s")
+            params.append(value)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+async def list_rows(link: Link, filters: query.Filters) -> list[dict[str, Any]]:
+    """The fleet's sessions matching *filters*, oldest first, each with its host."""
+    where, params = _where(filters)
+
+    async def fetch(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(f"SELECT * FROM fleet_sessions {where} ORDER BY start, host".encode(), params)  # noqa: S608
+        return list(await cur.fetchall())
+
+    return await link.run(fetch)
+
+
+async def find(link: Link, session: str) -> list[dict[str, Any]]:
+    """The fleet's rows for ``ID`` or ``ID.N`` (one per host that has it)."""
+    query.checked_id(session)
+
+    async def fetch(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT * FROM fleet_sessions WHERE id = %s ORDER BY host", (session,))
+        return list(await cur.fetchall())
+
+    return await link.run(fetch)
+
+
+def elsewhere(rows: list[dict[str, Any]]) -> str:
+    """``sessions show`` of a session another host holds: where it ran and how to fetch its recording."""
+    lines = []
+    for r in rows:
+        outcome = str(r["state"])
+        if outcome == "ended":
+            outcome = f"sig {r['signal']}" if r["signal"] is not None else f"exit {r['exit_status']}"
+        lines.append(
+            f"session {r['id']} ran on host {r['host']}: {r['principal']} {r['action']} {r['target'] or ''}".rstrip()
+            + f", {r['start']} - {r['end'] or 'open'}, {outcome}, {r['bytes_in'] or 0}/{r['bytes_out'] or 0} bytes"
+        )
+        lines.append(f"  request: {r['request'] or '-'}  approvers: {r['approvers'] or '-'}  reason: {r['reason'] or '-'}")
+        lines.append(f"  records: seq {r['first_seq']}-{r['last_seq']} of {r['host']}'s chain")
+        lines.append(
+            f"  recording: {r['recording'] or '-'} (sha256 {r['recording_sha256'] or 'not yet known'}) is on host"
+            f" {r['host']}: fetch it with ssh audit@{r['host']} sessions show {r['id']}"
+            f" (or sessions export {r['id']})"
+        )
+    return "\n".join(lines) + "\n"
