@@ -296,7 +296,9 @@ class Approvals(Protocol):
     async def pending(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
         """The open request for this (action, target)."""
 
-    async def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+    async def file(
+        self, principal: str, action: str, target: str, reason: str | None, cond: Conditions
+    ) -> Request:
         """A new pending request."""
 
     async def approve(self, request_id: str, approver: str) -> Request:
@@ -327,7 +329,9 @@ class LocalApprovals:
     async def pending(self, principal: str, action: str, target: str, cond: Conditions) -> Request | None:
         return self.book.pending(principal, action, target)
 
-    async def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+    async def file(
+        self, principal: str, action: str, target: str, reason: str | None, cond: Conditions
+    ) -> Request:
         return self.book.file(principal, action, target, reason, cond)
 
     async def approve(self, request_id: str, approver: str) -> Request:

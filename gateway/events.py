@@ -69,9 +69,10 @@ EVENTS: dict[Event, str] = {
     Event.REQUEST_APPROVED: "an approver approved a request",
     Event.REQUEST_DENIED: "an approver turned a request down",
     Event.REQUEST_EXPIRED: "a request was not approved in time",
-    Event.REQUEST_COUNTED: "a fleet decision (given on `host`) was checked (its host's signature, the policy here) and counted",
-    Event.REQUEST_UNTRUSTED: "a fleet decision row failed its check (unsigned, a host not in fleet.yaml, a principal"
-    " the policy here does not allow): not counted",
+    Event.REQUEST_COUNTED: "a fleet decision (given on `host`) passed its checks here (the host's signature,"
+    " this policy) and counts",
+    Event.REQUEST_UNTRUSTED: "a fleet decision row failed its checks (bad signature, a host not in"
+    " fleet.yaml, a principal this policy does not allow): not counted",
     Event.MODERATOR_JOINED: "a moderator began watching a moderated session",
     Event.MODERATOR_LEFT: "a moderator stopped watching",
     Event.SESSION_START: "the action started (its recording, PTY, the process that runs it)",

@@ -12,9 +12,9 @@ loop shows as a stale ``checked`` time rather than a hang.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway import metrics
@@ -32,7 +32,9 @@ class Readiness:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         #: ``up``/``down`` for the fleet database (None: no fleet); a supervisor asks its workers
-        self.fleet: Callable[[], str | None] = lambda: runtime.fleet.state if runtime.fleet is not None else None
+        self.fleet: Callable[[], str | None] = lambda: (
+            runtime.fleet.state if runtime.fleet is not None else None
+        )
         self._last: dict[str, Any] = {"ready": False, "checks": {}, "checked": None}
 
     def snapshot(self) -> dict[str, Any]:

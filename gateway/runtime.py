@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,9 +104,9 @@ class Runtime:
         """Become a member of the fleet, when ``--fleet`` names one (see ``gateway.fleet.member``)."""
         from gateway.fleet.member import Member  # noqa: PLC0415 - psycopg only with --fleet
 
-        def audit(event: str, fields: dict[str, Any]) -> None:
+        def audit(event: Event, fields: dict[str, Any]) -> None:
             with contextlib.suppress(AuditUnavailable):
-                self.audit.emit(Event(event), durable=True, **fields)
+                self.audit.emit(event, durable=True, **fields)
 
         self.fleet = Member.create(self.settings, load_or_create_host_key(self.settings.state), audit)
         if self.fleet is not None:

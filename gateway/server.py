@@ -144,7 +144,9 @@ async def serve_worker(
     and policy the supervisor has in force (*loaded*), on the port the supervisor holds."""
     runtime = Runtime.start(settings, loaded)
     skip_packet_logging()
-    await runtime.join_fleet(leader=settings.worker == 1, on_change=lambda state: control.send({"fleet": state}))
+    await runtime.join_fleet(
+        leader=settings.worker == 1, on_change=lambda state: control.send({"fleet": state})
+    )
     acceptor = await listen(runtime, reuse_port=True)
     stop = stop_signals()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads

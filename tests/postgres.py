@@ -8,7 +8,6 @@ a unix socket in the same directory, and is stopped (fast) at the end.
 from __future__ import annotations
 
 import contextlib
-import glob
 import pwd
 import shutil
 import socket
@@ -22,10 +21,10 @@ import psycopg
 
 
 def _bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
     if not found:
         raise RuntimeError(f"no PostgreSQL {name}: scripts/setup installs postgresql")
-    return found[-1]
+    return str(found[-1])
 
 
 def _free_port() -> int:

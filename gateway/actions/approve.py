@@ -26,8 +26,8 @@ from gateway.actions.moderate import moderate
 from gateway.approvals import APPROVED, ID_RE, ApprovalError, Approvals, Request
 from gateway.command import printable
 from gateway.errors import AuditUnavailable, Refusal
-from gateway.fleet.down import FleetDown, unavailable
 from gateway.events import Event, RefusalKind
+from gateway.fleet.down import FleetDown, unavailable
 from gateway.moderation import Moderated
 from gateway.policy.models import ApproveAction
 from gateway.textsafe import visible
@@ -123,7 +123,9 @@ async def _listing(ctx: ActionContext, book: Approvals, *, as_json: bool) -> str
     moderated = ctx.moderation.for_moderator(ctx.principal) if ctx.moderation is not None else []
     elsewhere = await ctx.fleet.moderations(ctx.principal, as_json=as_json) if ctx.fleet is not None else []
     if as_json:
-        return "".join(f"{line}\n" for line in [*map(_json, pending), *map(_moderation_json, moderated), *elsewhere])
+        return "".join(
+            f"{line}\n" for line in [*map(_json, pending), *map(_moderation_json, moderated), *elsewhere]
+        )
     lines = [_line(r, now) for r in pending] + [_moderation_line(m) for m in moderated] + elsewhere
     return "".join(f"{line}\n" for line in lines) or "no pending requests you may approve\n"
 

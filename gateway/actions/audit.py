@@ -120,7 +120,9 @@ async def _fleet_answer(ctx: ActionContext, args: argparse.Namespace) -> bytes |
             return await ctx.fleet.show_elsewhere(args.id)
         return await ctx.fleet.list_sessions(_filters(args), as_json=args.json)
     except FleetDown:
-        await send(ctx, b"gateway: the fleet database does not answer: this host's sessions only\n", stderr=True)
+        await send(
+            ctx, b"gateway: the fleet database does not answer: this host's sessions only\n", stderr=True
+        )
         return None
     except query.QueryError as exc:
         raise Refusal(f"gateway: audit: {exc}", reason=str(exc), kind=RefusalKind.COMMAND) from None

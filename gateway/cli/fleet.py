@@ -35,7 +35,7 @@ def migrate(dsn: str) -> None:
     import psycopg  # noqa: PLC0415 - only the fleet commands need it
 
     from gateway.fleet import schema  # noqa: PLC0415
-    from gateway.fleet.link import why, with_timeout  # noqa: PLC0415
+    from gateway.fleet.down import why, with_timeout  # noqa: PLC0415
 
     try:
         with psycopg.connect(with_timeout(dsn), autocommit=True) as conn:
@@ -44,7 +44,9 @@ def migrate(dsn: str) -> None:
         fail(f"gateway: {exc}", 1)
     except psycopg.Error as exc:
         fail(f"gateway: the fleet database: {why(exc)}", 1)
-    click.echo(f"fleet schema: version {after}" + (f" (was {before})" if before != after else " (up to date)"))
+    click.echo(
+        f"fleet schema: version {after}" + (f" (was {before})" if before != after else " (up to date)")
+    )
 
 
 @fleet.command()
@@ -58,7 +60,7 @@ def status(dsn: str, as_json: bool) -> None:
     import psycopg  # noqa: PLC0415
 
     from gateway.fleet import heartbeat, schema  # noqa: PLC0415
-    from gateway.fleet.link import why, with_timeout  # noqa: PLC0415
+    from gateway.fleet.down import why, with_timeout  # noqa: PLC0415
 
     async def read() -> list[dict[str, Any]]:
         async with await psycopg.AsyncConnection.connect(with_timeout(dsn), autocommit=True) as conn:

@@ -30,17 +30,20 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from gateway.approvals import APPROVED, DENIED, EXPIRED, PENDING, Request, decidable
+from gateway.events import Event
 from gateway.fleet.config import FleetConfig
 from gateway.fleet.link import Link, notify
 from gateway.policy.compiled import Conditions
 
 REREAD = 2.0
 APPROVE, DENY = "approve", "deny"
-#: what a host's audit callback is given: (event name, fields)
-Audit = Callable[[str, dict[str, Any]], None]
+#: what a host's audit callback is given: the event and its fields
+Audit = Callable[[Event, dict[str, Any]], None]
 
 
-def signed_text(request: Request, principal: str, verdict: str, why: str | None, host: str, at: float) -> bytes:
+def signed_text(
+    request: Request, principal: str, verdict: str, why: str | None, host: str, at: float
+) -> bytes:
     """The bytes a decision's signature covers: the request as its host filed it, who, what, where, when."""
     fields = ["gateway-fleet-decision-v1", request.id, request.host or "", request.requester, request.action,
               request.target, principal, verdict, why or "", host, repr(float(at))]  # fmt: skip
@@ -50,7 +53,9 @@ def signed_text(request: Request, principal: str, verdict: str, why: str | None,
 class FleetApprovals:
     """``Approvals`` on PostgreSQL, for the host *host* signing with *key*."""
 
-    def __init__(self, link: Link, host: str, key: asyncssh.SSHKey, config: FleetConfig, audit: Audit) -> None:
+    def __init__(
+        self, link: Link, host: str, key: asyncssh.SSHKey, config: FleetConfig, audit: Audit
+    ) -> None:
         self.link, self.host, self.key, self.config, self.audit = link, host, key, config, audit
         self._wake: dict[str, asyncio.Event] = {}
         #: decisions already audited as untrusted or counted, by (request, principal, signature)
@@ -93,7 +98,9 @@ class FleetApprovals:
         await self.refresh(request)
         return request
 
-    async def file(self, principal: str, action: str, target: str, reason: str | None, cond: Conditions) -> Request:
+    async def file(
+        self, principal: str, action: str, target: str, reason: str | None, cond: Conditions
+    ) -> Request:
         rules = [[n.label, sorted(n.approvers), n.needed] for n in cond.approval]
         request = Request("", principal, action, target, reason, rules, cond.window, host=self.host)
 
@@ -118,7 +125,8 @@ class FleetApprovals:
     async def expire(self, request: Request) -> None:
         async def update(conn: AsyncConnection[Any]) -> None:
             await conn.execute(
-                "UPDATE fleet_requests SET state = 'expired', decided = %s WHERE id = %s AND state = 'pending'",
+                "UPDATE fleet_requests SET state = 'expired', decided = %s"
+                " WHERE id = %s AND state = 'pending'",
                 (time.time(), request.id),
             )
 
@@ -151,16 +159,17 @@ class FleetApprovals:
         for row in rows:
             problem = self._problem(request, row)
             mark = (request.id, str(row["principal"]), str(row["signature"]))
-            fields = {"request": request.id, "by": row["principal"], "host": row["host"], "verdict": row["verdict"],
+            fields = {"request": request.id, "by": row["principal"], "host": row["host"],
+                      "verdict": row["verdict"],
                       "requester": request.requester}  # fmt: skip
             if problem is not None:
                 if mark not in self._seen:
                     self._seen.add(mark)
-                    self.audit("request.untrusted", {**fields, "problem": problem})
+                    self.audit(Event.REQUEST_UNTRUSTED, {**fields, "problem": problem})
                 continue
             if mark not in self._seen:
                 self._seen.add(mark)
-                self.audit("request.counted", fields)
+                self.audit(Event.REQUEST_COUNTED, fields)
             if row["verdict"] == DENY:
                 request.state, request.denied_by, request.why = DENIED, str(row["principal"]), row["why"]
                 return
@@ -222,9 +231,13 @@ class FleetApprovals:
                 await cur.execute("SELECT * FROM fleet_requests WHERE id = %s FOR UPDATE", (request_id,))
                 row = await cur.fetchone()
                 request = decidable(_request(row, None) if row is not None else None, request_id, approver)
-                await cur.execute("SELECT * FROM fleet_decisions WHERE request = %s ORDER BY at", (request_id,))
-                request.approvals = [[str(r["principal"]), float(r["at"])] for r in await cur.fetchall()
-                                     if r["verdict"] == APPROVE and self._unsigned(request, r) is None]  # fmt: skip
+                await cur.execute(
+                    "SELECT * FROM fleet_decisions WHERE request = %s ORDER BY at", (request_id,)
+                )
+                given = [r for r in await cur.fetchall() if r["verdict"] == APPROVE]
+                request.approvals = [
+                    [str(r["principal"]), float(r["at"])] for r in given if self._unsigned(request, r) is None
+                ]
                 if verdict == APPROVE and approver in request.approvers:
                     return request
                 at = time.time()
@@ -267,11 +280,17 @@ class FleetApprovals:
 
 def _request(row: dict[str, Any], cond: Conditions | None) -> Request:
     """A Request from its row; with *cond*, the rules are this host's (the row's copy is not trusted)."""
-    rules = [[n.label, sorted(n.approvers), n.needed] for n in cond.approval] if cond is not None else row["rules"]
+    rules = (
+        [[n.label, sorted(n.approvers), n.needed] for n in cond.approval]
+        if cond is not None
+        else row["rules"]
+    )
     window = cond.window if cond is not None else int(row["window_seconds"])
     return Request(
-        id=str(row["id"]), requester=str(row["requester"]), action=str(row["action"]), target=str(row["target"]),
+        id=str(row["id"]), requester=str(row["requester"]), action=str(row["action"]),
+        target=str(row["target"]),
         reason=row["reason"], rules=rules, window=window, filed=float(row["filed"]),
         state=PENDING if cond is not None else str(row["state"]), host=str(row["host"]),
-        denied_by=None if cond is not None else row["denied_by"], why=None if cond is not None else row["why"],
+        denied_by=None if cond is not None else row["denied_by"],
+        why=None if cond is not None else row["why"],
     )  # fmt: skip

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from gateway.errors import ConfigError, LoadError, Problem
 from gateway.policy.loader import validated
-from gateway.policy_files import FLEET_FILE as FILE_NAME
 from gateway.safefile import NotRegular, read_regular
 
 MAX_BYTES = 1 << 20
@@ -91,7 +90,9 @@ def load(path: Path) -> FleetFile:
     try:
         raw = read_regular(path, MAX_BYTES)
     except FileNotFoundError:
-        raise LoadError([Problem(str(path), 0, 0, "not found: a fleet needs its hosts listed here")]) from None
+        raise LoadError(
+            [Problem(str(path), 0, 0, "not found: a fleet needs its hosts listed here")]
+        ) from None
     except (NotRegular, OSError) as exc:
         raise LoadError([Problem(str(path), 0, 0, f"cannot read: {exc}")]) from None
     if len(raw) > MAX_BYTES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
 
+CONNECT_SECONDS = 3
 UNAVAILABLE = "gateway: approvals are unavailable: the fleet database does not answer"
 
 
@@ -15,3 +16,18 @@ class FleetDown(Exception):
 def unavailable() -> Refusal:
     """The one-line refusal of a gated or moderated grant while the database does not answer."""
     return Refusal(UNAVAILABLE, reason="the fleet database does not answer", kind=RefusalKind.APPROVAL)
+
+
+def with_timeout(dsn: str) -> str:
+    """*dsn* with a connect timeout unless it has one (a dead server must not hold a query for minutes)."""
+    if "connect_timeout" in dsn:
+        return dsn
+    if "://" in dsn:
+        return dsn + ("&" if "?" in dsn else "?") + f"connect_timeout={CONNECT_SECONDS}"
+    return f"{dsn} connect_timeout={CONNECT_SECONDS}"
+
+
+def why(exc: BaseException) -> str:
+    """An error's class and first line, for the log (never the connection string)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:200]

@@ -76,7 +76,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                       str(r["workers"]), str(r["sessions_open"]), f"{float(r['age']):.0f}s ago",
                       "; ".join(r["marks"]) or "ok"))  # fmt: skip
     widths = [max(len(c[k]) for c in cells) for k in range(len(header))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in cells)
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in cells
+    )
 
 
 def mismatched(rows: list[dict[str, Any]]) -> int:

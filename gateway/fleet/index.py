@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,18 @@ from gateway.evidence import query
 from gateway.evidence.index import Index
 from gateway.fleet.down import FleetDown
 from gateway.fleet.link import Link
+from gateway.textsafe import visible
 
 BATCH = 1000
 MARK = "fleet_pushed"
 COLUMNS = ("id", "principal", "action", "target", "container", "start", "end", "duration", "exit_status",
-           "signal", "bytes_in", "bytes_out", "reason", "request", "approvers", "recording", "recording_sha256",
-           "state", "first_seq", "last_seq")  # fmt: skip
+           "signal", "bytes_in", "bytes_out", "reason", "request", "approvers", "recording",
+           "recording_sha256", "state", "first_seq", "last_seq")  # fmt: skip
 QUOTED = ", ".join('"' + c + '"' for c in COLUMNS)
 _UPSERT = (
-    f"INSERT INTO fleet_sessions (host, {QUOTED}) VALUES ({', '.join(['%s'] * (len(COLUMNS) + 1))})"
-    " ON CONFLICT (host, id) DO UPDATE SET " + ", ".join(f"{c!r} = excluded.{c!r}".replace("'", '"') for c in COLUMNS[1:])
+    f"INSERT INTO fleet_sessions (host, {QUOTED}) VALUES ({', '.join(['%s'] * (len(COLUMNS) + 1))})"  # noqa: S608
+    " ON CONFLICT (host, id) DO UPDATE SET "
+    + ", ".join(f"{c!r} = excluded.{c!r}".replace("'", '"') for c in COLUMNS[1:])
 )
 
 
@@ -82,15 +85,11 @@ class Pusher:
     async def run(self, every: float = 0.5) -> None:
         """Push now and then, and at once when the database answers again."""
         while True:
-            try:
+            with contextlib.suppress(FleetDown):
                 await self.push()
-            except FleetDown:
-                pass
             self.wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), every)
-            except TimeoutError:
-                pass
 
     def close(self) -> None:
         """Stop the thread (and close the index on it)."""
@@ -154,15 +153,16 @@ def elsewhere(rows: list[dict[str, Any]]) -> str:
         outcome = str(r["state"])
         if outcome == "ended":
             outcome = f"sig {r['signal']}" if r["signal"] is not None else f"exit {r['exit_status']}"
-        lines.append(
-            f"session {r['id']} ran on host {r['host']}: {r['principal']} {r['action']} {r['target'] or ''}".rstrip()
-            + f", {r['start']} - {r['end'] or 'open'}, {outcome}, {r['bytes_in'] or 0}/{r['bytes_out'] or 0} bytes"
-        )
-        lines.append(f"  request: {r['request'] or '-'}  approvers: {r['approvers'] or '-'}  reason: {r['reason'] or '-'}")
-        lines.append(f"  records: seq {r['first_seq']}-{r['last_seq']} of {r['host']}'s chain")
-        lines.append(
-            f"  recording: {r['recording'] or '-'} (sha256 {r['recording_sha256'] or 'not yet known'}) is on host"
-            f" {r['host']}: fetch it with ssh audit@{r['host']} sessions show {r['id']}"
-            f" (or sessions export {r['id']})"
-        )
-    return "\n".join(lines) + "\n"
+        what = f"{r['principal']} {r['action']} {r['target'] or ''}".rstrip()
+        host, sid = r["host"], r["id"]
+        lines += [
+            f"session {sid} ran on host {host}: {what}, {r['start']} - {r['end'] or 'open'}, {outcome},"
+            f" {r['bytes_in'] or 0}/{r['bytes_out'] or 0} bytes",
+            f"  request: {r['request'] or '-'}  approvers: {r['approvers'] or '-'}"
+            f"  reason: {r['reason'] or '-'}",
+            f"  records: seq {r['first_seq']}-{r['last_seq']} of {host}'s chain",
+            f"  recording: {r['recording'] or '-'} (sha256 {r['recording_sha256'] or 'not yet known'})"
+            f" is on host {host}: fetch it with ssh audit@{host} sessions show {sid}"
+            f" (or sessions export {sid})",
+        ]
+    return "".join(visible(line) + "\n" for line in lines)

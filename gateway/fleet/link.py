@@ -27,30 +27,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway import oplog
 from gateway.fleet import schema
-from gateway.fleet.down import FleetDown
-
+from gateway.fleet.down import CONNECT_SECONDS, FleetDown, why, with_timeout
+from gateway.tasks import Tasks
 
 CHANNEL = "gateway_fleet"
 QUERY_SECONDS = 3.0
 CHECK_EVERY = 1.0
-CONNECT_SECONDS = 3
 T = TypeVar("T")
 Query = Callable[[AsyncConnection[Any]], Awaitable[T]]
-
-
-def with_timeout(dsn: str) -> str:
-    """*dsn* with a connect timeout unless it has one (a dead server must not hold a query for minutes)."""
-    if "connect_timeout" in dsn:
-        return dsn
-    if "://" in dsn:
-        return dsn + ("&" if "?" in dsn else "?") + f"connect_timeout={CONNECT_SECONDS}"
-    return f"{dsn} connect_timeout={CONNECT_SECONDS}"
-
-
-def why(exc: BaseException) -> str:
-    """An error's class and first line, for the log (never the connection string)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:200]
 
 
 class Link:
@@ -71,7 +55,7 @@ class Link:
         )
         self.up = False
         self.problem = "not connected yet"
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = Tasks("fleet-link")
         self._on_notify: list[Callable[[str], None]] = []
         self._on_up: list[Callable[[], None]] = []
         self._on_down: list[Callable[[], None]] = []
@@ -92,17 +76,14 @@ class Link:
     async def start(self, first_wait: float = CONNECT_SECONDS) -> None:
         """Open the pool and the listener; wait a little for a first answer (none: start down)."""
         await self.pool.open(wait=False)
-        self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._listen())]
+        self._tasks.spawn(self._watch(), "watch")
+        self._tasks.spawn(self._listen(), "listen")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._answered.wait(), first_wait)
 
     async def close(self) -> None:
         """Stop the tasks and close every connection."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel_all()
         with contextlib.suppress(Exception):
             await self.pool.close(timeout=1.0)
 
@@ -136,7 +117,7 @@ class Link:
                 self._down(str(exc))
             except FleetDown:
                 pass
-            except Exception as exc:  # noqa: BLE001 - any other database error: down, and keep watching
+            except Exception as exc:
                 self._down(why(exc))
             else:
                 if not self.up:
@@ -162,7 +143,7 @@ class Link:
                         self._tell(note.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001, S110 - reconnected, never fatal (the watcher reports it down)
+            except Exception:  # noqa: S110 - reconnected, never fatal (the watcher reports it down)
                 pass
             await asyncio.sleep(0.5)
 
@@ -170,8 +151,8 @@ class Link:
         for handler in self._on_notify:
             try:
                 handler(payload)
-            except Exception:  # noqa: BLE001 - one handler's bug must not stop the listener
-                log.exception("fleet.notify_handler")
+            except Exception:
+                oplog.log().exception("fleet.notify_handler")
 
 
 async def notify(conn: AsyncConnection[Any], payload: str) -> None:

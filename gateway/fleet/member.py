@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 import asyncssh
 from psycopg import AsyncConnection
 
-from gateway import __version__, metrics
+from gateway import metrics
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
 from gateway.evidence import query
@@ -28,14 +29,16 @@ from gateway.evidence.fleet import fleet_table
 from gateway.fleet import heartbeat, waiting
 from gateway.fleet import index as fleet_index
 from gateway.fleet.approvals import Audit, FleetApprovals
-from gateway.fleet.config import FILE_NAME, FleetConfig, check_self
+from gateway.fleet.config import FleetConfig, check_self
+from gateway.fleet.down import FleetDown, with_timeout
 from gateway.fleet.index import Pusher
-from gateway.fleet.down import FleetDown
-from gateway.fleet.link import Link, with_timeout
+from gateway.fleet.link import Link
 from gateway.fleet.slots import Full, Slot, Slots
 from gateway.moderation import Moderated
+from gateway.policy_files import FLEET_FILE
 from gateway.settings import Settings
 from gateway.tasks import Tasks
+
 
 @dataclass
 class Member:
@@ -55,11 +58,11 @@ class Member:
 
     @classmethod
     def create(cls, settings: Settings, host_key: asyncssh.SSHKey, audit: Audit) -> Member | None:
-        """The member for *settings* (None without ``--fleet``); LoadError or ConfigError when misconfigured."""
+        """The member for *settings* (None without ``--fleet``); LoadError or ConfigError if misconfigured."""
         if settings.fleet is None:
             return None
         host = settings.host_name or ""
-        config = FleetConfig(settings.policies / FILE_NAME)
+        config = FleetConfig(settings.policies / FLEET_FILE)
         check_self(config.current, host, host_key, config.path)
         link = Link(settings.fleet)
         approvals = FleetApprovals(link, host, host_key, config, audit)
@@ -126,7 +129,7 @@ class Member:
             await waiting.withdraw(self.link, self.host, moderated.key)
 
     async def moderations(self, principal: str, *, as_json: bool) -> list[str]:
-        """Lines for the moderated sessions *principal* may join on the other hosts (FleetDown to the caller)."""
+        """Lines for the moderated sessions *principal* may join on other hosts (FleetDown to the caller)."""
         rows = await waiting.for_moderator(self.link, principal, self.host)
         return [waiting.json_line(r) if as_json else waiting.line(r) for r in rows]
 
@@ -147,21 +150,37 @@ class Member:
     # ------------------------------------------------------------------ heartbeat
 
     async def _beat(self) -> None:
+        """A heartbeat every EVERY seconds, and at once when the policy in force changes."""
         commit: dict[str, str | None] = {}
+        sent: tuple[str, float] = ("", 0.0)
         while True:
             policy, sessions = self.running()
-            if policy not in commit:
-                commit[policy] = await asyncio.to_thread(git_commit, self.settings.policies)
-            beat = heartbeat.Beat(self.host, __version__, policy, commit[policy], max(self.settings.workers, 1),
-                                  sessions, self.started)  # fmt: skip
+            if policy != sent[0] or heartbeat.now() - sent[1] >= heartbeat.EVERY:
+                if policy not in commit:
+                    commit[policy] = await asyncio.to_thread(git_commit, self.settings.policies)
+                workers = max(self.settings.workers, 1)
+                beat = heartbeat.Beat(
+                    self.host, version(), policy, commit[policy], workers, sessions, self.started
+                )
 
-            async def send(conn: AsyncConnection[Any], beat: heartbeat.Beat = beat) -> list[dict[str, Any]]:
-                await heartbeat.beat(conn, beat)
-                return await heartbeat.hosts(conn)
+                async def send(
+                    conn: AsyncConnection[Any], beat: heartbeat.Beat = beat
+                ) -> list[dict[str, Any]]:
+                    await heartbeat.beat(conn, beat)
+                    return await heartbeat.hosts(conn)
 
-            with contextlib.suppress(FleetDown):
-                metrics.FLEET_MISMATCH.set(heartbeat.mismatched(await self.link.run(send)))
-            await asyncio.sleep(heartbeat.EVERY if self.link.up else 1.0)
+                with contextlib.suppress(FleetDown):
+                    metrics.FLEET_MISMATCH.set(heartbeat.mismatched(await self.link.run(send)))
+                    sent = (policy, heartbeat.now())
+            await asyncio.sleep(1.0)
+
+
+def version() -> str:
+    """This gateway's version, as installed."""
+    try:
+        return importlib.metadata.version("gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def git_commit(directory: Path) -> str | None:

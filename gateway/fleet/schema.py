@@ -10,13 +10,13 @@ write rows whose meaning changed).
 from __future__ import annotations
 
 import sys
-
-import psycopg
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, Connection, sql
 
 from gateway.errors import ConfigError
+from gateway.fleet.down import why, with_timeout
 
 #: the lock two migrating hosts take turns on (any fixed number, this project's own)
 MIGRATE_LOCK = 0x6761_7465
@@ -74,14 +74,14 @@ def migrate(conn: Connection[Any]) -> tuple[int, int]:
         if before > LATEST:
             raise SchemaError(too_new(before))
         for number in range(before + 1, LATEST + 1):
-            conn.execute(sql.SQL(MIGRATIONS[number - 1]))  # type: ignore[arg-type]  # fixed text
+            conn.execute(sql.SQL(MIGRATIONS[number - 1]))
             conn.execute("INSERT INTO fleet_schema VALUES (%s, now())", (number,))
     return before, LATEST
 
 
 def too_new(version: int) -> str:
     """The refusal for a schema from a newer gateway."""
-    return f"the fleet schema is version {version}, newer than this gateway knows ({LATEST}): upgrade the gateway"
+    return f"the fleet schema is version {version}, newer than this gateway knows ({LATEST}): upgrade it"
 
 
 def judge(version: int) -> None:
@@ -105,8 +105,6 @@ async def check(conn: AsyncConnection[Any]) -> None:
 def at_start(dsn: str, *, migrations: bool) -> None:
     """Before serving: migrate when asked, and refuse a schema this gateway does not know (ConfigError).
     A database that does not answer yet is not fatal: the gateway starts with the fleet down."""
-    from gateway.fleet.link import why, with_timeout  # noqa: PLC0415 - link imports this module
-
     try:
         with psycopg.connect(with_timeout(dsn), autocommit=True) as conn:
             if migrations:

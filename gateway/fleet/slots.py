@@ -22,8 +22,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from gateway.fleet.down import FleetDown
-from gateway.fleet.link import CONNECT_SECONDS, QUERY_SECONDS, why
+from gateway.fleet.down import CONNECT_SECONDS, FleetDown, why
+from gateway.fleet.link import QUERY_SECONDS
 
 #: the candidates are the slots this connection does not hold already: advisory locks are re-entrant
 #: within one connection, and every session of this process shares it
@@ -55,13 +55,14 @@ class Slots:
         self._mine: dict[str, set[int]] = {}
 
     async def _connection(self) -> AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await asyncio.wait_for(
-                AsyncConnection.connect(self._dsn, autocommit=True), CONNECT_SECONDS + 1
-            )
-            self._generation += 1
-            self._mine = {}  # a new connection holds nothing
-        return self._conn
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        conn: AsyncConnection[Any] = await asyncio.wait_for(
+            AsyncConnection.connect(self._dsn, autocommit=True), CONNECT_SECONDS + 1
+        )
+        self._conn, self._mine = conn, {}  # a new connection holds nothing
+        self._generation += 1
+        return conn
 
     async def take(self, principal: str, per_principal: int | None, total: int | None) -> Slot:
         """A slot of each limit (Full when one has none free; FleetDown when nobody answers)."""
@@ -84,7 +85,7 @@ class Slots:
                         mine.add(int(row[0]))
             except Full:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure to reach the database: FleetDown
+            except Exception as exc:
                 self._conn = None
                 raise FleetDown(why(exc)) from None
             return Slot(tuple(held), self._generation)

@@ -23,7 +23,8 @@ async def publish(link: Link, host: str, moderated: Moderated) -> None:
 
     async def insert(conn: AsyncConnection[Any]) -> None:
         await conn.execute(
-            "INSERT INTO fleet_waiting VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (host, key) DO NOTHING",
+            "INSERT INTO fleet_waiting VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (host, key) DO NOTHING",
             (host, moderated.key, moderated.requester, moderated.what, moderated.need.describe(),
              json.dumps(sorted(moderated.need.approvers)), moderated.opened),
         )  # fmt: skip
@@ -46,7 +47,8 @@ async def for_moderator(link: Link, principal: str, not_host: str) -> list[dict[
     async def fetch(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "SELECT * FROM fleet_waiting WHERE host <> %s AND requester <> %s AND moderators ? %s ORDER BY since",
+            "SELECT * FROM fleet_waiting WHERE host <> %s AND requester <> %s AND moderators ? %s"
+            " ORDER BY since",
             (not_host, principal, principal),
         )
         return list(await cur.fetchall())

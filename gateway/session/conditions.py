@@ -22,8 +22,8 @@ from gateway.channel import read_bytes
 from gateway.command import printable
 from gateway.environment import MAX_REASON, REASON, checked_reason
 from gateway.errors import AuditUnavailable, Refusal
-from gateway.fleet.down import FleetDown, unavailable
 from gateway.events import Event, RefusalKind
+from gateway.fleet.down import FleetDown, unavailable
 from gateway.moderation import Moderated
 from gateway.policy.compiled import Conditions
 from gateway.session.decide import Plan

@@ -11,16 +11,19 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
 
+from gateway.fleet.down import UNAVAILABLE
 from tests.e2e.conftest import Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
 from tests.postgres import Postgres, private_postgres
 
@@ -61,6 +64,20 @@ REQUEST = re.compile(r"request (R-[0-9A-F]{6}); waiting")
 MODERATION = re.compile(r"watch (R-[0-9A-F]{6})")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _grants() -> str:
+    """deploy/FLEET.md's grants for one host, as shipped (its ```sql block)."""
+    text = (ROOT / "deploy" / "FLEET.md").read_text()
+    return text.split("```sql\n", 1)[1].split("```", 1)[0]
+
+
+def password(name: str) -> str:
+    """Host *name*'s database password (it must never reach a log or a record)."""
+    return f"pw-{name}-{'s3cr3t' * 3}"
+
+
 @dataclass
 class Fleet:
     """The server, the three gateways by name, and how to start one again."""
@@ -70,17 +87,28 @@ class Fleet:
     gateways: dict[str, Gateway]
     base: Path
     keys: dict[str, Path]
+    ports: dict[str, int] = field(default_factory=dict)
 
     def start(self, name: str, *extra: str) -> Gateway:
-        """Start (or start again) gateway *name* in the fleet."""
+        """Start (or start again) gateway *name* in the fleet, as its own database role (GATEWAY_FLEET)."""
         workers = "2" if name == "a" else "1"
+        own = self.pg.dsn(user=f"gateway_host_{name}", dbname="fleet", password=password(name))
         gw = start_gateway(
             self.base / f"state-{name}", self.base / f"policies-{name}", self.base / "keys", self.keys,
-            extra=("--fleet", self.dsn, "--host-name", name, "--workers", workers,
-                   "--metrics", "127.0.0.1:0", *extra),
+            env={"GATEWAY_FLEET": own},
+            extra=("--host-name", name, "--workers", workers, "--metrics", "127.0.0.1:0", *extra),
         )  # fmt: skip
         self.gateways[name] = gw
+        self.ports[name] = metrics_port(gw)
         return gw
+
+    def readyz(self, name: str) -> dict[str, Any]:
+        """Gateway *name*'s /readyz."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=5) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
 
     def sql(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
         """As the superuser, in the fleet's database."""
@@ -103,7 +131,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> It
     (base / "keys").mkdir()
     for who in ("alice", "frank"):
         path = base / who
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(path)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(path)], check=True
+        )
         people[who] = path
     for who in ("betty", "dan", "charlotte", "alice", "frank"):
         shutil.copy(people[who].with_suffix(".pub"), base / "keys" / f"{who}.pub")
@@ -118,6 +148,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> It
         dsn = pg.fresh_database("fleet")
         migrated = gateway_cli("fleet", "migrate", "--fleet", dsn)
         assert migrated.returncode == 0, migrated.stderr
+        for name in NAMES:  # each host its own role, with deploy/FLEET.md's grants only
+            grants = _grants().replace("HOST_ROLE", f"gateway_host_{name}").replace("DATABASE_NAME", "fleet")
+            for statement in filter(str.strip, grants.replace("HOST_PASSWORD", password(name)).split(";")):
+                pg.sql(statement, dbname="fleet")
         found = Fleet(pg, dsn, {}, base, people)
         for name in NAMES:
             found.start(name)
@@ -178,7 +212,9 @@ def test_a_row_written_by_hand_or_by_an_unlisted_host_does_not_count(fleet: Flee
         at = time.time()
         text = "\n".join(["gateway-fleet-decision-v1", request, "a", "betty", "other", "", "frank", "approve", "",
                           "z", repr(at)]).encode()  # fmt: skip
-        fleet.sql("INSERT INTO fleet_decisions VALUES (%s, 'alice', 'approve', NULL, 'b', %s, 'abcd')", request, at)
+        fleet.sql(
+            "INSERT INTO fleet_decisions VALUES (%s, 'alice', 'approve', NULL, 'b', %s, 'abcd')", request, at
+        )
         fleet.sql("INSERT INTO fleet_decisions VALUES (%s, 'frank', 'approve', NULL, 'z', %s, %s)",
                   request, at, stranger.sign(text, stranger.algorithm).hex())  # fmt: skip
         fleet.sql("UPDATE fleet_requests SET state = 'approved', decided = %s WHERE id = %s", at, request)
@@ -191,7 +227,9 @@ def test_a_row_written_by_hand_or_by_an_unlisted_host_does_not_count(fleet: Flee
         assert "not host 'b'" in untrusted[0]["problem"] or "not host 'b'" in untrusted[1]["problem"]
         time.sleep(1.0)
         assert proc.poll() is None  # still waiting: nothing counted
-        assert not [e for e in a.events()[mark:] if e["event"] == "request.allow" and e.get("action") == "other"]
+        assert not [
+            e for e in a.events()[mark:] if e["event"] == "request.allow" and e.get("action") == "other"
+        ]
     finally:
         proc.kill()
         proc.communicate()
@@ -199,7 +237,9 @@ def test_a_row_written_by_hand_or_by_an_unlisted_host_does_not_count(fleet: Flee
 
 def _session_id(gw: Gateway, mark: int, action: str) -> str:
     events = gw.since(mark, lambda e: e["event"] == "session.end" and e.get("action") == action)
-    return str(next(e for e in events if e["event"] == "session.end" and e.get("action") == action)["session_id"])
+    return str(
+        next(e for e in events if e["event"] == "session.end" and e.get("action") == action)["session_id"]
+    )
 
 
 def test_sessions_list_on_c_has_the_sessions_of_a_and_b_with_their_hosts(fleet: Fleet) -> None:
@@ -212,7 +252,7 @@ def test_sessions_list_on_c_has_the_sessions_of_a_and_b_with_their_hosts(fleet: 
     while True:
         listed = c.ssh("audit", "sessions", "list", "--action", "memory", key="charlotte")
         assert listed.returncode == 0, listed.stderr
-        if on_a in listed.stdout and on_b in listed.stdout or time.monotonic() > deadline:
+        if (on_a in listed.stdout and on_b in listed.stdout) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     rows = {line.split()[1]: line.split()[0] for line in listed.stdout.splitlines()[1:]}
@@ -222,7 +262,9 @@ def test_sessions_list_on_c_has_the_sessions_of_a_and_b_with_their_hosts(fleet: 
     assert hosts == {"b"}, only_b.stdout
     shown = c.ssh("audit", "sessions", "show", on_a, key="charlotte")
     assert shown.returncode == 0, shown.stderr
-    assert f"ran on host a" in shown.stdout and f"ssh audit@a sessions show {on_a}" in shown.stdout, shown.stdout
+    assert "ran on host a" in shown.stdout and f"ssh audit@a sessions show {on_a}" in shown.stdout, (
+        shown.stdout
+    )
     own = a.ssh("audit", "sessions", "show", on_a, key="charlotte")
     assert "session.end" in own.stdout  # its own host shows the records themselves
     once = fleet.sql("SELECT count(*) FROM fleet_sessions WHERE id = %s", on_a)
@@ -255,8 +297,8 @@ def test_moderated_session_waiting_on_a_is_listed_on_b_with_the_command_that_joi
                 p.communicate()
 
 
-def _metric(gw: Gateway, port: int, name: str) -> float | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def _metric(fleet: Fleet, host: str, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{fleet.ports[host]}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
@@ -279,11 +321,17 @@ def test_fleet_status_marks_the_host_whose_policy_differs(fleet: Fleet) -> None:
             time.sleep(0.5)
         marked = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
         assert "policy differs" in marked["c"] and "policy differs" not in marked["a"], status.stdout
+        deadline = time.monotonic() + 8
+        while _metric(fleet, "a", "gateway_fleet_policy_mismatch") != 1.0:
+            assert time.monotonic() < deadline, "gateway_fleet_policy_mismatch is not 1 on a"
+            time.sleep(0.5)
     finally:
         extra.unlink()
 
 
-def test_a_per_principal_limit_holds_across_hosts_and_a_killed_host_gives_its_slots_back(fleet: Fleet) -> None:
+def test_a_per_principal_limit_holds_across_hosts_and_a_killed_host_gives_its_slots_back(
+    fleet: Fleet,
+) -> None:
     a, b, c = (fleet.gateways[n] for n in NAMES)
     held = [subprocess.Popen(gw.ssh_argv("hold"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True) for gw in (a, a)]  # fmt: skip
@@ -294,7 +342,10 @@ def test_a_per_principal_limit_holds_across_hosts_and_a_killed_host_gives_its_sl
             time.sleep(0.1)
         for gw in (b, c):
             third = gw.ssh("memory")
-            assert third.returncode == 1 and third.stderr.strip() == "gateway: too many sessions; try again later"
+            assert (
+                third.returncode == 1
+                and third.stderr.strip() == "gateway: too many sessions; try again later"
+            )
         assert c.ssh("memory", key="dan").returncode == 0  # another principal is not limited by betty's
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
@@ -307,3 +358,63 @@ def test_a_per_principal_limit_holds_across_hosts_and_a_killed_host_gives_its_sl
             p.kill()
             p.communicate()
         fleet.start("a")
+
+
+def test_with_postgresql_stopped_gated_grants_are_refused_plain_ones_run_and_the_index_catches_up(
+    fleet: Fleet,
+) -> None:
+    a, b = fleet.gateways["a"], fleet.gateways["b"]
+    marks = {"a": a.mark(), "b": b.mark()}
+    fleet.pg.stop()
+    try:
+        stopped = time.monotonic()
+        refused = a.ssh("brief")
+        assert refused.returncode == 1 and refused.stderr.strip() == UNAVAILABLE, refused
+        assert time.monotonic() - stopped < 5
+        assert b.ssh("approve", key="alice").stderr.strip() == UNAVAILABLE
+        ran = [a.ssh("memory"), b.ssh("memory", key="dan"), a.ssh("memory", key="dan")]
+        assert [r.stdout for r in ran] == ["memory-ran\n"] * 3, ran
+        deadline = time.monotonic() + 8
+        while fleet.readyz("a").get("fleet") != "down":
+            assert time.monotonic() < deadline, fleet.readyz("a")
+            time.sleep(0.3)
+        listed = a.ssh("audit", "sessions", "list", key="charlotte")
+        assert listed.returncode == 0 and "this host's sessions only" in listed.stderr
+    finally:
+        fleet.pg.start()
+    ids = {("a", _session_id(a, marks["a"], "memory")), ("b", _session_id(b, marks["b"], "memory"))}
+    ids |= {("a", e["session_id"]) for e in a.events()[marks["a"] :] if e["event"] == "session.end"}
+    deadline = time.monotonic() + 15
+    while True:
+        rows = fleet.sql("SELECT host, id FROM fleet_sessions")
+        if ids <= set(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert ids <= set(rows), (ids, rows)
+    assert len(rows) == len(set(rows))  # nothing counted twice
+    while fleet.readyz("a").get("fleet") != "up":
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.3)
+
+
+def test_the_connection_string_reaches_no_log_and_no_record(fleet: Fleet) -> None:
+    for name, gw in fleet.gateways.items():
+        secret = password(name).encode()
+        for path in [gw.state.parent / f"{gw.state.name}.stderr", *gw.state.rglob("*")]:
+            if path.is_file() and path.name != "index.sqlite":
+                assert secret not in path.read_bytes(), path
+
+
+def test_a_schema_newer_than_the_gateway_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    dsn = fleet.pg.fresh_database("newer")
+    assert gateway_cli("fleet", "migrate", "--fleet", dsn).returncode == 0
+    fleet.pg.sql("INSERT INTO fleet_schema VALUES (99, now())", dbname="newer")
+    migrate = gateway_cli("fleet", "migrate", "--fleet", dsn)
+    assert migrate.returncode == 1 and "version 99, newer than this gateway knows" in migrate.stderr
+    served = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies",
+         str(fleet.base / "policies-a"), "--keys", str(fleet.base / "keys"), "--state", str(tmp_path / "s"),
+         "--fleet", dsn, "--host-name", "a", "--workers", "1"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert served.returncode == 2 and "newer than this gateway knows" in served.stderr, served

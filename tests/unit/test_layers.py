@@ -16,10 +16,10 @@ LAYERS: list[tuple[str, ...]] = [
      "exits", "diskspace", "environment", "command", "settings", "algorithms", "hostkey", "strictmodes",
      "metrics", "limits", "openssh_setup", "channel", "control"),
     # 1: what may be done: policy, keys, requests
-    ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys"),
+    ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys", "fleet.down"),
     # 2: the means: the chain, the engine, confinement, recordings, the stored sessions, the door's wire
     ("audit", "docker", "confine", "recording", "evidence", "dispatch.client", "dispatch.wire",
-     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks", "sshfast"),
+     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks", "sshfast", "fleet"),
     # 3: the action types
     ("actions",),
     # 4: one session, decided, audited, run and recorded; the runtime it runs in
