@@ -83,7 +83,7 @@ def private_postgres() -> Iterator[Postgres]:
     shutil.chown(directory, owner.pw_uid, owner.pw_gid)
     server = Postgres(directory, _free_port())
     subprocess.run(["runuser", "-u", "postgres", "--", _bin("initdb"), "-D", str(server.data), "-A", "trust",
-                    "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)  # fmt: skip
+                    "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120)  # fmt: skip
     server.start()
     try:
         yield server

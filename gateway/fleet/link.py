@@ -100,6 +100,9 @@ class Link:
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError) as exc:
             self._down(why(exc))
             raise FleetDown(self.problem) from None
+        except psycopg.Error as exc:  # the server answered, with an error (a missing grant, say): fail closed
+            oplog.log().warning("fleet.query_failed", problem=why(exc))
+            raise FleetDown(why(exc)) from None
 
     def _down(self, problem: str) -> None:
         was, self.up, self.problem = self.up, False, problem

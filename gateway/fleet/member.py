@@ -25,7 +25,6 @@ from gateway import metrics
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
 from gateway.evidence import query
-from gateway.evidence.fleet import fleet_table
 from gateway.fleet import heartbeat, waiting
 from gateway.fleet import index as fleet_index
 from gateway.fleet.approvals import Audit, FleetApprovals
@@ -137,8 +136,9 @@ class Member:
 
     async def list_sessions(self, filters: query.Filters, *, as_json: bool) -> bytes:
         """``sessions list`` over every host's sessions, with their hosts (FleetDown to the caller)."""
-        rows = await fleet_index.list_rows(self.link, filters)
-        return (query.json_lines(rows) if as_json else fleet_table(rows)).encode()
+        if as_json:
+            return query.json_lines(await fleet_index.list_rows(self.link, filters)).encode()
+        return (await fleet_index.list_table(self.link, filters)).encode()
 
     async def show_elsewhere(self, session: str) -> bytes | None:
         """What the fleet knows of a session another host ran; None when this host has it (or nobody)."""

@@ -47,6 +47,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fleet_sessions_start ON fleet_sessions (start);
     CREATE INDEX fleet_sessions_host_start ON fleet_sessions (host, start);
     CREATE INDEX fleet_sessions_principal_start ON fleet_sessions (principal, start);
+    CREATE FUNCTION fleet_safe(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$
+      SELECT regexp_replace($1, -- C0 but tab, DEL, C1, bidi overrides and isolates
+      '[\\x01-\\x08\\x0a-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]',
+      '?', 'g') $$;
     CREATE TABLE fleet_waiting (
       host text NOT NULL, key text NOT NULL, requester text NOT NULL, what text NOT NULL,
       needs text NOT NULL, moderators jsonb NOT NULL, since double precision NOT NULL,
