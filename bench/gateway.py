@@ -41,12 +41,18 @@ class Running(NamedTuple):
 
 @contextmanager
 def running_gateway(
-    base: Path, key: Path, *, blob: Path | None = None, extra: tuple[str, ...] = (), root: Path = ROOT
-) -> Iterator[int]:
+    base: Path,
+    key: Path,
+    *,
+    blob: Path | None = None,
+    extra: tuple[str, ...] = (),
+    root: Path = ROOT,
+    policy: str = POLICY,
+) -> Iterator[Running]:
     """`gateway serve` (of the checkout at *root*) on 127.0.0.1:0; yields its port; SIGTERM at the end."""
     (base / "policies").mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
-    (base / "policies" / "bench.yaml").write_text(POLICY)
+    (base / "policies" / "bench.yaml").write_text(policy)
     (base / "keys" / "bench.pub").write_text(key.with_suffix(".pub").read_text())
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies", str(base / "policies"),
             "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip

@@ -87,6 +87,9 @@ async def run_audit(ctx: ActionContext) -> Exit:
     args = parse(ctx.args)
     if args.group == "verify":
         return await _verify(ctx)
+    if args.verb == "list" and args.host and ctx.fleet is None:
+        raise Refusal("gateway: audit: --host lists a fleet's sessions: this gateway is not in a fleet",
+                      reason="--host without a fleet", kind=RefusalKind.COMMAND)  # fmt: skip
     if ctx.fleet is not None and args.verb in ("list", "show"):
         answer = await _fleet_answer(ctx, args)
         if answer is not None:

@@ -51,6 +51,10 @@ def list_(state: Path, collected: Path | None, json: bool, **values: str | None)
     except query.QueryError as exc:
         fail(f"gateway: {exc}")
         return
+    if filters.host is not None and collected is None:
+        fail(
+            "gateway: --host lists one host of several: use it with --collected DIR (or over SSH in a fleet)"
+        )
     if collected is not None:
         from gateway.evidence.fleet import fleet_table, list_fleet  # noqa: PLC0415
 

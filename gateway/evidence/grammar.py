@@ -34,13 +34,14 @@ FILTERS = (
     Option("--principal", "Whose sessions."),
     Option("--action", "Which action."),
     Option("--target", "Which target."),
-    Option("--host", "Which host's (in a fleet, or a collector's copy of several)."),
 )
+#: one host's sessions: where several hosts' are listed (a fleet over SSH, or a collector's files)
+HOST = Option("--host", "One host's sessions (a fleet's index over SSH, or --collected).")
 JSON = Option("--json", "One JSON object per line.", is_flag=True)
 INPUT_ONLY = Option("--input-only", "Only what was typed, not the output.", is_flag=True)
 #: each query verb's options, in order
 VERBS: dict[str, tuple[Option, ...]] = {
-    "list": (*FILTERS, JSON),
+    "list": (*FILTERS, HOST, JSON),
     "grep": (*FILTERS, INPUT_ONLY, JSON),
 }
 
@@ -54,5 +55,5 @@ def filters(values: Mapping[str, object]) -> query.Filters:
         principal=text["principal"],
         action=text["action"],
         target=text["target"],
-        host=text["host"],
+        host=str(values[HOST.dest]) if values.get(HOST.dest) else None,
     )

@@ -163,7 +163,9 @@ _TABLE = (
     + ", ".join(f"{cell} AS c{k}" for k, cell in enumerate(_CELLS))
     + " FROM fleet_sessions {where}), every AS (SELECT 0::bigint AS n, "
     + ", ".join(f"%s::text AS c{k}" for k in range(len(_CELLS)))
-    + " UNION ALL SELECT * FROM cells), widths AS (SELECT "
+    + " UNION ALL SELECT n, "
+    + ", ".join(f"coalesce(c{k}, '-')" for k in range(len(_CELLS)))
+    + " FROM cells), widths AS (SELECT "
     + ", ".join(f"max(length(c{k})) AS w{k}" for k in range(len(_CELLS)))
     + " FROM every) SELECT count(*), string_agg(rtrim("
     + " || '  ' || ".join(f"rpad(c{k}, w{k})" for k in range(len(_CELLS)))
