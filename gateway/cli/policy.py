@@ -30,11 +30,17 @@ def policy() -> None:
 @keys_option
 @click.option("--json", "as_json", is_flag=True, help="The verdict, problems and warnings as JSON.")
 def check(policies: Path, keys: Path, as_json: bool) -> None:
-    """Validate policies and keys: exit 0, or one file:line:column line per problem (exit 1)."""
+    """Validate policies and keys (and fleet.yaml, when there is one): exit 0, or one file:line:column
+    line per problem (exit 1)."""
+    from gateway.policy_files import FLEET_FILE  # noqa: PLC0415
     from gateway.runtime import load_snapshot  # noqa: PLC0415
 
     try:
         loaded = load_snapshot(settings_of(policies=policies, keys=keys))[1]
+        if (policies / FLEET_FILE).exists():
+            from gateway.fleet.config import load as load_fleet  # noqa: PLC0415
+
+            load_fleet(policies / FLEET_FILE)
     except LoadError as exc:
         if as_json:
             emit_json({"ok": False, "problems": [problem_json(p) for p in exc.problems]})

@@ -47,7 +47,11 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     "--audit-syslog-cert", type=click.Path(path_type=Path), help="A client certificate, if asked for."
 )
 @click.option("--audit-syslog-key", type=click.Path(path_type=Path), help="The client certificate's key.")
-@click.option("--host-name", help="This host's name in shipped records (default: the machine's).")
+@click.option(
+    "--host-name",
+    envvar="GATEWAY_HOST_NAME",
+    help="This host's name in shipped records and in a fleet (default: the machine's; $GATEWAY_HOST_NAME).",
+)
 @click.option("--ciphers", help="Ciphers as sshd's Ciphers: LIST, +LIST, -LIST or ^LIST.")
 @click.option("--macs", help="MACs as sshd's MACs: LIST, +LIST, -LIST or ^LIST.")
 @click.option("--kex-algs", help="Key exchange as sshd's KexAlgorithms: LIST, +LIST, -LIST or ^LIST.")

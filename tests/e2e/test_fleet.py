@@ -193,7 +193,7 @@ def test_a_request_on_a_is_approved_on_b_and_c_and_runs_within_a_second(fleet: F
     ran = time.monotonic() - approved
     assert out == "brief-ran\n"
     assert ran < 1.0, f"ran {ran:.2f}s after the second approval"
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
     events_a = a.since(mark_a, lambda e: e["event"] == "session.end")
     counted = [e for e in events_a if e["event"] == "request.counted"]
     assert {(e["by"], e["host"]) for e in counted} == {("alice", "b"), ("frank", "c")}
@@ -348,7 +348,7 @@ def test_a_per_principal_limit_holds_across_hosts_and_a_killed_host_gives_its_sl
             )
         assert c.ssh("memory", key="dan").returncode == 0  # another principal is not limited by betty's
         a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait()
+        a.proc.communicate()
         killed = time.monotonic()
         while c.ssh("memory").returncode != 0:
             assert time.monotonic() - killed < 5, "a killed host's slots were not given back within 5 s"

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli import main
 from gateway.errors import ConfigError, LoadError
 from gateway.fleet.config import FleetConfig, check_self, load
 
@@ -69,3 +71,19 @@ def test_a_bad_change_keeps_the_file_in_force(tmp_path: Path) -> None:
     assert config.get().host("a") is not None
     path.write_text(f'version: 1\nfleet:\n  hosts:\n    - {{name: b, key: "{PUBLIC}"}}\n')
     assert config.get().host("b") is not None and config.get().host("a") is None
+
+
+def test_policy_check_checks_fleet_yaml_too(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "policies" / "p.yaml").write_text(
+        "version: 1\nactions:\n  m: {type: host, command: [free]}\n"
+    )
+    (tmp_path / "policies" / "fleet.yaml").write_text("version: 1\nfleet:\n  hosts:\n    - {name: a}\n")
+    args = ["policy", "check", "--policies", str(tmp_path / "policies"), "--keys", str(tmp_path / "keys")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "fleet.yaml:4:" in result.output and "'key'" in result.output
+    (tmp_path / "policies" / "fleet.yaml").write_text(
+        f'version: 1\nfleet:\n  hosts: [{{name: a, key: "{PUBLIC}"}}]\n'
+    )
+    assert CliRunner().invoke(main, args).exit_code == 0
