@@ -120,7 +120,7 @@ class Link:
                 self._down(str(exc))
             except FleetDown:
                 pass
-            except Exception as exc:
+            except Exception as exc:  # any other database error: down, and keep watching
                 self._down(why(exc))
             else:
                 if not self.up:
@@ -154,7 +154,7 @@ class Link:
         for handler in self._on_notify:
             try:
                 handler(payload)
-            except Exception:
+            except Exception:  # one handler's bug must not stop the listener
                 oplog.log().exception("fleet.notify_handler")
 
 

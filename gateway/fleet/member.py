@@ -86,11 +86,10 @@ class Member:
 
     async def close(self) -> None:
         """Push what is left (briefly), then close every connection."""
+        await self._tasks.cancel_all()
         if self.pusher is not None:
             with contextlib.suppress(FleetDown, TimeoutError):
                 await asyncio.wait_for(self.pusher.push(), 3.0)
-        await self._tasks.cancel_all()
-        if self.pusher is not None:
             self.pusher.close()
         await self.slots.close()
         await self.link.close()
@@ -100,6 +99,8 @@ class Member:
     async def take(self, principal: str) -> Slot | None:
         """A fleet slot for a session of *principal*: Refusal when the fleet is full; None when the
         database does not answer (the host's own limits alone hold then)."""
+        if not self.link.up:  # do not wait on a database that did not answer the last check
+            return None
         limits = self.config.get().fleet
         per = limits.max_sessions_per_principal or self.settings.max_sessions_per_principal
         try:

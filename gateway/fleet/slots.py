@@ -85,7 +85,7 @@ class Slots:
                         mine.add(int(row[0]))
             except Full:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # any failure to reach the database: FleetDown
                 self._conn = None
                 raise FleetDown(why(exc)) from None
             return Slot(tuple(held), self._generation)
