@@ -8,6 +8,7 @@ filters; every row gains the host's name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ def list_fleet(collected: Path, filters: query.Filters) -> list[dict[str, Any]]:
         index = Index(directory, in_memory=True)
         try:
             index.add_records(_records(directory))
-            rows += [{"host": directory.name, **row} for row in query.list_sessions(index, filters)]
+            one_host = dataclasses.replace(filters, host=None)  # each directory is one host's
+            rows += [{"host": directory.name, **row} for row in query.list_sessions(index, one_host)]
         finally:
             index.close()
     return sorted(rows, key=lambda row: (str(row.get("start")), row["host"]))

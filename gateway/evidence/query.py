@@ -61,7 +61,9 @@ class Filters:
     host: str | None = None
 
 
-def _where(filters: Filters) -> tuple[str, list[str]]:
+def where(filters: Filters, placeholder: str = "?") -> tuple[str, list[str]]:
+    """The WHERE clause for *filters* and its parameters (``?`` for SQLite, ``%s`` for PostgreSQL);
+    ``host`` only where rows have one (the fleet's index)."""
     clauses, params = [], []
     for column, op, value in (
         ("start", ">=", filters.since),
@@ -69,17 +71,18 @@ def _where(filters: Filters) -> tuple[str, list[str]]:
         ("principal", "=", filters.principal),
         ("action", "=", filters.action),
         ("target", "=", filters.target),
+        ("host", "=", filters.host),
     ):
         if value is not None:
-            clauses.append(f"{column} {op} ?")
+            clauses.append(f"{column} {op} {placeholder}")
             params.append(value)
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
     """Sessions matching *filters*, oldest first."""
-    where, params = _where(filters)
-    rows = index.db.execute(f"SELECT * FROM sessions {where} ORDER BY start", params)  # noqa: S608 - fixed columns
+    clause, params = where(filters)
+    rows = index.db.execute(f"SELECT * FROM sessions {clause} ORDER BY start", params)  # noqa: S608 - fixed columns
     return [dict(row) for row in rows]
 
 
@@ -101,8 +104,8 @@ FROM sessions {where} ORDER BY start
 
 def list_table(index: Index, filters: Filters, more: list[tuple[str, ...]] | None = None) -> str:
     """The ``sessions list`` table for *filters*, then *more* rows (sessions waiting for moderators)."""
-    where, params = _where(filters)
-    rows = index.db.execute(_CELLS.format(where=where), params).fetchall()
+    clause, params = where(filters)
+    rows = index.db.execute(_CELLS.format(where=clause), params).fetchall()
     return _render([COLUMNS, *rows, *(more or [])])
 
 

@@ -245,7 +245,7 @@ class FleetApprovals:
                                           self.key.algorithm).hex()  # fmt: skip
                 await cur.execute(
                     "INSERT INTO fleet_decisions VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (request, principal) DO NOTHING",
+                    " ON CONFLICT (request, principal, verdict) DO NOTHING",
                     (request_id, approver, verdict, why, self.host, at, signature),
                 )
                 if verdict == DENY:

@@ -115,25 +115,9 @@ def _typed(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _where(filters: query.Filters) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for column, op, value in (
-        ("start", ">=", filters.since),
-        ("start", "<=", filters.until),
-        ("principal", "=", filters.principal),
-        ("action", "=", filters.action),
-        ("target", "=", filters.target),
-        ("host", "=", filters.host),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} %s")
-            params.append(value)
-    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
 async def list_rows(link: Link, filters: query.Filters) -> list[dict[str, Any]]:
     """The fleet's sessions matching *filters*, oldest first, each with its host."""
-    where, params = _where(filters)
+    where, params = query.where(filters, "%s")
 
     async def fetch(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
         cur = conn.cursor(row_factory=dict_row)
@@ -175,7 +159,7 @@ _TABLE = (
 
 async def list_table(link: Link, filters: query.Filters) -> str:
     """``sessions list``'s table over the fleet: the host column, then the columns of one host's."""
-    where, params = _where(filters)
+    where, params = query.where(filters, "%s")
     header = ["host", *query.COLUMNS]
 
     async def fetch(conn: AsyncConnection[Any]) -> str:

@@ -37,7 +37,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE fleet_decisions (
       request text NOT NULL REFERENCES fleet_requests (id), principal text NOT NULL,
       verdict text NOT NULL, why text, host text NOT NULL, at double precision NOT NULL,
-      signature text NOT NULL, PRIMARY KEY (request, principal));
+      signature text NOT NULL, PRIMARY KEY (request, principal, verdict));
     CREATE TABLE fleet_sessions (
       host text NOT NULL, id text NOT NULL, principal text, action text, target text, container text,
       start text NOT NULL, "end" text, duration double precision, exit_status integer, signal text,
