@@ -12,6 +12,8 @@ import re
 #: bidi embeddings, overrides, isolates and marks
 BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{BIDI}]")
+#: the same but for the line break: a table's text, checked whole
+UNSAFE_LINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI}]")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -6,7 +6,6 @@ never printed (an error names the server's message, not the string).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -57,6 +56,8 @@ def status(dsn: str, as_json: bool) -> None:
 
     Exit status 1 when a host runs another policy than the majority's or has not been seen for 30 s.
     """
+    import asyncio  # noqa: PLC0415 - only this command needs a loop
+
     import psycopg  # noqa: PLC0415
 
     from gateway.fleet import heartbeat, schema  # noqa: PLC0415

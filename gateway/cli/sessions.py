@@ -60,18 +60,22 @@ def list_(state: Path, collected: Path | None, json: bool, **values: str | None)
 
         if not collected.is_dir():
             fail(f"gateway: {collected} is not a directory", 2)
-        rows = list_fleet(collected, filters)
-        click.echo(query.json_lines(rows) if as_json else fleet_table(rows), nl=False)
+        hosts = list_fleet(collected, filters)
+        click.echo(query.json_lines(hosts) if as_json else fleet_table(hosts), nl=False)
         return
-    from gateway.evidence import waiting  # noqa: PLC0415
-    from gateway.moderation import ModerationBoard  # noqa: PLC0415
+    cells: list[tuple[str, ...]] = []
+    rows: list[dict[str, Any]] = []
+    if any((state / "moderation").glob("R-*")):  # sessions waiting for moderators (asyncio: only then)
+        from gateway.evidence import waiting  # noqa: PLC0415
+        from gateway.moderation import ModerationBoard  # noqa: PLC0415
 
-    pending = waiting.waiting(ModerationBoard(state / "moderation"), filters)
+        pending = waiting.waiting(ModerationBoard(state / "moderation"), filters)
+        cells, rows = waiting.cells(pending), waiting.rows(pending)
     with open_index(state) as index:
         text = (
-            query.json_lines([*query.list_sessions(index, filters), *waiting.rows(pending)])
+            query.json_lines([*query.list_sessions(index, filters), *rows])
             if as_json
-            else query.list_table(index, filters, waiting.cells(pending))
+            else query.list_table(index, filters, cells)
         )
     click.echo(text, nl=False)
 

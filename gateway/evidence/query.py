@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.command import printable
-from gateway.evidence.index import Index
-from gateway.textsafe import visible
+from gateway.evidence.index import CELL_COLUMNS, Index
+from gateway.textsafe import UNSAFE_LINE, visible
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -86,27 +86,30 @@ def list_sessions(index: Index, filters: Filters) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-# The table's cells, formatted by SQLite: 100,000 rows in well under a second.
-_CELLS = """
-SELECT id,
-       replace(substr(start, 1, 19), 'T', ' '),
-       CASE WHEN duration IS NULL THEN '-' ELSE printf('%.1fs', duration) END,
-       coalesce(principal, '-'), coalesce(action, '-'), coalesce(target, '-'),
-       coalesce(substr(container, 1, 12), '-'),
-       CASE WHEN state != 'ended' THEN state
-            WHEN signal IS NOT NULL THEN 'sig ' || signal
-            ELSE CAST(exit_status AS TEXT) END,
-       coalesce(bytes_in, 0) || '/' || coalesce(bytes_out, 0),
-       CASE WHEN request IS NULL THEN '-' ELSE request || ' by ' || coalesce(approvers, '-') END
-FROM sessions {where} ORDER BY start
-"""
-
-
 def list_table(index: Index, filters: Filters, more: list[tuple[str, ...]] | None = None) -> str:
-    """The ``sessions list`` table for *filters*, then *more* rows (sessions waiting for moderators)."""
+    """The ``sessions list`` table for *filters*, then *more* rows (sessions waiting for moderators).
+
+    The cells were made when each row changed (``index.CELLS``); SQLite pads each line to the widths of
+    the rows found. A line holding a control character or a bidi override takes the slow path: each
+    cell escaped first.
+    """
     clause, params = where(filters)
-    rows = index.db.execute(_CELLS.format(where=clause), params).fetchall()
-    return _render([COLUMNS, *rows, *(more or [])])
+    most = ", ".join(f"max(length({c}))" for c in CELL_COLUMNS)
+    found = index.db.execute(f"SELECT {most} FROM sessions {clause}", params).fetchone()  # noqa: S608
+    extra = [[visible(str(cell)) for cell in row] for row in more or []]
+    widths = [max([len(name), int(most or 0), *(len(r[k]) for r in extra)])
+              for k, (name, most) in enumerate(zip(COLUMNS, found, strict=True))]  # fmt: skip
+    padded = ", ".join(f"{w}, {c}" for w, c in zip(widths, CELL_COLUMNS, strict=True))
+    line = "  ".join("%!-*s" for _ in CELL_COLUMNS)
+    sql = f"SELECT rtrim(printf('{line}', {padded})) FROM sessions {clause} ORDER BY start"  # noqa: S608
+    lines = [row[0] for row in index.db.execute(sql, params)]
+    body = "\n".join(lines)
+    if body.count("\n") + 1 != max(len(lines), 1) or UNSAFE_LINE.search(body):
+        cells = f"SELECT {', '.join(CELL_COLUMNS)} FROM sessions {clause} ORDER BY start"  # noqa: S608
+        return _render([COLUMNS, *index.db.execute(cells, params).fetchall(), *(more or [])])
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    head = [fmt.format(*COLUMNS).rstrip()]
+    return "\n".join(head + lines + [fmt.format(*row).rstrip() for row in extra]) + "\n"
 
 
 def render(rows: list[Any]) -> str:

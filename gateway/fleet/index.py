@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,7 @@ from gateway.evidence import query
 from gateway.evidence.index import Index
 from gateway.fleet.down import FleetDown
 from gateway.fleet.link import Link
-from gateway.textsafe import BIDI, visible
-
-#: a control character (a line break aside) or a bidi override in the table's text
-UNSAFE_LINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI}]")
+from gateway.textsafe import UNSAFE_LINE, visible
 
 BATCH = 1000
 MARK = "fleet_pushed"
