@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
@@ -75,6 +75,13 @@ class Pattern(Protocol):
         """A match, or None."""
 
 
+class BlockPattern(Protocol):
+    """The pattern's multi-line form, searched over a block's text in UTF-8."""
+
+    def search(self, text: bytes, /) -> object:
+        """A match, or None."""
+
+
 class Compiled:
     """The user's pattern, for lines, and its multi-line form for whole blocks of text (or None).
 
@@ -85,7 +92,7 @@ class Compiled:
     a flag group that turns multi-line off) have no block form.
     """
 
-    def __init__(self, line: Pattern, block: Pattern | None) -> None:
+    def __init__(self, line: Pattern, block: BlockPattern | None) -> None:
         self.line, self.block = line, block
 
     def search(self, text: str, /) -> object:
@@ -110,7 +117,7 @@ def compile_pattern(pattern: str) -> Compiled:
         detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         why = "not a regular expression RE2 accepts (linear time: no backreferences or lookaround)"
         raise query.QueryError(f"{why}: {detail}") from None
-    block: Pattern | None = None
+    block: BlockPattern | None = None
     if not NO_BLOCK_FORM.search(pattern):
         try:
             block = re2.compile(f"(?m){pattern}", options)
@@ -177,12 +184,12 @@ def grep_recording(
     codes = "i" if input_only else "io"
     with path.open(encoding="utf-8", errors="replace") as f:
         f.readline()  # the header
-        while lines := f.readlines(BLOCK):
+        for events in _blocks(f):
             if stop.is_set():
                 return
-            if block is not None and _passed_over(lines, block, streams, codes):
+            if block is not None and _passed_over(events, block, streams, codes):
                 continue
-            yield from _lines_matching(lines, pattern, streams, codes)
+            yield from _lines_matching(events.split("\n"), pattern, streams, codes)
     for code, lines_of in streams.items():
         for began, line in lines_of.rest():
             if pattern.search(line):
@@ -190,6 +197,19 @@ def grep_recording(
 
 
 NAMES = {"i": "input", "o": "output"}
+
+
+def _blocks(f: TextIO) -> Iterator[str]:
+    """The rest of *f* in blocks of about BLOCK characters, each ending at a line end (or the file's)."""
+    carry = ""
+    while chunk := f.read(BLOCK):
+        chunk = carry + chunk
+        cut = chunk.rfind("\n") + 1
+        if cut:
+            yield chunk[:cut]
+        carry = chunk[cut:]
+    if carry:
+        yield carry
 
 
 def _lines_matching(
@@ -203,40 +223,42 @@ def _lines_matching(
             continue
         if code not in codes or not isinstance(data, str):
             continue
+        if "\\ud" in raw:  # a lone surrogate from a hand-made file: as the block pass has it
+            data = _whole(data)
         for began, line in streams[code].feed(float(stamp), data, typed=code == "i"):
             if pattern.search(line):
                 yield began, NAMES[code], line
 
 
-def _passed_over(lines: list[str], block: Pattern, streams: dict[str, _Lines], codes: str) -> bool:
-    """True when no line of this block can match (the streams then stand as after it); else False."""
-    texts = _texts(lines)
+def _passed_over(events: str, block: BlockPattern, streams: dict[str, _Lines], codes: str) -> bool:
+    """True when no line of this block of events can match (the streams then stand as after it)."""
+    texts = _texts(events)
     if texts is None:
         return False  # not what the recorder writes (a torn line): line by line
     for code in codes:
-        text = streams[code].buffer + texts[code]
+        text = (streams[code].buffer + texts[code]).replace("\r", "\n")
         if code == "i" and ("\x7f" in text or "\b" in text):
             return False  # typed corrections: only the line-by-line pass knows the line
-        if max(map(len, text.replace("\r", "\n").split("\n"))) >= MAX_LINE:
+        if _long_line(text):
             return False  # a line the line-by-line pass cuts in pieces (a pattern may anchor to)
         if block.search(_clean(text)):
             return False
     for code in codes:
-        _advance(streams[code], lines, code, texts[code])
+        _advance(streams[code], events, code, texts[code])
     return True
 
 
-def _advance(stream: _Lines, lines: list[str], code: str, data: str) -> None:
+def _advance(stream: _Lines, events: str, code: str, data: str) -> None:
     """The stream as the line-by-line pass would leave it after *data* (no line of it matched)."""
     end = max(data.rfind("\r"), data.rfind("\n"))
     if end < 0:  # the line goes on
         if not stream.buffer and data:
-            stream.began = _stamp_at(lines, code, 0, from_end=False)
+            stream.began = _stamp_at(events.split("\n"), code, 0, from_end=False)
         stream.buffer += data
         return
     stream.buffer = data[end + 1 :]
     if stream.buffer:  # it began in the event holding its first character
-        stream.began = _stamp_at(lines, code, len(stream.buffer), from_end=True)
+        stream.began = _stamp_at(events.split("\n"), code, len(stream.buffer), from_end=True)
 
 
 def _stamp_at(lines: list[str], code: str, length: int, *, from_end: bool) -> float:
@@ -257,24 +279,45 @@ def _stamp_at(lines: list[str], code: str, length: int, *, from_end: bool) -> fl
 BLOCK = 1 << 20
 #: an escape sequence, as ESCAPES has them, but never across a line end (its control characters go
 #: with CONTROLS: the same text as ESCAPES leaves, line by line, at C speed)
-BLOCK_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
-CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+BLOCK_ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
+CONTROLS = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 #: what separates two output events' texts in a block the recorder wrote (``json.dumps``'s form)
 FRAME = re.compile(r'"\]\n\[[0-9.e+-]+, "o", "')
 OUTPUT_START = re.compile(r'\[[0-9.e+-]+, "o", "')
 
 
-def _clean(text: str) -> str:
-    """A block's text as the line-by-line pass sees its lines: line ends as newlines, escapes removed."""
-    text = text.replace("\r", "\n")
-    if "\x1b" in text:
-        text = BLOCK_ESCAPES.sub("", text)
-    return text.translate(CONTROLS)
+def _long_line(text: str) -> bool:
+    """Whether a line of *text* (line ends as newlines) is MAX_LINE long or more. When every window of
+    half that length holds a line end, none is: one C search per window, not one string per line."""
+    half = MAX_LINE // 2
+    if all(text.find("\n", k, k + half) >= 0 for k in range(0, len(text), half)):
+        return False
+    return max(map(len, text.split("\n"))) >= MAX_LINE
 
 
-def _texts(lines: list[str]) -> dict[str, str] | None:
+def _clean(text: str) -> bytes:
+    """A block's text (line ends already as newlines) as the line-by-line pass sees its lines, escapes
+    removed, in UTF-8 (what RE2 searches: the same result as the text, without the wrapper's copy)."""
+    data = text.encode("utf-8")
+    if b"\x1b" in data:
+        data = BLOCK_ESCAPES.sub(b"", data)
+    return data.translate(None, CONTROLS)
+
+
+def _whole(text: str) -> str:
+    """*text* with any lone surrogate (``\\udc80`` in a recording's JSON) as U+FFFD: searchable in UTF-8."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _texts(block: str) -> dict[str, str] | None:
     """The typed input and the output of a block of event lines, each joined; None if not events."""
-    block = "".join(lines)
+    texts = _decoded(block)
+    if texts is not None and "\\ud" in block:
+        return {code: _whole(text) for code, text in texts.items()}
+    return texts
+
+
+def _decoded(block: str) -> dict[str, str] | None:
     start = OUTPUT_START.match(block)
     if start is not None and block.endswith('"]\n'):
         # only output, as the recorder writes it: one JSON string, decoded in one call (any other
@@ -285,7 +328,7 @@ def _texts(lines: list[str]) -> dict[str, str] | None:
         except ValueError:
             pass  # not that shape after all: event by event
     try:
-        events = json.loads("[" + ",".join(lines) + "]")
+        events = json.loads("[" + ",".join(line for line in block.split("\n") if line) + "]")
     except ValueError:
         return None
     found: dict[str, list[str]] = {"i": [], "o": []}

@@ -62,3 +62,13 @@ def test_blocks_find_exactly_what_lines_find(
         compiled = grep.compile_pattern(pattern)
         found = list(grep.grep_recording(path, compiled, input_only=input_only))
         assert found == _reference(path, compiled, input_only=input_only)
+
+
+def test_a_lone_surrogate_in_a_hand_made_recording_is_searched_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "r.cast"
+    path.write_text('{"version": 2, "width": 80, "height": 24}\n[0.5, "o", "ab\\udc80cd needle\\r\\n"]\n')
+    compiled = grep.compile_pattern("needle")
+    found = list(grep.grep_recording(path, compiled, input_only=False))
+    assert [(offset, stream) for offset, stream, _ in found] == [(0.5, "output")]
+    lines_only = grep.Compiled(compiled.line, None)  # the line-by-line pass alone finds the same
+    assert list(grep.grep_recording(path, lines_only, input_only=False)) == found
