@@ -312,8 +312,12 @@ def _whole(text: str) -> str:
 def _texts(block: str) -> dict[str, str] | None:
     """The typed input and the output of a block of event lines, each joined; None if not events."""
     texts = _decoded(block)
-    if texts is not None and "\\ud" in block:
-        return {code: _whole(text) for code, text in texts.items()}
+    if texts is not None:
+        for code, text in texts.items():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: as the line pass has it
+                texts[code] = _whole(text)
     return texts
 
 
