@@ -9,8 +9,16 @@ descriptors) it forks **A**, which:
 1. enters the container's namespaces by the pinned descriptors (user, ipc,
    uts, net, pid, mnt; the mount namespace last), and forks **B**, which is
    then inside the container's PID namespace;
-2. reports B's host pid, waits for it, and reports its wait status. A itself
-   never joins the container or the session's cgroup.
+2. reports B's host pid (to the gateway, and to the spawner on a pipe) and
+   exits. A itself never joins the container or the session's cgroup.
+
+The spawner is a child subreaper (``PR_SET_CHILD_SUBREAPER``): B, orphaned
+when A exits, becomes the spawner's child, and the spawner reaps it and
+reports its wait status on the request's control socket, which it keeps
+until then. So an open session costs one process, its own, plus a socket
+and a dictionary entry here (B's own orphans still go to the container's
+init, as with ``docker exec``: a subreaper in the parent PID namespace is
+not theirs).
 
 B, before any instruction of the client's command:
 
@@ -45,6 +53,7 @@ import errno
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import stat
@@ -59,6 +68,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
 CAP_VERSION_3 = 0x20080522
 TIOCGPTPEER = 0x5441
@@ -122,40 +132,126 @@ def _send(control: socket.socket, message: dict[str, object], fds: tuple[int, ..
 
 
 def main() -> None:
-    """Serve requests on the inherited socket until the gateway goes away."""
+    """Serve requests on the inherited socket until the gateway goes away; reap and report every B."""
     server = socket.socket(fileno=int(sys.argv[1]))
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # A is reaped by the kernel
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)  # a handler: the wake-up fd is written
+    births = _Births()
+    poller = select.poll()
+    for fd in (server.fileno(), wake_r, births.read_end):
+        poller.register(fd, select.POLLIN)
     while True:
+        for fd, _event in poller.poll():
+            if fd == wake_r:
+                with contextlib.suppress(OSError):
+                    os.read(wake_r, 4096)
+                births.reap()
+            elif fd == births.read_end:
+                births.read()
+            elif not _serve_one(server, births):
+                return
+
+
+def _serve_one(server: socket.socket, births: _Births) -> bool:
+    """Fork A for one request; False once the gateway has gone."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(server, 1 << 20, 64)
+    except InterruptedError:
+        return True
+    except OSError:
+        return False
+    if not data:
+        return False
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:
+        server.close()
+        _a(data, fds, births.write_end)  # never returns
+    for fd in fds[1:]:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if fds and pid > 0:
+        births.expect(pid, socket.socket(fileno=fds[0]))  # kept until B's status is reported
+    elif fds:
+        with contextlib.suppress(OSError):
+            os.close(fds[0])
+    return True
+
+
+class _Births:
+    """Which A started which B (A writes ``A B`` on a pipe), and whose control socket B's status goes to."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self.read_end, False)
+        os.set_inheritable(self.write_end, True)
+        self._by_a: dict[int, socket.socket] = {}
+        self._by_b: dict[int, socket.socket] = {}
+        self._early: dict[int, int] = {}  # a B reaped before its A's line was read
+        self._partial = b""
+
+    def expect(self, a: int, control: socket.socket) -> None:
+        self._by_a[a] = control
+
+    def read(self) -> None:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(server, 1 << 20, 64)
-        except InterruptedError:
-            continue
+            data = os.read(self.read_end, 65536)
         except OSError:
             return
-        if not data:
-            return
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = -1
-        if pid == 0:
-            server.close()
-            _a(data, fds)  # never returns
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                a, b = (int(word) for word in line.split())
+                control = self._by_a.pop(a, None)
+                if control is None:
+                    continue
+                if b in self._early:
+                    _report(control, self._early.pop(b))
+                else:
+                    self._by_b[b] = control
+
+    def reap(self) -> None:
+        self.read()  # an A writes its line before it exits: read it before reaping A
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self._by_b:
+                _report(self._by_b.pop(pid), status)
+            elif pid in self._by_a:  # an A that started no B (it said why on the control socket)
+                control = self._by_a.pop(pid)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    control.close()
+                else:  # its B's line is still on its way
+                    self._by_a[pid] = control
+            else:
+                self._early[pid] = status
 
 
-# ---------------------------------------------------------------- A: enter, fork, wait
+def _report(control: socket.socket, status: int) -> None:
+    _send(control, {"exit": status})
+    control.close()
 
 
-def _a(data: bytes, fds: list[int]) -> None:
+# ---------------------------------------------------------------- A: enter, fork, report, leave
+
+
+def _a(data: bytes, fds: list[int], births: int) -> None:
     code = 1
     try:
         for sig in RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
         request = json.loads(data)
         control = socket.socket(fileno=fds[0])
         namespaces = dict(zip(request["ns"], fds[1 : 1 + len(request["ns"])], strict=True))
@@ -165,12 +261,12 @@ def _a(data: bytes, fds: list[int]) -> None:
                 _check(_libc.setns(namespaces[name], 0), f"setns {name}")
         child = os.fork()
         if child == 0:
+            os.close(births)
             _b(request, control, namespaces.get("cgroup"), rest)  # never returns
         for fd in fds[1:]:
             os.close(fd)
+        os.write(births, f"{os.getpid()} {child}\n".encode())  # before the pid: the spawner reaps B
         _send(control, {"pid": child})
-        _, status = os.waitpid(child, 0)
-        _send(control, {"exit": status})
         code = 0
     except BaseException as exc:  # A must always end, and say why
         with contextlib.suppress(OSError):

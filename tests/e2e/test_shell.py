@@ -128,3 +128,37 @@ def test_disconnect_ends_the_child(gateway: Gateway, web1: str) -> None:
             break
         time.sleep(0.1)
     assert "sleep 4321" not in ps.stdout
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def test_an_open_shell_costs_one_process_its_own(gateway: Gateway, web1: str) -> None:
+    """The spawner reaps the session's process itself (a subreaper): no waiting process per session."""
+    proc = subprocess.Popen(gateway.ssh_argv("debug", web1, "sleep", "4322"), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        spawners: list[int] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            workers = [gateway.proc.pid, *_children(gateway.proc.pid)]
+            spawners = [c for w in workers for c in _children(w) if "zygote.py" in _cmdline(c)]
+            sessions = [c for s in spawners for c in _children(s)]
+            if any("sleep 4322" in _cmdline(c) for c in sessions):
+                break
+            time.sleep(0.1)
+        assert [_cmdline(c) for c in sessions if "sleep 4322" in _cmdline(c)], "no session under a spawner"
+        assert all("python" not in _cmdline(c) for c in sessions), [_cmdline(c) for c in sessions]
+    finally:
+        proc.kill()
+        proc.communicate()
+    status = gateway.ssh("debug", web1, "sh", "-c", "'exit 7'")
+    assert status.returncode == 7  # the spawner reports the status it reaped
