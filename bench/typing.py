@@ -11,8 +11,9 @@ CPU (every process of it: the gateway and its workers, or sshd's per-session
 processes and their ``cat``) over the typing window, divided by the echoes,
 is its CPU per echoed keystroke. Rounds alternate between the servers.
 
-``python -m bench.typing`` runs the capacity curve (50, 100, 200, 400
-typists), writes ``bench/results/typing.json``, ``typing.md`` and
+``python -m bench.typing`` runs the capacity curve (50, 100, 200, 400, 800, 1,200
+typists; the largest load each server serves with echo p99 under 10 ms), writes
+``bench/results/typing.json``, ``typing.md`` and
 ``typing.png``.
 """
 
@@ -288,6 +289,26 @@ def cell(summary: dict[str, Any], key: str) -> str:
     return "saturated" if v is None else f"{v['median']} ({v['min']}-{v['max']})"
 
 
+#: the echo p99 under which a load counts as served
+CAPACITY_P99_MS = 10.0
+
+
+def capacity(result: dict[str, Any]) -> str:
+    """The largest load each server served with its median p99 under CAPACITY_P99_MS."""
+
+    def largest(side: str) -> int | None:
+        served = [int(t) for t, sides in result["points"].items()
+                  if sides[side]["p99_ms"] and sides[side]["p99_ms"]["median"] < CAPACITY_P99_MS]  # fmt: skip
+        return max(served, default=None)
+
+    gateway, sshd_side = largest("gateway"), largest("sshd")
+    verdict = "met" if (gateway or 0) >= (sshd_side or 0) else "**missed**"
+    return (
+        f"Capacity (the largest load with echo p99 under {CAPACITY_P99_MS:g} ms): gateway {gateway or 'none'},"
+        f" sshd {sshd_side or 'none'} typists; the gateway's at least sshd's: {verdict}."
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README's table."""
     lines = [
@@ -307,6 +328,7 @@ def markdown(result: dict[str, Any]) -> str:
             f" | {ratio} | {cell(gw, 'server_cpu_per_echo_ms')} | {cell(sd, 'server_cpu_per_echo_ms')}"
             f" | {gw['client_cpu_max']:.2f} / {sd['client_cpu_max']:.2f} | {gw['counted']} / {sd['counted']} |"
         )
+    lines += ["", capacity(result)]
     if any("before" in sides for sides in result["points"].values()):
         lines += [
             "",
@@ -392,7 +414,7 @@ def _describe(checkout: Path) -> str:
 def main() -> None:
     """The capacity curve."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--points", default="50,100,200,400")
+    parser.add_argument("--points", default="50,100,200,400,800,1200")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=max(2, len(os.sched_getaffinity(0))))

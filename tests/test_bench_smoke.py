@@ -20,9 +20,28 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads((tmp_path / "results.json").read_text())
-    figures = {"connect", "bulk", "sessions", "decision", "door", "confine", "compliance", "evidence"}
+    figures = {
+        "connect",
+        "bulk",
+        "sessions",
+        "decision",
+        "door",
+        "confine",
+        "compliance",
+        "evidence",
+        "memory",
+    }
     assert figures <= set(data)
     assert {"load_before", "load_after"} <= set(data)
     assert {"median", "min", "max", "n"} <= set(data["connect"]["gateway_first_byte_ms"])
     assert (tmp_path / "results.png").stat().st_size > 0
     assert "| figure |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.e2e
+def test_bench_fleet_smoke() -> None:
+    """The fleet's cost (a private PostgreSQL, a fleet member against a single host) keeps running."""
+    result = subprocess.run([sys.executable, "-m", "bench.fleet", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| an approval round trip" in result.stdout and "fleet member" in result.stdout
