@@ -40,7 +40,9 @@ def run(runs: int = 30) -> dict[str, Any]:
                 }
                 for argv in sides.values():
                     _once(argv)  # warm-up: the spawner, the container's filter read once
-                samples = alternate({k: (lambda a=a: _once(a)) for k, a in sides.items()}, runs)
+                samples = alternate(
+                    {k: (lambda a=a: _once(a)) for k, a in sides.items()}, runs, turn_about=True
+                )
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     out = {f"{k}_ms": figure(v, scale=1000) for k, v in samples.items()}
