@@ -121,12 +121,13 @@ class Member:
 
     # ------------------------------------------------------------------ moderation
 
-    async def waiting(self, moderated: Moderated, *, now: bool) -> None:
-        """Publish (or withdraw) a moderated session waiting here; FleetDown goes to the caller."""
-        if now:
-            await waiting.publish(self.link, self.host, moderated)
-        else:
-            await waiting.withdraw(self.link, self.host, moderated.key)
+    async def publish(self, moderated: Moderated) -> None:
+        """A moderated session waits here: every host's approve@ lists it (FleetDown to the caller)."""
+        await waiting.publish(self.link, self.host, moderated)
+
+    async def withdraw(self, moderated: Moderated) -> None:
+        """It waits no longer (FleetDown to the caller)."""
+        await waiting.withdraw(self.link, self.host, moderated.key)
 
     async def moderations(self, principal: str, *, as_json: bool) -> list[str]:
         """Lines for the moderated sessions *principal* may join on other hosts (FleetDown to the caller)."""

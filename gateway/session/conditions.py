@@ -55,13 +55,13 @@ async def satisfy(session: SessionBase, plan: Plan) -> dict[str, Any]:
                 session.conn.session_id, session.conn.principal or "", what, cond.moderated
             )
             if fleet is not None:  # listed by every host's approve@ while it waits
-                await fleet.waiting(moderated, now=True)
+                await fleet.publish(moderated)
             try:
                 await _moderators(session, moderated)
             finally:
                 if fleet is not None:
                     with contextlib.suppress(FleetDown):
-                        await fleet.waiting(moderated, now=False)
+                        await fleet.withdraw(moderated)
             fields.update(moderation=moderated.key, moderators=moderated.moderators)
     except FleetDown:
         raise unavailable() from None
