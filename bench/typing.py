@@ -75,7 +75,14 @@ def _tree(roots: list[int]) -> list[int]:
 
 
 async def _typists(
-    port: int, key_path: str, user: str, count: int, seconds: float, start_at: float, out: Any
+    port: int,
+    key_path: str,
+    user: str,
+    count: int,
+    seconds: float,
+    start_at: float,
+    out: Any,
+    command: str = "",
 ) -> None:
     key = asyncssh.read_private_key(key_path)
     conns, procs = [], []
@@ -85,7 +92,7 @@ async def _typists(
             encryption_algs=["aes128-gcm@openssh.com"],
         )  # fmt: skip
         conns.append(conn)
-        procs.append(await conn.create_process("", term_type="xterm", encoding=None))
+        procs.append(await conn.create_process(command, term_type="xterm", encoding=None))
     samples: list[float] = []
     failed: list[int] = []
     sent = 0
@@ -142,12 +149,19 @@ async def _typists(
     await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
 
 
-def _client(args: tuple[int, str, str, int, float, float], out: Any) -> None:
-    asyncio.run(_typists(*args, out))
+def _client(args: tuple[int, str, str, int, float, float], out: Any, command: str = "") -> None:
+    asyncio.run(_typists(*args, out, command))
 
 
 def round_(
-    port: int, key: Path, user: str, typists: int, clients: int, seconds: float, server: list[int]
+    port: int,
+    key: Path,
+    user: str,
+    typists: int,
+    clients: int,
+    seconds: float,
+    server: list[int],
+    command: str = "",
 ) -> dict[str, Any]:
     """One round: *typists* over *clients* processes; latencies, everyone's CPU."""
     start_at = time.time() + 2.0 + typists * 0.01  # after every client has connected
@@ -156,7 +170,7 @@ def round_(
     for count in share:
         parent, child = multiprocessing.Pipe()
         proc = multiprocessing.Process(
-            target=_client, args=((port, str(key), user, count, seconds, start_at), child)
+            target=_client, args=((port, str(key), user, count, seconds, start_at), child, command)
         )
         proc.start()
         pipes.append(parent)
@@ -204,8 +218,13 @@ def curve(
     extra: tuple[str, ...] = (),
     before: Path | None = None,
     variants: dict[str, tuple[str, ...]] | None = None,
+    door: bool = False,
 ) -> dict[str, Any]:
     """Both servers at each point, alternating, *rounds* times.
+
+    With *door*, typing through the OpenSSH door takes its turn too: sshd forcing ``gateway dispatch``
+    (``python -S door.py``) into the same gateway's ``cat``, the server's CPU being sshd's processes and
+    the gateway's together.
 
     With *before* (another checkout, e.g. ``git worktree add /tmp/before
     REV``), that checkout's gateway takes its turn in every round too, with
@@ -240,12 +259,24 @@ def curve(
             }
             sshd_port = stack.enter_context(sshd(base / "sshd", forced))
             sshd_pid = int((base / "sshd" / "sshd.pid").read_text())
+            door_port, door_pid = 0, 0
+            if door:
+                dispatch = (f"{sys.executable} -S {ROOT}/gateway/door.py dispatch --principal bench --policies"
+                            f" {base}/gw/policies --keys {base}/gw/keys --state {base}/gw/state")  # fmt: skip
+                line = f'restrict,pty,environment="HOME=/nonexistent",command="{dispatch}" {pub}\n'
+                door_port = stack.enter_context(sshd(base / "sshd-door", line))
+                door_pid = int((base / "sshd-door" / "sshd.pid").read_text())
             for typists in points:
                 rows: dict[str, list[dict[str, Any]]] = {"gateway": [], "sshd": []}
                 if old is not None:
                     rows["before"] = []
                 rows.update({name: [] for name in others})
+                if door:
+                    rows["door"] = []
                 for _ in range(rounds):
+                    if door:
+                        rows["door"].append(round_(door_port, key, "root", typists, clients, seconds,
+                                                   [door_pid, gw.pid], command="cat"))  # fmt: skip
                     for name, other in others.items():
                         rows[name].append(
                             round_(other.port, key, "cat", typists, clients, seconds, [other.pid])
@@ -346,7 +377,24 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {typists} | {cell(old, 'server_cpu_per_echo_ms')} | {cell(new, 'server_cpu_per_echo_ms')}"
                 f" | {ratio:.2f} | {cell(old, 'p50_ms')} / {cell(old, 'p99_ms')} |"
             )
-    names = [n for n in next(iter(result["points"].values()), {}) if n not in ("gateway", "sshd", "before")]
+    if any("door" in sides for sides in result["points"].values()):
+        lines += [
+            "",
+            "Typing through the OpenSSH door (sshd forcing `gateway dispatch` into the same gateway; its CPU is"
+            " sshd's processes and the gateway's), the same rounds:",
+            "",
+            "| typists | door p50 / p99 ms | sshd forcing `cat` p50 / p99 ms | door CPU per echo ms |",
+            "| --- | --- | --- | --- |",
+        ]
+        for typists, sides in result["points"].items():
+            door_side, plain = sides["door"], sides["sshd"]
+            lines.append(
+                f"| {typists} | {cell(door_side, 'p50_ms')} / {cell(door_side, 'p99_ms')}"
+                f" | {cell(plain, 'p50_ms')} / {cell(plain, 'p99_ms')} | {cell(door_side, 'server_cpu_per_echo_ms')} |"
+            )
+    names = [
+        n for n in next(iter(result["points"].values()), {}) if n not in ("gateway", "sshd", "before", "door")
+    ]
     if names:
         lines += [
             "",
@@ -425,6 +473,9 @@ def main() -> None:
     )
     parser.add_argument("--name", default="typing", help="Result file name (NAME.json, NAME.md, NAME.png).")
     parser.add_argument(
+        "--door", action="store_true", help="Typing through the OpenSSH door, in every round."
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -440,6 +491,7 @@ def main() -> None:
         tuple(args.serve_args.split()),
         args.before,
         variants,
+        door=args.door,
     )
     result["serve_args"] = args.serve_args
     words = args.serve_args.split()

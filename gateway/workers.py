@@ -39,12 +39,14 @@ def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
         strictmodes.check(settings.policies, settings.keys, settings.state)
     held = claim.claim(settings.listen, settings.state)  # one gateway per address: a second one stops here
     try:
-        if settings.fleet is not None:
-            from gateway.fleet.schema import at_start  # noqa: PLC0415 - psycopg only with --fleet
-
-            at_start(settings.fleet, migrations=settings.fleet_migrate)
         shared.table()  # before any fork: every worker inherits the one table
         _metrics_files(settings)
+        if settings.fleet is not None:  # before any worker: a wrong fleet.yaml or schema stops here, once
+            from gateway.fleet.config import checked_config  # noqa: PLC0415 - only with --fleet
+            from gateway.fleet.schema import at_start  # noqa: PLC0415 - psycopg only with --fleet
+
+            checked_config(settings)
+            at_start(settings.fleet, migrations=settings.fleet_migrate)
         if held is not None:
             held.answer()
         if settings.workers <= 1:

@@ -26,8 +26,11 @@ import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from gateway.errors import ConfigError, LoadError, Problem
+from gateway.hostkey import load_or_create_host_key
 from gateway.policy.loader import validated
+from gateway.policy_files import FLEET_FILE
 from gateway.safefile import NotRegular, read_regular
+from gateway.settings import Settings
 
 MAX_BYTES = 1 << 20
 HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
@@ -133,3 +136,17 @@ def check_self(config: FleetFile, host_name: str, host_key: asyncssh.SSHKey, pat
         raise ConfigError(f"--host-name {host_name!r} is not among the hosts of {path} ({names})")
     if listed.public_key().public_data != host_key.public_data:
         raise ConfigError(f"{path} lists host {host_name!r} with another key than this gateway's host key")
+
+
+def checked_config(settings: Settings, host_key: asyncssh.SSHKey | None = None) -> FleetConfig:
+    """policies/fleet.yaml, listing this host (``--host-name``) with this gateway's host key; LoadError or
+    ConfigError otherwise."""
+    config = FleetConfig(settings.policies / FLEET_FILE)
+    if host_key is None:
+        try:
+            settings.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create state directory {settings.state}: {exc}") from exc
+    key = host_key if host_key is not None else load_or_create_host_key(settings.state)
+    check_self(config.current, settings.host_name or "", key, config.path)
+    return config

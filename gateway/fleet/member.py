@@ -28,13 +28,12 @@ from gateway.evidence import query
 from gateway.fleet import heartbeat, waiting
 from gateway.fleet import index as fleet_index
 from gateway.fleet.approvals import Audit, FleetApprovals
-from gateway.fleet.config import FleetConfig, check_self
+from gateway.fleet.config import FleetConfig, checked_config
 from gateway.fleet.down import FleetDown, with_timeout
 from gateway.fleet.index import Pusher
 from gateway.fleet.link import Link
 from gateway.fleet.slots import Full, Slot, Slots
 from gateway.moderation import Moderated
-from gateway.policy_files import FLEET_FILE
 from gateway.settings import Settings
 from gateway.tasks import Tasks
 
@@ -61,8 +60,7 @@ class Member:
         if settings.fleet is None:
             return None
         host = settings.host_name or ""
-        config = FleetConfig(settings.policies / FLEET_FILE)
-        check_self(config.current, host, host_key, config.path)
+        config = checked_config(settings, host_key)
         link = Link(settings.fleet)
         approvals = FleetApprovals(link, host, host_key, config, audit)
         return cls(settings, host, config, link, approvals, Slots(with_timeout(settings.fleet)))

@@ -411,6 +411,8 @@ def test_a_schema_newer_than_the_gateway_is_refused(fleet: Fleet, tmp_path: Path
     fleet.pg.sql("INSERT INTO fleet_schema VALUES (99, now())", dbname="newer")
     migrate = gateway_cli("fleet", "migrate", "--fleet", dsn)
     assert migrate.returncode == 1 and "version 99, newer than this gateway knows" in migrate.stderr
+    (tmp_path / "s").mkdir()  # host a's own key: only the schema is wrong
+    shutil.copy(fleet.base / "state-a" / "ssh_host_ed25519_key", tmp_path / "s" / "ssh_host_ed25519_key")
     served = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies",
          str(fleet.base / "policies-a"), "--keys", str(fleet.base / "keys"), "--state", str(tmp_path / "s"),
@@ -418,3 +420,18 @@ def test_a_schema_newer_than_the_gateway_is_refused(fleet: Fleet, tmp_path: Path
         capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
     )  # fmt: skip
     assert served.returncode == 2 and "newer than this gateway knows" in served.stderr, served
+
+
+def test_a_host_not_in_fleet_yaml_or_with_another_key_does_not_start(fleet: Fleet, tmp_path: Path) -> None:
+    def serve(host: str, state: Path) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies",
+                str(fleet.base / "policies-a"), "--keys", str(fleet.base / "keys"), "--state", str(state),
+                "--fleet", fleet.dsn, "--host-name", host, "--workers", "2"]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+
+    stranger = serve("z", tmp_path / "z")
+    assert stranger.returncode == 2 and "--host-name 'z' is not among the hosts" in stranger.stderr, stranger
+    impostor = serve("b", tmp_path / "b")  # a fresh state: another host key than fleet.yaml lists for b
+    assert impostor.returncode == 2 and "another key" in impostor.stderr, impostor
+    for refused in (stranger, impostor):
+        assert fleet.dsn not in refused.stdout + refused.stderr  # the connection string is never said
