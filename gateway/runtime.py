@@ -20,6 +20,7 @@ from gateway.docker import Engine
 from gateway.docker.engine import SIDEKICK_LABEL
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event
+from gateway.fleet.down import in_fleet, mark_member
 from gateway.hostkey import load_or_create_host_key
 from gateway.keys import KeyRing, load_keys
 from gateway.limits import Limits
@@ -67,6 +68,8 @@ class Runtime:
     moderation: ModerationBoard = field(default_factory=ModerationBoard)
     #: this process as a member of a fleet (None: everything stays on this host)
     fleet: Member | None = None
+    #: the state's gateway is in a fleet, and this process is not its member (the in-process door)
+    fleet_elsewhere: bool = False
 
     @classmethod
     def start(cls, settings: Settings, loaded: tuple[KeyRing, Policy] | None = None) -> Runtime:
@@ -92,6 +95,7 @@ class Runtime:
             loaded_from=loaded_from,
             requests=RequestBook(settings.state / "requests"),
             moderation=ModerationBoard(settings.state / "moderation"),
+            fleet_elsewhere=in_fleet(settings.state),
             algorithms=Algorithms.from_options(settings.ciphers, settings.macs, settings.kex_algs),
         )
 
@@ -109,6 +113,8 @@ class Runtime:
                 self.audit.emit(event, durable=True, **fields)
 
         self.fleet = Member.create(self.settings, load_or_create_host_key(self.settings.state), audit)
+        mark_member(self.settings.state, self.fleet.host if self.fleet is not None else None)
+        self.fleet_elsewhere = False
         if self.fleet is not None:
             self.fleet.running = lambda: (self.policy.digest, self.limits.sessions)
             await self.fleet.start(leader=leader, on_change=on_change)

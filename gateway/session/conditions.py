@@ -46,6 +46,8 @@ async def satisfy(session: SessionBase, plan: Plan) -> dict[str, Any]:
     reason = await _reason(session, cond, what)
     fields: dict[str, Any] = {"reason": reason} if reason else {}
     fleet = session.rt.fleet
+    if (cond.approval or cond.moderated is not None) and session.rt.fleet_elsewhere:
+        raise unavailable()  # this process has no fleet connection: a request filed here would go unseen
     try:
         if cond.approval:
             request = await _approved(session, cond, what, target, reason)

@@ -399,6 +399,7 @@ def test_with_postgresql_stopped_gated_grants_are_refused_plain_ones_run_and_the
 
 def test_the_connection_string_reaches_no_log_and_no_record(fleet: Fleet) -> None:
     for name, gw in fleet.gateways.items():
+        assert (gw.state / "fleet-member").read_text() == f"{name}\n"  # the host's name, never the string
         secret = password(name).encode()
         for path in [gw.state.parent / f"{gw.state.name}.stderr", *gw.state.rglob("*")]:
             if path.is_file() and path.name != "index.sqlite":

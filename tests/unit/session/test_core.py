@@ -367,3 +367,17 @@ def test_every_refusal_kind_is_covered_here() -> None:
     assert (
         missing == ["AUDIT"] or not missing
     )  # AUDIT: the record cannot be written; its test checks the line
+
+
+def test_a_gated_grant_is_refused_by_a_process_outside_the_fleet_its_state_is_in(rt: Runtime) -> None:
+    """The in-process door on a fleet member's state: no request filed where no approver would see it."""
+    (rt.settings.state / "fleet-member").write_text("a\n")
+    outside = Runtime.start(rt.settings)
+    outside.engine = rt.engine
+    try:
+        seen, deny = _refused(outside, _session(outside, FakeChannel(), "twice"), RefusalKind.APPROVAL)
+        assert seen == "gateway: approvals are unavailable: the fleet database does not answer"
+        assert not [r for r in _records(outside) if r["event"] == Event.REQUEST_FILED]
+        assert _session(outside, FakeChannel(), "memory").status == 0  # plain grants run
+    finally:
+        outside.audit.close()
