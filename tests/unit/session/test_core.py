@@ -375,7 +375,7 @@ def test_a_gated_grant_is_refused_by_a_process_outside_the_fleet_its_state_is_in
     outside = Runtime.start(rt.settings)
     outside.engine = rt.engine
     try:
-        seen, deny = _refused(outside, _session(outside, FakeChannel(), "twice"), RefusalKind.APPROVAL)
+        seen, _ = _refused(outside, _session(outside, FakeChannel(), "twice"), RefusalKind.APPROVAL)
         assert seen == "gateway: approvals are unavailable: the fleet database does not answer"
         assert not [r for r in _records(outside) if r["event"] == Event.REQUEST_FILED]
         assert _session(outside, FakeChannel(), "memory").status == 0  # plain grants run
