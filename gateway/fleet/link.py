@@ -93,11 +93,16 @@ class Link:
             raise FleetDown(self.problem)
         return await self._run(query)
 
-    async def _run(self, query: Query[T]) -> T:
+    async def _run(self, query: Query[T], *, checking: bool = False) -> T:
         try:
             async with asyncio.timeout(QUERY_SECONDS), self.pool.connection() as conn:
                 return await query(conn)
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError) as exc:
+        except PoolTimeout as exc:
+            if checking:  # the watcher waited for a connection the pool could not make: down
+                self._down(why(exc))
+                raise FleetDown(self.problem) from None
+            raise FleetDown("every fleet connection of this process is busy") from None  # busy, not down
+        except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
             self._down(why(exc))
             raise FleetDown(self.problem) from None
         except psycopg.Error as exc:  # the server answered, with an error (a missing grant, say): fail closed
@@ -115,7 +120,7 @@ class Link:
         """Ask every second; tell the waiters when the database answers again."""
         while True:
             try:
-                await self._run(schema.check)
+                await self._run(schema.check, checking=True)
             except schema.SchemaError as exc:
                 self._down(str(exc))
             except FleetDown:
