@@ -321,6 +321,18 @@ def test_fleet_status_marks_the_host_whose_policy_differs(fleet: Fleet) -> None:
             time.sleep(0.5)
         marked = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
         assert "policy differs" in marked["c"] and "policy differs" not in marked["a"], status.stdout
+        as_json = gateway_cli("fleet", "status", "--json", "--fleet", fleet.dsn)
+        hosts = {h["name"]: h for h in map(json.loads, as_json.stdout.splitlines())}
+        assert (
+            as_json.returncode == 1
+            and hosts["c"]["marks"] == ["policy differs"]
+            and hosts["a"]["marks"] == []
+        )
+        assert (
+            hosts["a"]["workers"] == 2
+            and hosts["b"]["version"]
+            and hosts["a"]["policy"] != hosts["c"]["policy"]
+        )
         deadline = time.monotonic() + 8
         while _metric(fleet, "a", "gateway_fleet_policy_mismatch") != 1.0:
             assert time.monotonic() < deadline, "gateway_fleet_policy_mismatch is not 1 on a"
