@@ -48,6 +48,11 @@ def gateway_tree(pid: int) -> list[int]:
     return found
 
 
+def tree_rss_kb(pid: int) -> int:
+    """RSS of the gateway's own processes (its workers and spawners with it), kB."""
+    return _memory(gateway_tree(pid))["Rss"]
+
+
 def _memory(pids: list[int]) -> dict[str, int]:
     return {field: sum(_rss_kb(p, field) for p in pids) for field in ("Pss", "Rss")}
 

@@ -71,10 +71,10 @@ def session_figures(
                     # a fresh gateway each run: a warm one reuses the memory of closed sessions
                     with running_gateway(base / f"gw-mem{run}", path) as fresh:
                         asyncio.run(sessions.hold_sessions(fresh.port, key, "noop", "", 5, lambda: {}))
-                        idle = sessions._rss_kb(fresh.pid)
+                        idle = memory.tree_rss_kb(fresh.pid)
 
                         def gw_measure(pid: int = fresh.pid) -> dict[str, int]:
-                            return {"rss_kb": sessions._rss_kb(pid)}
+                            return {"rss_kb": memory.tree_rss_kb(pid)}  # the supervisor and its workers
 
                         held = asyncio.run(
                             sessions.hold_sessions(fresh.port, key, "sh", "", count, gw_measure)
@@ -172,7 +172,7 @@ def markdown(results: dict[str, Any]) -> str:
             _mark(con["shipping_overhead"] <= 0.05),
         ),
         (
-            "memory per open `sh` session (RSS of the gateway process)",
+            "memory per open `sh` session (RSS of every gateway process)",
             _cell(ses["gateway_kb_per_session"], "kB"),
             _cell(ses["sshd_kb_per_session"], "kB"),
             f"{ses['memory_ratio']}x",
