@@ -16,6 +16,10 @@ class FleetDown(Exception):
     """The fleet database does not answer (or its schema is not this gateway's)."""
 
 
+class Full(Exception):
+    """No fleet slot is free; the message says which limit."""
+
+
 def unavailable() -> Refusal:
     """The one-line refusal of a gated or moderated grant while the database does not answer."""
     return Refusal(UNAVAILABLE, reason="the fleet database does not answer", kind=RefusalKind.APPROVAL)

@@ -22,8 +22,6 @@ import asyncssh
 from psycopg import AsyncConnection
 
 from gateway import metrics
-from gateway.errors import Refusal
-from gateway.events import RefusalKind
 from gateway.evidence import query
 from gateway.fleet import heartbeat, waiting
 from gateway.fleet import index as fleet_index
@@ -32,7 +30,7 @@ from gateway.fleet.config import FleetConfig, checked_config
 from gateway.fleet.down import FleetDown, with_timeout
 from gateway.fleet.index import Pusher
 from gateway.fleet.link import Link
-from gateway.fleet.slots import Full, Slot, Slots
+from gateway.fleet.slots import Slot, Slots
 from gateway.moderation import Moderated
 from gateway.settings import Settings
 from gateway.tasks import Tasks
@@ -95,7 +93,7 @@ class Member:
     # ------------------------------------------------------------------ limits
 
     async def take(self, principal: str) -> Slot | None:
-        """A fleet slot for a session of *principal*: Refusal when the fleet is full; None when the
+        """A fleet slot for a session of *principal*: Full when the fleet has none; None when the
         database does not answer (the host's own limits alone hold then)."""
         if not self.link.up:  # do not wait on a database that did not answer the last check
             return None
@@ -103,12 +101,6 @@ class Member:
         per = limits.max_sessions_per_principal or self.settings.max_sessions_per_principal
         try:
             return await self.slots.take(principal, per, limits.max_sessions)
-        except Full as exc:
-            raise Refusal(
-                "gateway: too many sessions; try again later",
-                reason=f"fleet limit: {exc}",
-                kind=RefusalKind.SESSION_LIMIT,
-            ) from None
         except FleetDown:
             return None
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from gateway.fleet.down import CONNECT_SECONDS, FleetDown, why
+from gateway.fleet.down import CONNECT_SECONDS, FleetDown, Full, why
 from gateway.fleet.link import QUERY_SECONDS
 
 #: the candidates are the slots this connection does not hold already: advisory locks are re-entrant
@@ -37,10 +37,6 @@ class Slot:
 
     held: tuple[tuple[str, int], ...]
     generation: int
-
-
-class Full(Exception):
-    """No slot is free; the message says which limit."""
 
 
 class Slots:

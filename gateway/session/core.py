@@ -18,6 +18,7 @@ from gateway.channel import Channel
 from gateway.diskspace import room
 from gateway.errors import AuditUnavailable, Refusal
 from gateway.events import Event, RefusalKind
+from gateway.fleet.down import Full
 from gateway.moderation import Moderated
 from gateway.session import door, messages
 from gateway.session.conditions import satisfy
@@ -108,9 +109,9 @@ class Session:
             return
         try:
             slot = await self.rt.fleet.take(principal) if self.rt.fleet is not None else None
-        except Refusal as refusal:  # the fleet's limits: every host's sessions count
+        except Full as full:  # the fleet's limits: every host's sessions count
             self.rt.limits.release_session(principal)
-            self.refuse(refusal)
+            self.refuse(_too_many(f"fleet limit: {full}"))
             return
         try:
             await self._run_allowed(plan, extra)
@@ -157,9 +158,7 @@ class Session:
                 )
         reason = self.rt.limits.admit_session(self.conn.principal or "")
         if reason is not None:
-            raise Refusal(
-                "gateway: too many sessions; try again later", reason=reason, kind=RefusalKind.SESSION_LIMIT
-            )
+            raise _too_many(reason)
 
     @property
     def _label(self) -> str:
@@ -182,3 +181,10 @@ class Session:
                 self.process.exit_with_signal(outcome.signal)
             else:
                 self.process.exit(outcome.status)
+
+
+def _too_many(reason: str) -> Refusal:
+    """The one line for a session over a limit (this host's or the fleet's)."""
+    return Refusal(
+        "gateway: too many sessions; try again later", reason=reason, kind=RefusalKind.SESSION_LIMIT
+    )

@@ -221,3 +221,18 @@ def test_replay_leaves_the_shell_clean(gateway: Gateway, web1: str) -> None:
     assert child.match.group(1) == ""
     child.expect(pexpect.EOF)
     time.sleep(0.1)
+
+
+def test_host_lists_one_host_of_several_and_is_refused_where_there_is_one(gateway: Gateway) -> None:
+    """`--host` names a host of a fleet (over SSH) or of a collector's copy: anywhere else, one line."""
+    mark = gateway.mark()
+    refused = gateway.ssh("audit", "sessions", "list", "--host", "b", key="charlotte")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert (
+        refused.stderr.strip()
+        == "gateway: audit: --host lists a fleet's sessions: this gateway is not in a fleet"
+    )
+    ended = gateway.since(mark, lambda e: e["event"] == "session.end")  # a query refused as it runs
+    assert [e.get("error") for e in ended if e["event"] == "session.end"] == ["--host without a fleet"]
+    cli = gateway_cli("sessions", "list", "--host", "b", "--state", str(gateway.state))
+    assert cli.returncode == 2 and "use it with --collected DIR" in cli.stderr

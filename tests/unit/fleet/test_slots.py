@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.fleet.slots import Full, Slots
+from gateway.fleet.down import Full
+from gateway.fleet.slots import Slots
 
 
 async def test_a_process_cannot_take_a_slot_it_already_holds(dsn: str) -> None:
