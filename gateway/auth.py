@@ -16,9 +16,9 @@ import asyncssh
 from asyncssh.public_key import CERT_TYPE_USER
 
 from gateway import metrics, sshfast
-from gateway.command import printable
 from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
+from gateway.forwarding import RefusesForwarding, prohibited
 from gateway.runtime import Runtime
 from gateway.session import Session, door
 from gateway.ssh_channel import GatewayProcess, SSHChannel
@@ -34,7 +34,7 @@ from gateway.sshhooks import (
 SFTP_VERSION = 3  # unused: no sftp_factory is ever given
 
 
-class GatewayServer(asyncssh.SSHServer):
+class GatewayServer(RefusesForwarding, asyncssh.SSHServer):
     """Authentication and channel policy for one SSH connection."""
 
     def __init__(self, runtime: Runtime) -> None:
@@ -152,20 +152,7 @@ class GatewayServer(asyncssh.SSHServer):
     async def _validate_certificate(self, username: str, cert: Any) -> asyncssh.SSHKey | None:
         """A user certificate: trusted CA, valid now, our principal in it, its source-address."""
         ca = cert.signing_key.get_fingerprint("sha256")
-        reason = None
-        if ca not in self.rt.trusted_cas:
-            reason = "certificate from an untrusted CA"
-        else:
-            try:
-                cert.validate(CERT_TYPE_USER, None)  # type and validity period; principals below
-            except ValueError as exc:
-                reason = f"certificate not valid: {exc}"
-        known = self.rt.keys.principals | {p for g in self.rt.policy.grants for p in g.principals}
-        principal = next((p for p in cert.principals if p in known), None)
-        if reason is None and principal is None:
-            reason = "certificate names no principal in the policy"
-        if reason is None and not _source_allowed(cert.options.get("source-address"), self.peer_host):
-            reason = "certificate source-address does not allow this client"
+        principal, reason = certificate_principal(self.rt, cert, self.peer_host)
         if reason is not None:
             with contextlib.suppress(AuditUnavailable):
                 self.audit(
@@ -204,7 +191,7 @@ class GatewayServer(asyncssh.SSHServer):
             return False
         if self._sessions >= self.rt.settings.max_sessions_per_connection:
             self.refused(RefusalKind.SESSION_LIMIT, limit=self.rt.settings.max_sessions_per_connection)
-            raise _prohibited("gateway: too many sessions on this connection")
+            raise prohibited("gateway: too many sessions on this connection")
         self._sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
@@ -218,43 +205,25 @@ class GatewayServer(asyncssh.SSHServer):
 
         return chan, GatewayProcess(start, None, SFTP_VERSION, False)
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        """``ssh -L`` / ``-D``: refused, administratively prohibited."""
-        self.refused(RefusalKind.DIRECT_TCPIP, destination=f"{printable(dest_host)}:{dest_port}")
-        raise _prohibited(FORWARDING)
 
-    def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        """``ssh -R``: refused (a global request carries no reason)."""
-        self.refused(RefusalKind.TCPIP_FORWARD, listen=f"{printable(listen_host)}:{listen_port}")
-        return False
-
-    def unix_connection_requested(self, dest_path: str) -> bool:
-        """Unix socket forwarding: refused, administratively prohibited."""
-        self.refused(RefusalKind.DIRECT_STREAMLOCAL, destination=printable(dest_path))
-        raise _prohibited(FORWARDING)
-
-    def unix_server_requested(self, listen_path: str) -> bool:
-        """Remote unix socket forwarding: refused."""
-        self.refused(RefusalKind.STREAMLOCAL_FORWARD, listen=printable(listen_path))
-        return False
-
-    def tun_requested(self, unit: int | None) -> bool:
-        """Layer 3 tunnels: refused, administratively prohibited."""
-        self.refused(RefusalKind.TUN, unit=unit)
-        raise _prohibited("gateway: tunnels are not available")
-
-    def tap_requested(self, unit: int | None) -> bool:
-        """Layer 2 tunnels: refused, administratively prohibited."""
-        self.refused(RefusalKind.TAP, unit=unit)
-        raise _prohibited("gateway: tunnels are not available")
-
-
-FORWARDING = "gateway: port forwarding is not available"
-
-
-def _prohibited(text: str) -> asyncssh.ChannelOpenError:
-    """A refused channel open that clients show as "administratively prohibited: TEXT"."""
-    return asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, text)
+def certificate_principal(rt: Runtime, cert: Any, peer_host: str) -> tuple[str | None, str | None]:
+    """A user certificate's principal, or why it is refused: trusted CA, valid now, our principal in it,
+    its source-address allowing *peer_host*."""
+    reason = None
+    if cert.signing_key.get_fingerprint("sha256") not in rt.trusted_cas:
+        reason = "certificate from an untrusted CA"
+    else:
+        try:
+            cert.validate(CERT_TYPE_USER, None)  # type and validity period; principals below
+        except ValueError as exc:
+            reason = f"certificate not valid: {exc}"
+    known = rt.keys.principals | {p for g in rt.policy.grants for p in g.principals}
+    principal = next((p for p in cert.principals if p in known), None)
+    if reason is None and principal is None:
+        reason = "certificate names no principal in the policy"
+    if reason is None and not _source_allowed(cert.options.get("source-address"), peer_host):
+        reason = "certificate source-address does not allow this client"
+    return (principal, None) if reason is None else (None, reason)
 
 
 def _source_allowed(networks: Any, peer: str) -> bool:

@@ -32,6 +32,7 @@ from gateway.jobs import HostJobs, reap_sidekicks, refusal_summaries, write_summ
 from gateway.keys import KeyRing
 from gateway.policy.compiled import Policy
 from gateway.policy.diff import facts
+from gateway.privsep.monitor import Separated
 from gateway.reload import adopt, reload, revoke, watch
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -41,10 +42,17 @@ from gateway.tasks import Tasks
 CLOSE_GRACE = 5.0
 
 
-async def listen(runtime: Runtime, *, reuse_port: bool = False) -> asyncssh.SSHAcceptor:
+async def listen(runtime: Runtime, *, reuse_port: bool = False) -> asyncssh.SSHAcceptor | Separated:
     """Start listening with every forwarding and non-key auth method off (*reuse_port*: beside the
-    other workers, each with its own socket: the kernel spreads connections over them)."""
+    other workers, each with its own socket: the kernel spreads connections over them).
+
+    With ``--net-user``, an unprivileged network worker listens and this process is its monitor.
+    """
     settings = runtime.settings
+    if settings.net_user is not None:
+        separated = Separated(runtime, reuse_port=reuse_port)
+        await separated.started()
+        return separated
     return await asyncssh.create_server(
         lambda: GatewayServer(runtime),
         settings.listen.host,
@@ -220,7 +228,7 @@ async def _drain(runtime: Runtime) -> None:
     await runtime.sessions.wait_quiet(seconds)
 
 
-async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor) -> None:
+async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor | Separated) -> None:
     """Stop accepting, drain, close every connection, and let the sessions write their end."""
     runtime.draining = True
     acceptor.close()

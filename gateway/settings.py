@@ -82,6 +82,8 @@ class Settings(BaseModel):
     #: which parts of it (all, as shipped; fewer only to measure what each buys)
     lean_parts: tuple[str, ...] = ("send", "receive", "channel")
     trusted_user_ca_keys: Path | None = None
+    #: privilege separation: the account the network workers run as (None: one privileged process)
+    net_user: str | None = None
     #: the fleet's PostgreSQL (None: everything stays on this host); never logged
     fleet: str | None = Field(default=None, repr=False)
     #: apply the fleet schema's migrations at start

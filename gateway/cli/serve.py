@@ -161,6 +161,14 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     " policies/fleet.yaml. Never logged.",
 )
 @click.option("--fleet-migrate", is_flag=True, help="Create or upgrade the fleet schema at start.")
+@click.option(
+    "--net-user",
+    metavar="ACCOUNT",
+    envvar="GATEWAY_NET_USER",
+    help="Privilege separation: the processes that read the network run as ACCOUNT (no capability,"
+    " no_new_privs, a seccomp filter, no host key, no Docker socket); the privileged monitor decides,"
+    " audits and runs (docs/security.md).",
+)
 @policies_option
 @keys_option
 @state_option

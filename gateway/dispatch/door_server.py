@@ -253,13 +253,30 @@ class DoorServer:
             await _send(conn, "refused", REFUSED)
             return
         principal, connection, login = admitted
-        process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None)
-        await _send(conn, "accepted")
-        async with Tasks("door-session") as tasks:
-            tasks.spawn(_control(conn, process, rest), "control")
-            with process.attached():
-                await run_door_session(self.rt, principal, command or None, connection, process, login)
-        await _send(conn, "status", str(process.status), process.signal or "")
+        await serve_session(self.rt, conn, (principal, command, connection, login), fds, term, extra, rest)
+
+
+async def serve_session(
+    rt: Runtime,
+    conn: socket.socket,
+    request: tuple[str, str, str, str],
+    fds: tuple[int, int, int],
+    term: str,
+    extra: list[str],
+    rest: bytes,
+    net: str | None = None,
+) -> None:
+    """Run one admitted session (*request*: principal, command, connection, login) on *fds*: ``accepted``,
+    ``winch`` and ``hangup`` heard meanwhile, then ``status N SIGNAL`` (the door's and the network
+    worker's; *net*: the worker's connection id)."""
+    principal, command, connection, login = request
+    process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None)
+    await _send(conn, "accepted")
+    async with Tasks("door-session") as tasks:
+        tasks.spawn(_control(conn, process, rest), "control")
+        with process.attached():
+            await run_door_session(rt, principal, command or None, connection, process, login, net)
+    await _send(conn, "status", str(process.status), process.signal or "")
 
 
 async def _send(conn: socket.socket, *fields: str) -> None:

@@ -30,9 +30,18 @@ SUBSYSTEM_PROGRAMS = ("sftp-server", "internal-sftp")
 class DispatchConnection:
     """The connection sshd already authenticated: what Session needs from it."""
 
-    def __init__(self, rt: Runtime, principal: str, action: str, ssh_connection: str) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        principal: str,
+        action: str,
+        ssh_connection: str,
+        door_name: str = "openssh",
+        session_id: str | None = None,
+    ) -> None:
         self.rt = rt
-        self.session_id = secrets.token_hex(8)
+        self.door = door_name
+        self.session_id = session_id or secrets.token_hex(8)
         self.principal: str | None = principal
         self.action = action
         self.login_target: str | None = None
@@ -42,9 +51,10 @@ class DispatchConnection:
         self.opened = time.monotonic()
 
     def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
-        """An audit event tied to this connection, marked as coming through OpenSSH."""
+        """An audit event tied to this connection, marked as coming through OpenSSH (not the monitor's)."""
+        door = {"door": self.door} if self.door else {}
         self.rt.audit.emit(
-            event, durable=durable, session_id=self.session_id, peer=self.peer, door="openssh", **fields
+            event, durable=durable, session_id=self.session_id, peer=self.peer, **door, **fields
         )
 
 
@@ -90,11 +100,17 @@ async def run_door_session(
     ssh_connection: str,
     process: FdProcess,
     login: str = "",
+    net: str | None = None,
 ) -> None:
-    """Decide and run one door request on *process*; its status ends up in ``process.status``."""
+    """Decide and run one door request on *process*; its status ends up in ``process.status``.
+
+    *net*: the connection's id when the request came from one of the monitor's network workers
+    (``privsep``), which already recorded the connection's opening, authentication and end.
+    """
     action = login_action(rt, login)
     process.subsystem = subsystem_of(original)
-    conn = DispatchConnection(rt, principal, action or "", ssh_connection)
+    door_name = "" if net else "openssh"
+    conn = DispatchConnection(rt, principal, action or "", ssh_connection, door_name, net)
     try:
         if process.subsystem is None and action is None and not _legacy_scp(original):
             first, original = split(original)
@@ -105,15 +121,17 @@ async def run_door_session(
     except Refusal as refusal:
         Session(conn, process, 1).refuse(refusal)
         return
-    door.opened(conn)
-    door.accepted(conn)
+    if net is None:
+        door.opened(conn)
+        door.accepted(conn)
     process.command = None if process.subsystem else (original or None)
     try:
         await Session(conn, process, 1).run()
         if process.subsystem == "sftp":  # sshd drops a subsystem's stderr: say it in SFTP
             await refuse_in_sftp(process, messages.SFTP_UNAVAILABLE)
     finally:
-        door.closed(conn)
+        if net is None:
+            door.closed(conn)
 
 
 async def dispatch(settings: Settings, principal: str) -> int:
