@@ -25,6 +25,7 @@ from gateway.audit.grants import snapshot_records
 from gateway.auth import GatewayServer
 from gateway.control import Control, Message
 from gateway.dispatch.door_server import DoorServer
+from gateway.errors import GatewayError
 from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
 from gateway.hostkey import load_or_create_host_key
@@ -143,6 +144,7 @@ async def serve(settings: Settings, on_ready: Callable[[str, int], None]) -> Non
             finish(runtime)
             await jobs.finish()
             await close(runtime)
+    failed(acceptor)
 
 
 async def serve_worker(
@@ -172,6 +174,13 @@ async def serve_worker(
             await _shutdown(runtime, acceptor)
             await runtime.leave_fleet()
             await close(runtime)
+    failed(acceptor)
+
+
+def failed(acceptor: asyncssh.SSHAcceptor | Separated) -> None:
+    """GatewayError when this process stopped because its network worker ended by itself."""
+    if isinstance(acceptor, Separated) and acceptor.failed:
+        raise GatewayError("the network worker ended unexpectedly; this gateway process stopped")
 
 
 def follow_supervisor(runtime: Runtime, control: Control, stop: asyncio.Event) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from gateway import oplog
 from gateway.authorized_keys import Door, key_line
+from gateway.channel import Break, Signal
 from gateway.command import printable
 from gateway.dispatch import peers, wire
 from gateway.dispatch.main import run_door_session
@@ -285,7 +286,8 @@ async def _send(conn: socket.socket, *fields: str) -> None:
 
 
 async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> None:
-    """``winch`` and ``hangup`` from the door; its going away (or garbage) is a hang-up."""
+    """``winch``, ``hangup``, ``signal NAME`` and ``break`` from the door (the last two only a network
+    worker sends: sshd passes neither on); its going away (or garbage) is a hang-up."""
     loop = asyncio.get_running_loop()
     buffer = pending
     while True:
@@ -299,6 +301,12 @@ async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> N
                 process.resized()
             elif message == ["hangup"]:
                 process.hang_up()
+            elif message == ["break"]:
+                process.asked(Break())
+            elif (
+                len(message) == 2 and message[0] == "signal" and message[1].isalnum() and len(message[1]) < 16
+            ):
+                process.asked(Signal(message[1]))
             continue
         try:
             chunk = await loop.sock_recv(conn, 1024)

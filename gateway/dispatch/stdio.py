@@ -20,11 +20,12 @@ import termios
 import tty
 from collections.abc import Iterator
 
-from gateway.channel import Handler, Received, Resize, clamped, pump_received
+from gateway.channel import Break, Handler, Received, Resize, Signal, clamped, pump_received
 from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
 CHUNK = 65536
+EVENTS_LIMIT = 64
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -85,6 +86,8 @@ class FdProcess:
         self.stderr = _Writer(fds[2])
         self.closed = asyncio.Event()
         self.resize_pending = False
+        #: signals and breaks the client asked for (the monitor's network workers pass them on)
+        self.events: list[Signal | Break] = []
         self.wake: asyncio.Future[None] | None = None
         self.status: int = 0
         self.signal: str | None = None
@@ -98,6 +101,8 @@ class FdProcess:
             if self.resize_pending:
                 self.resize_pending = False
                 return Resize(*clamped(self.get_terminal_size()))
+            if self.events:
+                return self.events.pop(0)
             try:
                 return os.read(fd, n)
             except BlockingIOError:
@@ -152,6 +157,13 @@ class FdProcess:
     def resized(self) -> None:
         """sshd's PTY changed size (SIGWINCH reached the door)."""
         self.resize_pending = True
+        if self.wake is not None:
+            _wake(self.wake)
+
+    def asked(self, event: Signal | Break) -> None:
+        """The client asked for a signal or sent a break (told over the control socket)."""
+        if len(self.events) < EVENTS_LIMIT:
+            self.events.append(event)
         if self.wake is not None:
             _wake(self.wake)
 

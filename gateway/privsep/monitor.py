@@ -25,6 +25,7 @@ import json
 import os
 import pwd
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -141,8 +142,9 @@ class Monitor:
                 try:
                     found = wire.decode(data)
                     reply = self._answer(found[0] if found else [], fds, kept)
-                except (ValueError, OSError) as exc:
-                    reply = ("no", f"malformed: {exc}")
+                except Exception as exc:  # anything a worker sends: answered, never the monitor's end
+                    reply = ("no", "malformed")
+                    self._forged(f"a request the monitor cannot read ({type(exc).__name__})", [])
                 finally:
                     for fd in fds:
                         if fd not in kept:
@@ -204,7 +206,8 @@ class Monitor:
     # connections
     def _open(self, fd: int) -> tuple[str, ...]:
         with socket.socket(fileno=os.dup(fd)) as sock:
-            if sock.type != socket.SOCK_STREAM or sock.getsockname()[1] != self.port:
+            tcp = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+            if not tcp or sock.getsockname()[1] != self.port:
                 self._forged("a connection that is not on the gateway's port", [])
                 return ("no", "not a connection on the gateway's port")
             host, port = sock.getpeername()[:2]
@@ -420,6 +423,7 @@ class Separated:
         ours.setblocking(False)
         self.monitor = Monitor(rt, ours, self.port, uid)
         self.ended = asyncio.Event()
+        self.closing = self.failed = False
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="monitor")
 
     async def _serve(self) -> None:
@@ -427,6 +431,10 @@ class Separated:
             await self.monitor.run()
         finally:
             self.ended.set()
+            if not self.closing:  # the worker died (or closed its end): this gateway process stops, failed
+                self.failed = True
+                oplog.log().error("the network worker ended", pid=self.process.pid)
+                os.kill(os.getpid(), signal.SIGTERM)
 
     async def started(self) -> None:
         """Wait for the worker to serve; ConfigError if it ends or does not come up."""
@@ -445,6 +453,7 @@ class Separated:
 
     def close(self) -> None:
         """Stop the worker: its connections end, and so do their sessions."""
+        self.closing = True
         with contextlib.suppress(ProcessLookupError):
             self.process.terminate()
 

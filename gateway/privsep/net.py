@@ -275,6 +275,15 @@ class Relay(asyncssh.SSHServerSession[bytes]):
             _set_size(self.stdin, (width, height, pixwidth, pixheight))
             self._tell("winch")
 
+    def signal_received(self, signal: str) -> None:
+        """A signal for the session's process: the monitor decides what reaches it."""
+        self._tell("signal", signal)
+
+    def break_received(self, msec: int) -> bool:
+        """A break: passed on, as ``serve``'s own sessions take it."""
+        self._tell("break")
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         """The client went away: a hang-up for the monitor, and everything closed here."""
         self._tell("hangup")
