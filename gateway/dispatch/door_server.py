@@ -41,7 +41,7 @@ from gateway.authorized_keys import Door, key_line
 from gateway.channel import Break, Signal
 from gateway.command import printable
 from gateway.dispatch import peers, wire
-from gateway.dispatch.main import run_door_session
+from gateway.dispatch.main import Origin, run_door_session
 from gateway.dispatch.stdio import FdProcess
 from gateway.dispatch.tickets import TicketBook
 from gateway.errors import AuditUnavailable, ConfigError
@@ -265,13 +265,14 @@ async def serve_session(
     term: str,
     extra: list[str],
     rest: bytes,
-    net: str | None = None,
+    net: Origin | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Run one admitted session (*request*: principal, command, connection, login) on *fds*: ``accepted``,
     ``winch`` and ``hangup`` heard meanwhile, then ``status N SIGNAL`` (the door's and the network
-    worker's; *net*: the worker's connection id)."""
+    worker's; *net*: where the worker's came from, *env*: its accepted environment)."""
     principal, command, connection, login = request
-    process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None)
+    process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None, env=env)
     await _send(conn, "accepted")
     async with Tasks("door-session") as tasks:
         tasks.spawn(_control(conn, process, rest), "control")

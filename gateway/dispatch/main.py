@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -25,6 +26,16 @@ from gateway.settings import Settings
 
 USAGE = "gateway: usage: ssh USER@HOST ACTION [TARGET] [ARGS...]"
 SUBSYSTEM_PROGRAMS = ("sftp-server", "internal-sftp")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A session from one of the monitor's network workers (``privsep``): the connection the monitor
+    opened and authenticated (and recorded), and what its login named, as on ``serve``'s own port."""
+
+    session_id: str
+    action: str
+    target: str | None
 
 
 class DispatchConnection:
@@ -100,17 +111,21 @@ async def run_door_session(
     ssh_connection: str,
     process: FdProcess,
     login: str = "",
-    net: str | None = None,
+    net: Origin | None = None,
 ) -> None:
     """Decide and run one door request on *process*; its status ends up in ``process.status``.
 
-    *net*: the connection's id when the request came from one of the monitor's network workers
-    (``privsep``), which already recorded the connection's opening, authentication and end.
+    *net*: the request came from one of the monitor's network workers (``privsep``), which already
+    recorded the connection's opening, authentication and end; its login names the action (and
+    target) as on ``serve``'s own port, and stderr reaches the client, sftp's included.
     """
-    action = login_action(rt, login)
+    action = net.action if net is not None else login_action(rt, login)
     process.subsystem = subsystem_of(original)
-    door_name = "" if net else "openssh"
-    conn = DispatchConnection(rt, principal, action or "", ssh_connection, door_name, net)
+    if net is None:
+        conn = DispatchConnection(rt, principal, action or "", ssh_connection)
+    else:
+        conn = DispatchConnection(rt, principal, action or "", ssh_connection, "", net.session_id)
+        conn.login_target = net.target
     try:
         if process.subsystem is None and action is None and not _legacy_scp(original):
             first, original = split(original)
@@ -127,7 +142,7 @@ async def run_door_session(
     process.command = None if process.subsystem else (original or None)
     try:
         await Session(conn, process, 1).run()
-        if process.subsystem == "sftp":  # sshd drops a subsystem's stderr: say it in SFTP
+        if process.subsystem == "sftp" and net is None:  # sshd drops a subsystem's stderr: say it in SFTP
             await refuse_in_sftp(process, messages.SFTP_UNAVAILABLE)
     finally:
         if net is None:

@@ -76,10 +76,11 @@ class FdProcess:
         fds: tuple[int, int, int] = (0, 1, 2),
         term: str | None = None,
         reason: str | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.command = command
         checked = checked_reason(reason) if reason else None
-        self._env = {REASON: checked} if checked else {}
+        self._env = {**(env or {}), **({REASON: checked} if checked else {})}
         self.subsystem: str | None = None
         self.fds = fds
         self.stdout = _Writer(fds[1])
@@ -126,7 +127,8 @@ class FdProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        """Of the client's environment only GATEWAY_REASON crosses the door (sshd's AcceptEnv)."""
+        """Of the client's environment only GATEWAY_REASON crosses sshd's door (its AcceptEnv); a network
+        worker's sessions also have the locale the client sent (``environment.accepted_var``)."""
         return self._env
 
     def get_terminal_type(self) -> str | None:

@@ -42,6 +42,8 @@ from gateway.auth import certificate_principal
 from gateway.command import printable
 from gateway.dispatch import wire
 from gateway.dispatch.door_server import REFUSED, serve_session
+from gateway.dispatch.main import Origin
+from gateway.environment import accepted_var
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event, RefusalKind
 from gateway.fdwait import wait_fd
@@ -249,11 +251,8 @@ class Monitor:
         except ValueError:
             self._forged("a refusal report the monitor cannot read", [conn.session_id])
             return ("no", "unreadable")
-        clean = (
-            {str(k)[:32]: printable(str(v)[:200]) for k, v in dict(parsed).items()}
-            if isinstance(parsed, dict)
-            else {}
-        )
+        items = dict(parsed).items() if isinstance(parsed, dict) else ()
+        clean = {str(k)[:32]: v if isinstance(v, int) else printable(str(v)[:200]) for k, v in items}
         door.refused(conn, known, **clean)
         return ("ok",)
 
@@ -319,7 +318,7 @@ class Monitor:
         self, conn: NetConnection | None, args: list[str], fds: list[int], kept: list[int]
     ) -> tuple[str, ...]:
         """Run one session channel for the connection's own principal; anything else refused."""
-        _conn_id, claimed, command, term, reason = args
+        _conn_id, claimed, command, term, environment = args
         claims = {"claimed_principal": printable(claimed[:64])}
         if conn is None:
             self._forged("a session on a connection this worker did not open", args, **claims)
@@ -336,8 +335,10 @@ class Monitor:
             control, streams = fds[0], fds[1:] * 3 if len(fds) == 2 else fds[1:]
             kept += fds
             request = (conn.principal, command, conn.connection, conn.action)
+            env = _accepted(environment)
+            origin = Origin(conn.session_id, conn.action, conn.login_target)
             self.tasks.spawn(
-                self._run(control, (streams[0], streams[1], streams[2]), request, term, reason, conn),
+                self._run(control, (streams[0], streams[1], streams[2]), request, term, env, origin),
                 "session",
             )
             return ("ok",)
@@ -349,21 +350,35 @@ class Monitor:
         streams: tuple[int, int, int],
         request: tuple[str, str, str, str],
         term: str,
-        reason: str,
-        conn: NetConnection,
+        env: dict[str, str],
+        origin: Origin,
     ) -> None:
         with socket.socket(fileno=control) as sock:
             sock.setblocking(False)
             try:
-                await serve_session(
-                    self.rt, sock, request, streams, term, [reason] if reason else [], b"", conn.session_id
-                )
+                await serve_session(self.rt, sock, request, streams, term, [], b"", origin, env)
             except OSError as exc:
                 oplog.log().warning("session failed", error=str(exc))
             finally:
                 for fd in set(streams):
                     with contextlib.suppress(OSError):
                         os.close(fd)
+
+
+def _accepted(environment: str) -> dict[str, str]:
+    """The client's environment as the worker passed it (JSON), each variable checked again here."""
+    try:
+        parsed = json.loads(environment) if environment else {}
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    env = {}
+    for name, value in list(parsed.items())[:64]:
+        accepted = accepted_var(str(name).encode(), str(value).encode())
+        if accepted is not None:
+            env[accepted[0]] = accepted[1]
+    return env
 
 
 def account(name: str) -> tuple[int, int]:

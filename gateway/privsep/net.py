@@ -84,7 +84,7 @@ class NetServer(RefusesForwarding, asyncssh.SSHServer):
         """The monitor records it (against this connection)."""
         if self.conn_id:
             with contextlib.suppress(OSError, ValueError):
-                self.net.link.call("refused", self.conn_id, str(kind), json.dumps(fields, default=str))
+                self.net.link.call("refused", self.conn_id, kind.value, json.dumps(fields, default=str))
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         """Tell the monitor (with the socket); it admits or turns away."""
@@ -201,7 +201,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
             theirs, self.stdin = (in_r, out_w, err_w), in_w
             self.outputs = {out_r: None, err_r: asyncssh.EXTENDED_DATA_STDERR}
         mine, other = socket.socketpair()
-        reason = chan.get_environment().get("GATEWAY_REASON", "")
+        env = json.dumps(dict(chan.get_environment()))  # what the refusal hooks accepted; checked again
         try:
             reply = self.server.net.link.call(
                 "session",
@@ -209,7 +209,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
                 self.server.principal,
                 self.command or "",
                 self.term or "",
-                reason,
+                env,
                 fds=[other.fileno(), *dict.fromkeys(theirs)],
             )
         finally:
