@@ -267,12 +267,16 @@ async def serve_session(
     rest: bytes,
     net: Origin | None = None,
     env: dict[str, str] | None = None,
+    size: str = "",
 ) -> None:
     """Run one admitted session (*request*: principal, command, connection, login) on *fds*: ``accepted``,
     ``winch`` and ``hangup`` heard meanwhile, then ``status N SIGNAL`` (the door's and the network
-    worker's; *net*: where the worker's came from, *env*: its accepted environment)."""
+    worker's; *net*: where the worker's came from, *env*: its accepted environment, *size*: its
+    terminal's ``COLS ROWS XPIX YPIX`` when the session has one, over a socket)."""
     principal, command, connection, login = request
-    process = FdProcess(None, fds, term=term or None, reason=extra[0] if extra else None, env=env)
+    terminal = _size(size.split()) if size else None
+    reason = extra[0] if extra else None
+    process = FdProcess(None, fds, term=term or None, reason=reason, env=env, size=terminal)
     await _send(conn, "accepted")
     async with Tasks("door-session") as tasks:
         tasks.spawn(_control(conn, process, rest), "control")
@@ -284,6 +288,14 @@ async def serve_session(
 async def _send(conn: socket.socket, *fields: str) -> None:
     with contextlib.suppress(OSError):
         await asyncio.get_running_loop().sock_sendall(conn, wire.encode(*fields))
+
+
+def _size(fields: list[str]) -> tuple[int, int, int, int] | None:
+    """``COLS ROWS XPIX YPIX`` (a network worker's terminal), clamped; None unless four numbers."""
+    if len(fields) != 4 or not all(f.isdigit() and len(f) < 8 for f in fields):
+        return None
+    cols, rows, xpix, ypix = (min(int(f), 65535) for f in fields)
+    return cols, rows, xpix, ypix
 
 
 async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> None:
@@ -300,6 +312,8 @@ async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> N
             message, buffer = found
             if message == ["winch"]:
                 process.resized()
+            elif message[:1] == ["winch"]:
+                process.resized(_size(message[1:]))
             elif message == ["hangup"]:
                 process.hang_up()
             elif message == ["break"]:

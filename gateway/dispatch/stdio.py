@@ -77,6 +77,7 @@ class FdProcess:
         term: str | None = None,
         reason: str | None = None,
         env: dict[str, str] | None = None,
+        size: tuple[int, int, int, int] | None = None,
     ):
         self.command = command
         checked = checked_reason(reason) if reason else None
@@ -92,7 +93,9 @@ class FdProcess:
         self.wake: asyncio.Future[None] | None = None
         self.status: int = 0
         self.signal: str | None = None
-        self._tty = os.isatty(fds[0])
+        #: a terminal told, not read from a PTY: a network worker's PTY session, over a socket
+        self._size = size
+        self._tty = size is not None or os.isatty(fds[0])
         self._term = (term or "xterm") if self._tty else None
 
     async def receive(self, n: int = CHUNK, /) -> Received:
@@ -139,6 +142,8 @@ class FdProcess:
         """(cols, rows, xpix, ypix) of sshd's PTY, read from the descriptor itself."""
         if not self._tty:
             return 0, 0, 0, 0
+        if self._size is not None:
+            return self._size
         try:
             raw = fcntl.ioctl(self.fds[0], termios.TIOCGWINSZ, b"\0" * 8)
         except OSError:
@@ -156,8 +161,10 @@ class FdProcess:
         self.signal, self.status = signal_name, 128 + signal.Signals[f"SIG{signal_name}"]
         self.closed.set()
 
-    def resized(self) -> None:
-        """sshd's PTY changed size (SIGWINCH reached the door)."""
+    def resized(self, size: tuple[int, int, int, int] | None = None) -> None:
+        """sshd's PTY changed size (SIGWINCH reached the door), or the client's terminal did (*size*)."""
+        if size is not None and self._size is not None:
+            self._size = size
         self.resize_pending = True
         if self.wake is not None:
             _wake(self.wake)
@@ -180,7 +187,7 @@ class FdProcess:
         Raw mode is set with TCSANOW: the default TCSAFLUSH would throw away
         what the user typed (or piped into ``ssh -tt``) before the switch.
         """
-        saved = termios.tcgetattr(self.fds[0]) if self._tty else None
+        saved = termios.tcgetattr(self.fds[0]) if self._tty and self._size is None else None
         blocking = [os.get_blocking(fd) for fd in self.fds]
         try:
             if saved is not None:

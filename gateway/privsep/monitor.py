@@ -166,7 +166,7 @@ class Monitor:
             self.ready.set()
             return ("ok",)
         conn = self.connections.get(args[0]) if args else None
-        if name == "session" and len(args) == 5 and len(fds) in (2, 4):
+        if name == "session" and len(args) == 6 and len(fds) in (2, 4):
             return self._session(conn, args, fds, kept)
         if conn is None:
             self._forged(f"{printable(name[:32])} for a connection this worker did not open", args)
@@ -318,7 +318,7 @@ class Monitor:
         self, conn: NetConnection | None, args: list[str], fds: list[int], kept: list[int]
     ) -> tuple[str, ...]:
         """Run one session channel for the connection's own principal; anything else refused."""
-        _conn_id, claimed, command, term, environment = args
+        _conn_id, claimed, command, term, environment, size = args
         claims = {"claimed_principal": printable(claimed[:64])}
         if conn is None:
             self._forged("a session on a connection this worker did not open", args, **claims)
@@ -338,7 +338,7 @@ class Monitor:
             env = _accepted(environment)
             origin = Origin(conn.session_id, conn.action, conn.login_target)
             self.tasks.spawn(
-                self._run(control, (streams[0], streams[1], streams[2]), request, term, env, origin),
+                self._run(control, (streams[0], streams[1], streams[2]), request, (term, size), env, origin),
                 "session",
             )
             return ("ok",)
@@ -349,14 +349,15 @@ class Monitor:
         control: int,
         streams: tuple[int, int, int],
         request: tuple[str, str, str, str],
-        term: str,
+        terminal: tuple[str, str],
         env: dict[str, str],
         origin: Origin,
     ) -> None:
         with socket.socket(fileno=control) as sock:
             sock.setblocking(False)
             try:
-                await serve_session(self.rt, sock, request, streams, term, [], b"", origin, env)
+                term, size = terminal
+                await serve_session(self.rt, sock, request, streams, term, [], b"", origin, env, size)
             except OSError as exc:
                 oplog.log().warning("session failed", error=str(exc))
             finally:

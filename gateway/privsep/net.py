@@ -27,14 +27,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures.thread  # noqa: F401 - asyncssh's option loading uses it; imported while readable
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import socket
-import struct
 import sys
-import termios
 from typing import Any
 
 import asyncssh
@@ -192,9 +189,11 @@ class Relay(asyncssh.SSHServerSession[bytes]):
         chan = self.chan
         assert chan is not None
         loop = asyncio.get_running_loop()
-        if self.term is not None:
-            master, slave = os.openpty()
-            _set_size(master, self.size)
+        size = ""
+        if self.term is not None:  # a socket, not a PTY pair: the monitor is told the size (no tty layer)
+            master_sock, slave_sock = socket.socketpair()
+            master, slave = master_sock.detach(), slave_sock.detach()
+            size = " ".join(str(max(0, min(int(v), 65535))) for v in self.size)
             theirs, self.stdin, self.outputs = (slave, slave, slave), master, {master: None}
         else:
             (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
@@ -210,6 +209,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
                 self.command or "",
                 self.term or "",
                 env,
+                size,
                 fds=[other.fileno(), *dict.fromkeys(theirs)],
             )
         finally:
@@ -263,7 +263,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
         self._flush()
 
     def eof_received(self) -> bool:
-        """The client's EOF: the pipe's end (a PTY has none); the channel stays open for the output."""
+        """The client's EOF: the pipe's end (a terminal has none); the channel stays open for the output."""
         if self.term is None and self.stdin >= 0 and not self.pending:
             os.close(self.stdin)
             self.stdin = -1
@@ -272,8 +272,9 @@ class Relay(asyncssh.SSHServerSession[bytes]):
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         """A resize: on the PTY, and told to the monitor (as the door does on SIGWINCH)."""
         if self.term is not None and self.stdin >= 0:
-            _set_size(self.stdin, (width, height, pixwidth, pixheight))
-            self._tell("winch")
+            self._tell(
+                "winch", *(str(max(0, min(int(v), 65535))) for v in (width, height, pixwidth, pixheight))
+            )
 
     def signal_received(self, signal: str) -> None:
         """A signal for the session's process: the monitor decides what reaches it."""
@@ -386,12 +387,6 @@ class Relay(asyncssh.SSHServerSession[bytes]):
             loop.remove_reader(self.control.fileno())
             self.control.close()
             self.control = None
-
-
-def _set_size(fd: int, size: tuple[int, int, int, int]) -> None:
-    cols, rows, xpix, ypix = (max(0, min(int(v), 65535)) for v in size)
-    with contextlib.suppress(OSError):
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xpix, ypix))
 
 
 async def serve(config: dict[str, Any], listener: socket.socket, link: Link) -> None:

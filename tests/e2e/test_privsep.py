@@ -217,7 +217,7 @@ def test_a_forged_session_for_another_principal_is_refused_and_audited(
     mark = gw.mark()
     passed, kept = _session_fds()
     try:
-        reply = worker.ask("session", dans, "betty", f"debug {web1}", "", "", fds=passed)
+        reply = worker.ask("session", dans, "betty", f"debug {web1}", "", "", "", fds=passed)
     finally:
         for fd in passed + kept:
             os.close(fd)
@@ -237,7 +237,7 @@ def test_a_worker_cannot_make_up_connections_or_authentications(
     mark = gw.mark()
     passed, kept = _session_fds()
     try:
-        unknown = worker.ask("session", "0" * 16, "betty", "memory", "", "", fds=passed)
+        unknown = worker.ask("session", "0" * 16, "betty", "memory", "", "", "", fds=passed)
     finally:
         for fd in passed + kept:
             os.close(fd)
