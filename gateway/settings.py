@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import ConfigError
 
+#: the network workers' account by default (privilege separation, ``gateway.privsep``)
+NET_USER = "gateway-net"
+
 
 class Listen(BaseModel):
     """A ``HOST:PORT`` pair to listen on."""

@@ -21,6 +21,15 @@ from gateway.cli.common import (
 from gateway.errors import ConfigError, GatewayError, LoadError
 
 
+def _net_user(given: str | None) -> str | None:
+    """The network workers' account: as given, the default when root, None for 'none' or not root."""
+    from gateway.settings import NET_USER  # noqa: PLC0415 - pydantic: only where needed
+
+    if given == "none" or (given is None and os.geteuid() != 0):
+        return None
+    return given or NET_USER
+
+
 @main.command()
 @click.option(
     "--listen",
@@ -167,7 +176,8 @@ from gateway.errors import ConfigError, GatewayError, LoadError
     envvar="GATEWAY_NET_USER",
     help="Privilege separation: the processes that read the network run as ACCOUNT (no capability,"
     " no_new_privs, a seccomp filter, no host key, no Docker socket); the privileged monitor decides,"
-    " audits and runs (docs/security.md).",
+    " audits and runs (docs/security.md). Default when started as root: gateway-net (made if missing);"
+    " 'none': one privileged process reads the network too.",
 )
 @policies_option
 @keys_option
@@ -197,6 +207,7 @@ def serve(
         )
     if options.get("fleet") and not options.get("host_name"):
         fail("gateway: --fleet needs --host-name: this host's name among the hosts of policies/fleet.yaml", 2)
+    options["net_user"] = _net_user(options.get("net_user"))
     if options.get("workers") is None:  # every core, unless --workers says otherwise
         options["workers"] = min(len(os.sched_getaffinity(0)), 64)
     try:

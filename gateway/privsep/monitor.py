@@ -51,6 +51,7 @@ from gateway.hostkey import load_or_create_host_key
 from gateway.privsep.link import PACKET
 from gateway.runtime import Runtime
 from gateway.session import door
+from gateway.settings import NET_USER
 from gateway.tasks import Tasks
 
 MSG_USERAUTH_REQUEST = 50
@@ -383,7 +384,10 @@ def _accepted(environment: str) -> dict[str, str]:
 
 
 def account(name: str) -> tuple[int, int]:
-    """The network workers' account: (uid, gid); ConfigError for root or an unknown name."""
+    """The network workers' account: (uid, gid), the default one made if missing; ConfigError for root or
+    another name that does not exist."""
+    if name == NET_USER:
+        _make(name)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -394,6 +398,23 @@ def account(name: str) -> tuple[int, int]:
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise ConfigError(f"--net-user {name}: the network workers' account must not be root's")
     return entry.pw_uid, entry.pw_gid
+
+
+def _make(name: str) -> None:
+    """A system account with no home, no shell and no password, unless it exists (useradd's own)."""
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    made = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", "--user-group", name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        raise ConfigError(f"cannot make the account {name} for the network workers: {made.stderr.strip()}")
+    oplog.log().info("made the network workers' account", account=name)
 
 
 class Separated:

@@ -19,13 +19,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("policy", "keys", "policy_files", "policy_source", "approvals", "moderation", "authorized_keys", "fleet.down"),
     # 2: the means: the chain, the engine, confinement, recordings, the stored sessions, the door's wire
     ("audit", "docker", "confine", "recording", "evidence", "dispatch.client", "dispatch.wire",
-     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks", "sshfast", "fleet"),
+     "dispatch.peers", "dispatch.tickets", "dispatch.stdio", "sshhooks", "sshfast", "fleet", "forwarding",
+     "privsep.lockdown", "privsep.link"),
     # 3: the action types
     ("actions",),
     # 4: one session, decided, audited, run and recorded; the runtime it runs in
     ("session", "runtime", "reload", "readiness"),
     # 5: the transports and the server around them
-    ("auth", "ssh_channel", "dispatch", "jobs", "server", "supervisor", "workers", "claim"),
+    ("auth", "ssh_channel", "dispatch", "jobs", "server", "supervisor", "workers", "claim", "privsep"),
     # 6: the command line
     ("cli", "entry", "door", "__main__", ""),
 ]  # fmt: skip
