@@ -245,6 +245,8 @@ async def _shutdown(runtime: Runtime, acceptor: asyncssh.SSHAcceptor | Separated
     await _drain(runtime)
     for conn in list(runtime.connections):
         conn.close()
+    if isinstance(acceptor, Separated):
+        await acceptor.stop()
     for conn in list(runtime.connections):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.wait_closed(), CLOSE_GRACE)

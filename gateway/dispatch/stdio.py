@@ -93,6 +93,7 @@ class FdProcess:
         self.wake: asyncio.Future[None] | None = None
         self.status: int = 0
         self.signal: str | None = None
+        self.exited = False
         #: a terminal told, not read from a PTY: a network worker's PTY session, over a socket
         self._size = size
         self._tty = size is not None or os.isatty(fds[0])
@@ -152,13 +153,16 @@ class FdProcess:
         return cols, rows, xpix, ypix
 
     def exit(self, status: int) -> None:
-        """Remember the exit status for the caller to return."""
-        self.status = status
+        """Remember the exit status for the caller to return (the first one: as an SSH channel's)."""
+        if not self.exited:
+            self.exited, self.status = True, status
         self.closed.set()
 
     def exit_with_signal(self, signal_name: str, *_: object) -> None:
-        """Remember the signal the child died of."""
-        self.signal, self.status = signal_name, 128 + signal.Signals[f"SIG{signal_name}"]
+        """Remember the signal the child died of (unless an exit status was given first)."""
+        if not self.exited:
+            self.exited = True
+            self.signal, self.status = signal_name, 128 + signal.Signals[f"SIG{signal_name}"]
         self.closed.set()
 
     def resized(self, size: tuple[int, int, int, int] | None = None) -> None:

@@ -79,6 +79,9 @@ class NetConnection:
         self.failures = 0
         self.unauthenticated = True
         self.sessions = 0
+        #: a certificate's force-command, and whether it permits a PTY (a plain key does)
+        self.forced: str | None = None
+        self.pty = True
 
     def audit(self, event: Event, *, durable: bool = False, **fields: Any) -> None:
         """An audit event tied to this connection."""
@@ -307,6 +310,11 @@ class Monitor:
             return ("no",)
         self.signed[identifier] = conn.session_id
         conn.identifier = identifier
+        if cert is not None:
+            options = dict(cert.options)
+            forced = options.get("force-command")
+            conn.forced = str(forced) if forced is not None else None
+            conn.pty = bool(options.get("permit-pty"))
         conn.principal, conn.fingerprint = principal, key.get_fingerprint("sha256")
         if conn.unauthenticated:
             conn.unauthenticated = False
@@ -333,6 +341,10 @@ class Monitor:
             self._forged("more sessions than a connection may have", args, **claims)
         else:
             conn.sessions += 1
+            if conn.forced is not None:
+                command = conn.forced  # as sshd and asyncssh honour a certificate's force-command
+            if not conn.pty:
+                term, size = "", ""
             control, streams = fds[0], fds[1:] * 3 if len(fds) == 2 else fds[1:]
             kept += fds
             request = (conn.principal, command, conn.connection, conn.action)
@@ -481,7 +493,8 @@ class Separated:
         for waiter in (ready, ended):
             waiter.cancel()
         if not self.monitor.ready.is_set():
-            self.close()
+            self.closing = True
+            self.process.kill()
             raise ConfigError("the network worker did not start (see its error above)")
 
     def get_port(self) -> int:
@@ -489,12 +502,18 @@ class Separated:
         return self.port
 
     def close(self) -> None:
-        """Stop the worker: its connections end, and so do their sessions."""
+        """Stop accepting (SIGUSR1: the worker closes its listening socket); its connections go on."""
+        self.closing = True
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGUSR1)
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: the worker stops accepting at once."""
+
+    async def stop(self) -> None:
+        """End the worker (after the drain): its connections end, and so do their sessions."""
         self.closing = True
         with contextlib.suppress(ProcessLookupError):
             self.process.terminate()
-
-    async def wait_closed(self) -> None:
-        """Wait for the worker to exit."""
         await asyncio.to_thread(self.process.wait)
         await self._task

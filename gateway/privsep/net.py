@@ -416,6 +416,7 @@ async def serve(config: dict[str, Any], listener: socket.socket, link: Link) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, acceptor.close)  # the monitor drains: no new connections
 
     def monitor_readable() -> None:
         if link.gone():  # the monitor ended: so does this worker
