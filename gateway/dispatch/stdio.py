@@ -18,9 +18,9 @@ import signal
 import struct
 import termios
 import tty
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
-from gateway.channel import Break, Handler, Received, Resize, Signal, clamped, pump_received
+from gateway.channel import Break, Handler, Received, Resize, Signal, clamped
 from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
@@ -91,6 +91,8 @@ class FdProcess:
         #: signals and breaks the client asked for (the monitor's network workers pass them on)
         self.events: list[Signal | Break] = []
         self.wake: asyncio.Future[None] | None = None
+        #: while pumping: hands on a resize, a signal or a break told meanwhile
+        self.nudge: Callable[[], None] | None = None
         self.status: int = 0
         self.signal: str | None = None
         self.exited = False
@@ -122,8 +124,8 @@ class FdProcess:
                 self.wake = None
 
     async def pump(self, handler: Handler, /) -> None:
-        """Hand *handler* what sshd passes on, as ``receive()`` reads it."""
-        await pump_received(self, handler)
+        """Hand *handler* what sshd passes on, from a reader callback (``_Pump``)."""
+        await _Pump(self, handler).run()
 
     async def wait_closed(self) -> None:
         """Return once the client has gone (sshd's side hung up, or the session ended)."""
@@ -170,15 +172,19 @@ class FdProcess:
         if size is not None and self._size is not None:
             self._size = size
         self.resize_pending = True
-        if self.wake is not None:
-            _wake(self.wake)
+        self._woken()
 
     def asked(self, event: Signal | Break) -> None:
         """The client asked for a signal or sent a break (told over the control socket)."""
         if len(self.events) < EVENTS_LIMIT:
             self.events.append(event)
+        self._woken()
+
+    def _woken(self) -> None:
         if self.wake is not None:
             _wake(self.wake)
+        if self.nudge is not None:
+            asyncio.get_running_loop().call_soon(self.nudge)
 
     def hang_up(self) -> None:
         """The client went away (SIGHUP reached the door, or the door itself is gone)."""
@@ -208,6 +214,84 @@ class FdProcess:
             if saved is not None:
                 with contextlib.suppress(termios.error):
                     termios.tcsetattr(self.fds[0], termios.TCSADRAIN, saved)
+
+
+class _Pump:
+    """A process's input handed on from a reader callback: no task switch, no future and no reader added
+    and removed per read; a handler that returns an awaitable pauses the reading until it is done."""
+
+    def __init__(self, process: FdProcess, handler: Handler) -> None:
+        self.process, self.handler = process, handler
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.reading = False
+        self.resuming: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        self.start()
+        self.step()  # what was there before
+        try:
+            await self.done
+        finally:
+            self.stop()
+            for task in self.resuming:
+                task.cancel()
+
+    def end(self, error: BaseException | None) -> None:
+        self.stop()
+        if not self.done.done():
+            self.done.set_exception(error) if error is not None else self.done.set_result(None)
+
+    def take(self, received: Received) -> None:
+        try:
+            waiting = self.handler(received)
+        except Exception as exc:  # into the runner that pumps
+            self.end(exc)
+            return
+        if received == b"":
+            self.end(None)
+        elif waiting is not None:
+            self.stop()
+            task = self.loop.create_task(self.resume(waiting))
+            self.resuming.add(task)
+            task.add_done_callback(self.resuming.discard)
+
+    def step(self) -> None:
+        process = self.process
+        while self.reading:
+            if process.resize_pending:
+                process.resize_pending = False
+                self.take(Resize(*clamped(process.get_terminal_size())))
+            elif process.events:
+                self.take(process.events.pop(0))
+            else:
+                try:
+                    data = os.read(process.fds[0], CHUNK)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    data = b""
+                self.take(data)
+                return
+
+    def start(self) -> None:
+        if not self.reading and not self.done.done():
+            self.loop.add_reader(self.process.fds[0], self.step)
+            self.reading, self.process.nudge = True, self.step
+
+    def stop(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.process.fds[0])
+            self.reading, self.process.nudge = False, None
+
+    async def resume(self, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except Exception as exc:
+            self.end(exc)
+            return
+        self.start()
+        self.step()
 
 
 @contextlib.contextmanager

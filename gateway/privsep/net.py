@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import asyncssh
@@ -139,6 +140,8 @@ class NetServer(RefusesForwarding, asyncssh.SSHServer):
         self.sessions += 1
         chan = self._conn.create_server_channel(encoding=None)
         install_refusal_hooks(chan, self.refused)
+        if "channel" in self.net.lean and sshfast.channel_ready(chan):
+            sshfast.install_lean_channel(chan)
         return chan, Relay(self)
 
 
@@ -152,7 +155,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
         self.term: str | None = None
         self.size = (80, 24, 0, 0)
         self.stdin = -1
-        self.outputs: dict[int, asyncssh.DataType] = {}
+        self.outputs: dict[int, Callable[[bytes], None]] = {}
         self.control: socket.socket | None = None
         self.pending = bytearray()
         self.status: list[str] | None = None
@@ -194,11 +197,15 @@ class Relay(asyncssh.SSHServerSession[bytes]):
             master_sock, slave_sock = socket.socketpair()
             master, slave = master_sock.detach(), slave_sock.detach()
             size = " ".join(str(max(0, min(int(v), 65535))) for v in self.size)
-            theirs, self.stdin, self.outputs = (slave, slave, slave), master, {master: None}
+            theirs, self.stdin = (slave, slave, slave), master
+            self.outputs = {master: sshfast.channel_writer(chan, None)}
         else:
             (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
             theirs, self.stdin = (in_r, out_w, err_w), in_w
-            self.outputs = {out_r: None, err_r: asyncssh.EXTENDED_DATA_STDERR}
+            self.outputs = {
+                out_r: sshfast.channel_writer(chan, None),
+                err_r: sshfast.channel_writer(chan, asyncssh.EXTENDED_DATA_STDERR),
+            }
         mine, other = socket.socketpair()
         env = json.dumps(dict(chan.get_environment()))  # what the refusal hooks accepted; checked again
         try:
@@ -314,13 +321,12 @@ class Relay(asyncssh.SSHServerSession[bytes]):
             data = b""
         if data and self.chan is not None:
             with contextlib.suppress(asyncssh.Error, OSError):
-                self.chan.write(data, self.outputs[fd])
+                self.outputs[fd](data)
             return
         asyncio.get_running_loop().remove_reader(fd)
-        datatype = self.outputs.pop(fd)
+        del self.outputs[fd]
         if fd != self.stdin:
             os.close(fd)
-        del datatype
         self._maybe_exit()
 
     def _control_readable(self, buffer: bytearray) -> None:
