@@ -201,7 +201,8 @@ class Gateway:
         """Every audit record so far, as dicts, in chain order."""
         records = []
         for path in sorted((self.state / "audit").glob("audit-*.jsonl")):
-            records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            whole = path.read_text().rpartition("\n")[0]  # a record being written has no newline yet
+            records += [json.loads(line) for line in whole.splitlines() if line.strip()]
         return records
 
     def mark(self) -> int:
