@@ -45,3 +45,17 @@ def test_bench_fleet_smoke() -> None:
                             text=True, timeout=600, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| an approval round trip" in result.stdout and "fleet member" in result.stdout
+
+
+@pytest.mark.e2e
+def test_privsep_bench_smoke(tmp_path: Path) -> None:
+    """bench.privsep's before-and-after table, on a tiny load."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.privsep", "--runs", "2", "--typists", "10", "--rounds", "1",
+         "--seconds", "1", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "privsep.json").read_text())
+    assert {"connect_separated_ms", "connect_one_process_ms", "prompt_separated_ms", "typing"} <= set(data)
+    assert "| figure |" in (tmp_path / "privsep.md").read_text()
