@@ -256,3 +256,31 @@ def test_a_worker_cannot_make_up_connections_or_authentications(
     assert any("not on the gateway's port" in r for r in reasons), reasons
     assert any("not a request" in r for r in reasons), reasons
     time.sleep(0.1)
+
+
+def test_a_network_worker_killed_is_replaced_with_its_monitor(separated: Gateway) -> None:
+    """kill -9 of a network worker: its monitor stops (failed), the supervisor starts both again, and the
+    port keeps serving; the new worker is as unprivileged as the old."""
+    mark = separated.mark()
+    before = set(_listeners(separated.port))
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = set(_listeners(separated.port))
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.1)
+    now = set(_listeners(separated.port))
+    assert len(now) == 2 and victim not in now, now
+    exited = [
+        e
+        for e in separated.since(mark, lambda e: e["event"] == "worker.exited")
+        if e["event"] == "worker.exited"
+    ]
+    assert exited, "the supervisor records the monitor that stopped"
+    for pid in now:
+        status = _status(pid)
+        assert (status["CapEff"], status["NoNewPrivs"], status["Seccomp"]) == ("0000000000000000", "1", "2")
+    for _ in range(4):  # both workers answer
+        assert separated.ssh("hello").returncode == 3
