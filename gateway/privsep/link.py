@@ -37,6 +37,16 @@ class Link:
             raise ConnectionResetError("the monitor's answer was cut short")
         return found[0]
 
+    def take_listener(self) -> socket.socket:
+        """The port, bound by the monitor, handed over once this worker is locked down."""
+        socket.send_fds(self.sock, [wire.encode("listen")], [])
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, PACKET, 1)
+        if data != wire.encode("ok") or len(fds) != 1:
+            for fd in fds:
+                socket.close(fd)
+            raise ConnectionResetError("the monitor did not hand over the port")
+        return socket.socket(fileno=fds[0])
+
     def gone(self) -> bool:
         """Whether the monitor has closed its end (called when the socket turns readable between calls)."""
         try:

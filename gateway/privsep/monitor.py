@@ -121,8 +121,12 @@ def _decode_key(key_data: bytes) -> tuple[asyncssh.SSHKey, Any | None]:
 class Monitor:
     """Answers one network worker."""
 
-    def __init__(self, rt: Runtime, sock: socket.socket, port: int, worker_uid: int) -> None:
+    def __init__(
+        self, rt: Runtime, sock: socket.socket, port: int, worker_uid: int, listener: socket.socket | None
+    ) -> None:
         self.rt = rt
+        #: the bound port, until the worker (locked down) takes it
+        self.listener = listener
         self.sock = sock
         self.port = port
         self.uid = worker_uid
@@ -156,8 +160,15 @@ class Monitor:
                         if fd not in kept:
                             with contextlib.suppress(OSError):
                                 os.close(fd)
+                if reply == ("listen",) and self.listener is not None:
+                    socket.send_fds(self.sock, [wire.encode("ok")], [self.listener.fileno()])
+                    self.listener.close()
+                    self.listener = None
+                    continue
                 self.sock.send(wire.encode(*reply))
         finally:
+            if self.listener is not None:
+                self.listener.close()
             await self.tasks.cancel_all()
 
     def _answer(self, request: list[str], fds: list[int], kept: list[int]) -> tuple[str, ...]:  # noqa: PLR0911 - one per request
@@ -166,6 +177,8 @@ class Monitor:
             return self._sign(bytes.fromhex(args[0]))
         if name == "open" and not args and len(fds) == 1:
             return self._open(fds[0])
+        if name == "listen" and not args and not fds and self.listener is not None:
+            return ("listen",)
         if name == "ready" and not args:
             self.ready.set()
             return ("ok",)
@@ -439,13 +452,20 @@ class Separated:
         uid, gid = account(settings.net_user)
         host = settings.listen.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server(
-            (host, settings.listen.port), family=family, backlog=128, reuse_port=reuse_port
-        )
+        # Bound, not listening: no root process ever listens on the port. The worker asks for it once it
+        # is locked down (``listen``), listens itself, and this copy is closed.
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, settings.listen.port))
+        except OSError:
+            listener.close()
+            raise
         self.port = int(listener.getsockname()[1])
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {
-            "listen_fd": listener.fileno(),
             "link_fd": theirs.fileno(),
             "uid": uid,
             "gid": gid,
@@ -461,16 +481,18 @@ class Separated:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.privsep.net", json.dumps(config)],
-                pass_fds=(listener.fileno(), theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
                 cwd="/",
                 stdin=subprocess.DEVNULL,
             )
+        except OSError:
+            listener.close()
+            raise
         finally:
-            listener.close()  # the worker's alone from now on
             theirs.close()
         ours.setblocking(False)
-        self.monitor = Monitor(rt, ours, self.port, uid)
+        self.monitor = Monitor(rt, ours, self.port, uid, listener)
         self.ended = asyncio.Event()
         self.closing = self.failed = False
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="monitor")

@@ -54,6 +54,7 @@ from gateway.sshhooks import (
 )
 
 CHUNK = 65536
+BACKLOG = 128
 HIGH_WATER = 256 * 1024
 SFTP_PROGRAM = "internal-sftp"  # what sshd passes for a subsystem: the door's session refuses it alike
 
@@ -437,11 +438,12 @@ async def serve(config: dict[str, Any], listener: socket.socket, link: Link) -> 
 def main() -> None:
     """Entry point: ``python -m gateway.privsep.net CONFIG`` (JSON), started by the monitor."""
     config = json.loads(sys.argv[1])
-    listener = socket.socket(fileno=int(config["listen_fd"]))
     link = Link(socket.socket(fileno=int(config["link_fd"])))
     oplog.configure(str(config.get("log_format", "json")))
     skip_packet_logging()
     lock_down(int(config["uid"]), int(config["gid"]))
+    listener = link.take_listener()  # bound by the monitor; listening only here, locked down
+    listener.listen(BACKLOG)
     asyncio.run(serve(config, listener, link))
 
 
