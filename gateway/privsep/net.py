@@ -96,7 +96,10 @@ class NetServer(RefusesForwarding, asyncssh.SSHServer):
                 sshfast.install_lean_receive(conn)
         install_quickack(conn)
         sock = conn.get_extra_info("socket")
-        reply = self.net.link.call("open", fds=[sock.fileno()] if sock is not None else [])
+        try:
+            reply = self.net.link.call("open", fds=[sock.fileno()] if sock is not None else [])
+        except (OSError, ValueError):  # the monitor gone: nothing is admitted
+            reply = []
         if reply[:1] != ["ok"] or len(reply) < 2:
             conn.close()
             return
@@ -210,7 +213,7 @@ class Relay(asyncssh.SSHServerSession[bytes]):
         mine, other = socket.socketpair()
         env = json.dumps(dict(chan.get_environment()))  # what the refusal hooks accepted; checked again
         try:
-            reply = self.server.net.link.call(
+            reply = self._call(
                 "session",
                 self.server.conn_id,
                 self.server.principal,
@@ -235,6 +238,13 @@ class Relay(asyncssh.SSHServerSession[bytes]):
         for fd in self.outputs:
             loop.add_reader(fd, self._readable, fd)
         loop.add_reader(mine.fileno(), self._control_readable, bytearray())
+
+    def _call(self, *fields: str, fds: list[int]) -> list[str]:
+        """A question to the monitor; a refusal when it cannot be asked."""
+        try:
+            return self.server.net.link.call(*fields, fds=fds)
+        except (OSError, ValueError):
+            return ["refused", "gateway: the gateway is not answering; nothing was run"]
 
     def _refused(self, line: str) -> None:
         if self.chan is not None:
