@@ -6,7 +6,6 @@ refuses it and writes a ``request.deny`` audit event naming what it was.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from ipaddress import ip_address
@@ -16,7 +15,6 @@ import asyncssh
 from asyncssh.public_key import CERT_TYPE_USER
 
 from gateway import metrics, sshfast
-from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
 from gateway.forwarding import RefusesForwarding, prohibited
 from gateway.runtime import Runtime
@@ -101,9 +99,7 @@ class GatewayServer(RefusesForwarding, asyncssh.SSHServer):
     def _turn_away(self, reason: str) -> None:
         """Count every turned-away connection; audit the first per source and minute."""
         self._turned_away = True
-        metrics.TURNED_AWAY.labels(metrics.turn_away_label(reason)).inc()
-        if self.rt.limits.refusals.note(self.peer_host, reason):
-            self.refused(RefusalKind.CONNECTION_LIMIT, reason=reason, source=self.peer_host)
+        door.turned_away(self, reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Record the end of the connection; one that never logged in may earn a penalty."""
@@ -113,10 +109,8 @@ class GatewayServer(RefusesForwarding, asyncssh.SSHServer):
             return  # counted and summarised by _turn_away: one record per source per minute
         if self._unauthenticated:
             self._unauthenticated = False
-            self.rt.limits.authenticated(self.peer_host)
             stalled = isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
-            if stalled or self._failures:
-                self.rt.limits.penalise(self.peer_host, stalled=stalled)
+            door.left_unauthenticated(self, failures=self._failures, stalled=stalled)
         if self._conn is not None:
             self.rt.connections.discard(self._conn)
         door.closed(self, str(exc) if exc else None)
@@ -151,17 +145,9 @@ class GatewayServer(RefusesForwarding, asyncssh.SSHServer):
 
     async def _validate_certificate(self, username: str, cert: Any) -> asyncssh.SSHKey | None:
         """A user certificate: trusted CA, valid now, our principal in it, its source-address."""
-        ca = cert.signing_key.get_fingerprint("sha256")
         principal, reason = certificate_principal(self.rt, cert, self.peer_host)
         if reason is not None:
-            with contextlib.suppress(AuditUnavailable):
-                self.audit(
-                    Event.AUTH_REJECT,
-                    fingerprint=ca,
-                    action=self.action,
-                    reason=reason,
-                    key_id=getattr(cert, "_key_id", None),
-                )
+            door.certificate_refused(self, cert, reason)
             return None
         self.principal, self.fingerprint = principal, cert.key.get_fingerprint("sha256")
         if self._conn is not None:
@@ -171,10 +157,8 @@ class GatewayServer(RefusesForwarding, asyncssh.SSHServer):
 
     def refused_auth(self, fingerprint: str) -> None:
         """Record an unknown key; repeated failures throttle the source."""
-        self.rt.limits.failed(self.peer_host)
         self._failures += 1
-        metrics.AUTH_FAILURES.inc()
-        door.unknown_key(self.audit, fingerprint, action=self.action)
+        door.key_failed(self, fingerprint)
 
     def auth_completed(self) -> None:
         """Record which principal got in, with which key."""

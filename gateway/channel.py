@@ -9,6 +9,7 @@ channel is gone). Nothing here knows asyncssh.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -138,3 +139,50 @@ async def pump_received(
         if received == b"":
             return True
     return False
+
+
+class Pumping:
+    """``Channel.pump`` from a transport's callbacks: each thing the client sends goes to the handler as
+    it comes (no task, no future per read); a handler that returns an awaitable pauses the transport
+    (``_pause``) until it is done (``_unpause``); an error or the end (``b""``) finishes the pump."""
+
+    _handler: Handler | None = None
+    _pumped: asyncio.Future[None] | None = None
+    _resuming: asyncio.Task[None] | None = None
+
+    def _pause(self) -> bool:
+        """Stop taking input; False when there is nothing to pause."""
+        raise NotImplementedError
+
+    def _unpause(self) -> None:
+        """Take input again."""
+        raise NotImplementedError
+
+    def _take(self, received: Received) -> None:
+        handler = self._handler
+        assert handler is not None
+        try:
+            waiting = handler(received)
+        except Exception as exc:  # into the runner that pumps, not into the transport's callback
+            self._finish(exc)
+            return
+        if received == b"":
+            self._finish(None)
+        elif waiting is not None and self._pause():
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_after(waiting))
+
+    async def _resume_after(self, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except Exception as exc:
+            self._finish(exc)
+            return
+        self._resuming = None
+        if self._handler is not None:
+            self._unpause()
+
+    def _finish(self, error: BaseException | None) -> None:
+        pumped = self._pumped
+        self._handler = None
+        if pumped is not None and not pumped.done():
+            pumped.set_exception(error) if error is not None else pumped.set_result(None)

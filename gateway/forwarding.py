@@ -1,4 +1,5 @@
-"""Every forwarding and tunnel request, refused and reported, whichever SSH server class holds the port."""
+"""What every SSH server of ours offers and refuses, whichever process holds the port: the listener's
+options (keys only, no forwarding) and each forwarding or tunnel request, refused and reported."""
 
 from __future__ import annotations
 
@@ -6,10 +7,34 @@ from typing import Any
 
 import asyncssh
 
+from gateway.algorithms import Algorithms
 from gateway.command import printable
 from gateway.events import RefusalKind
 
 FORWARDING = "gateway: port forwarding is not available"
+
+
+def server_options(algorithms: Algorithms, login_timeout: float) -> dict[str, Any]:
+    """asyncssh's listener options: public keys only, every forwarding and other auth method off.
+
+    The cipher offer is narrowed per client to the fast ciphers it has (``sshhooks.install_kex_hooks``).
+    """
+    return {
+        "server_version": "gateway",
+        "encoding": None,
+        "line_editor": False,
+        "agent_forwarding": False,
+        "x11_forwarding": False,
+        "allow_scp": False,
+        "password_auth": False,
+        "kbdint_auth": False,
+        "host_based_auth": False,
+        "gss_host": None,
+        "login_timeout": login_timeout,
+        "encryption_algs": list(algorithms.ciphers),
+        "mac_algs": list(algorithms.macs),
+        "kex_algs": list(algorithms.kex),
+    }
 
 
 def prohibited(text: str) -> asyncssh.ChannelOpenError:

@@ -28,6 +28,7 @@ from gateway.dispatch.door_server import DoorServer
 from gateway.errors import GatewayError
 from gateway.events import Event
 from gateway.evidence.recover import mark_interrupted
+from gateway.forwarding import server_options
 from gateway.hostkey import load_or_create_host_key
 from gateway.jobs import HostJobs, reap_sidekicks, refusal_summaries, write_summaries
 from gateway.keys import KeyRing
@@ -60,21 +61,7 @@ async def listen(runtime: Runtime, *, reuse_port: bool = False) -> asyncssh.SSHA
         settings.listen.port,
         reuse_port=reuse_port,
         server_host_keys=[load_or_create_host_key(settings.state)],
-        server_version="gateway",
-        encoding=None,
-        line_editor=False,
-        agent_forwarding=False,
-        x11_forwarding=False,
-        allow_scp=False,
-        password_auth=False,
-        kbdint_auth=False,
-        host_based_auth=False,
-        gss_host=None,
-        login_timeout=settings.login_timeout,
-        # The offer is narrowed per client to the fast ciphers it has (sshhooks.install_kex_hooks).
-        encryption_algs=list(runtime.algorithms.ciphers),
-        mac_algs=list(runtime.algorithms.macs),
-        kex_algs=list(runtime.algorithms.kex),
+        **server_options(runtime.algorithms, settings.login_timeout),
     )
 
 

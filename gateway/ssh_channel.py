@@ -9,12 +9,12 @@ become ``Resize``, ``Signal``, ``Break``, ``b""`` (the end) and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncssh
 
-from gateway.channel import Break, Handler, Received, Resize, Signal, clamped, pump_received
+from gateway.channel import Break, Handler, Pumping, Received, Resize, Signal, clamped, pump_received
 from gateway.sshfast import channel_writer
 
 
@@ -29,7 +29,7 @@ def _event(exc: Exception) -> Received:
     return b""
 
 
-class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
+class GatewayProcess(Pumping, asyncssh.SSHServerProcess[bytes]):
     """asyncssh's server process, able to hand the client's input straight to a handler.
 
     While ``pumping`` (``SSHChannel.pump``), data, resizes, signals and the end
@@ -39,10 +39,6 @@ class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
     no stream buffer, no waiter, no task per keystroke. A handler that
     returns an awaitable pauses the channel until it is done.
     """
-
-    _handler: Handler | None = None
-    _pumped: asyncio.Future[None] | None = None
-    _resuming: asyncio.Task[None] | None = None
 
     def typed_ahead(self) -> bool:
         """Whether input (or its end) is already buffered for ``stdin.read()``."""
@@ -61,35 +57,15 @@ class GatewayProcess(asyncssh.SSHServerProcess[bytes]):
             self._resuming.cancel()
             self._resuming = None
 
-    def _take(self, received: Received) -> None:
-        handler, pumped = self._handler, self._pumped
-        assert handler is not None and pumped is not None
-        try:
-            waiting = handler(received)
-        except Exception as exc:  # into the runner that pumps, not into asyncssh's packet loop
-            self._finish(exc)
-            return
-        if received == b"":
-            self._finish(None)
-        elif waiting is not None and self._chan is not None:
-            self._chan.pause_reading()
-            self._resuming = asyncio.get_running_loop().create_task(self._resume_after(waiting))
+    def _pause(self) -> bool:
+        if self._chan is None:
+            return False
+        self._chan.pause_reading()
+        return True
 
-    async def _resume_after(self, waiting: Awaitable[None]) -> None:
-        try:
-            await waiting
-        except Exception as exc:
-            self._finish(exc)
-            return
-        self._resuming = None
-        if self._handler is not None and self._chan is not None:
+    def _unpause(self) -> None:
+        if self._chan is not None:
             self._chan.resume_reading()  # may hand on what was held at once
-
-    def _finish(self, error: Exception | None) -> None:
-        pumped = self._pumped
-        self._handler = None
-        if pumped is not None and not pumped.done():
-            pumped.set_exception(error) if error is not None else pumped.set_result(None)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         """Data from the client: to the handler while pumping."""

@@ -113,7 +113,8 @@ def _check(result: int, what: str) -> None:
         raise OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    """prctl(2); OSError when it fails (the network worker's lockdown uses it too)."""
     _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0), f"prctl {option}")
 
 
@@ -134,8 +135,8 @@ def _send(control: socket.socket, message: dict[str, object], fds: tuple[int, ..
 def main() -> None:
     """Serve requests on the inherited socket until the gateway goes away; reap and report every B."""
     server = socket.socket(fileno=int(sys.argv[1]))
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
@@ -418,28 +419,29 @@ def _confine(spec: dict[str, object], user: tuple[int, int, list[int]] | None) -
     programs = [bytes.fromhex(str(p)) for p in spec["seccomp"]]  # type: ignore[attr-defined]
     nnp = bool(spec["nnp"])
     if not nnp:
-        _seccomp(programs)  # needs CAP_SYS_ADMIN, so before the drop
+        load_filters(programs)  # needs CAP_SYS_ADMIN, so before the drop
     bounding = int(spec["bounding"])  # type: ignore[call-overload]
     last = int(read_container_file("/proc/sys/kernel/cap_last_cap"))
     for cap in range(last + 1):
         if not bounding >> cap & 1:
-            _prctl(PR_CAPBSET_DROP, cap)
-    _prctl(PR_SET_KEEPCAPS, 1)
+            prctl(PR_CAPBSET_DROP, cap)
+    prctl(PR_SET_KEEPCAPS, 1)
     _set_ids(user or ROOT)
-    _prctl(PR_SET_KEEPCAPS, 0)
+    prctl(PR_SET_KEEPCAPS, 0)
     sets = [int(spec[k]) for k in ("effective", "permitted", "inheritable")]  # type: ignore[call-overload]
     header = _CapHeader(CAP_VERSION_3, 0)
     data = (_CapData * 2)(
         _CapData(*(s & 0xFFFFFFFF for s in sets)), _CapData(*(s >> 32 & 0xFFFFFFFF for s in sets))
     )
     _check(_libc.capset(ctypes.byref(header), data), "capset")
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     if nnp:
-        _prctl(PR_SET_NO_NEW_PRIVS, 1)
-        _seccomp(programs)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        load_filters(programs)
 
 
-def _seccomp(programs: list[bytes]) -> None:
+def load_filters(programs: list[bytes]) -> None:
+    """Load each classic BPF program as a seccomp filter (no_new_privs set, or CAP_SYS_ADMIN)."""
     for program in programs:
         buffer = ctypes.create_string_buffer(program, len(program))
         fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)

@@ -18,9 +18,9 @@ import signal
 import struct
 import termios
 import tty
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from gateway.channel import Break, Handler, Received, Resize, Signal, clamped
+from gateway.channel import Break, Handler, Pumping, Received, Resize, Signal, clamped
 from gateway.environment import REASON, checked_reason
 from gateway.fdwait import wait_fd
 
@@ -216,54 +216,35 @@ class FdProcess:
                     termios.tcsetattr(self.fds[0], termios.TCSADRAIN, saved)
 
 
-class _Pump:
+class _Pump(Pumping):
     """A process's input handed on from a reader callback: no task switch, no future and no reader added
-    and removed per read; a handler that returns an awaitable pauses the reading until it is done."""
+    and removed per read (``channel.Pumping``)."""
 
     def __init__(self, process: FdProcess, handler: Handler) -> None:
-        self.process, self.handler = process, handler
+        self.process = process
         self.loop = asyncio.get_running_loop()
-        self.done: asyncio.Future[None] = self.loop.create_future()
         self.reading = False
-        self.resuming: set[asyncio.Task[None]] = set()
+        self._handler, self._pumped = handler, self.loop.create_future()
 
     async def run(self) -> None:
-        self.start()
-        self.step()  # what was there before
+        assert self._pumped is not None
+        self._unpause()  # and what was there before
         try:
-            await self.done
+            await self._pumped
         finally:
-            self.stop()
-            for task in self.resuming:
-                task.cancel()
-
-    def end(self, error: BaseException | None) -> None:
-        self.stop()
-        if not self.done.done():
-            self.done.set_exception(error) if error is not None else self.done.set_result(None)
-
-    def take(self, received: Received) -> None:
-        try:
-            waiting = self.handler(received)
-        except Exception as exc:  # into the runner that pumps
-            self.end(exc)
-            return
-        if received == b"":
-            self.end(None)
-        elif waiting is not None:
-            self.stop()
-            task = self.loop.create_task(self.resume(waiting))
-            self.resuming.add(task)
-            task.add_done_callback(self.resuming.discard)
+            self._handler = None
+            self._pause()
+            if self._resuming is not None:
+                self._resuming.cancel()
 
     def step(self) -> None:
         process = self.process
-        while self.reading:
+        while self.reading and self._handler is not None:
             if process.resize_pending:
                 process.resize_pending = False
-                self.take(Resize(*clamped(process.get_terminal_size())))
+                self._take(Resize(*clamped(process.get_terminal_size())))
             elif process.events:
-                self.take(process.events.pop(0))
+                self._take(process.events.pop(0))
             else:
                 try:
                     data = os.read(process.fds[0], CHUNK)
@@ -271,26 +252,23 @@ class _Pump:
                     return
                 except OSError:
                     data = b""
-                self.take(data)
+                self._take(data)
                 return
 
-    def start(self) -> None:
-        if not self.reading and not self.done.done():
-            self.loop.add_reader(self.process.fds[0], self.step)
-            self.reading, self.process.nudge = True, self.step
+    def _finish(self, error: BaseException | None) -> None:
+        super()._finish(error)
+        self._pause()
 
-    def stop(self) -> None:
+    def _pause(self) -> bool:
         if self.reading:
             self.loop.remove_reader(self.process.fds[0])
             self.reading, self.process.nudge = False, None
+        return True
 
-    async def resume(self, waiting: Awaitable[None]) -> None:
-        try:
-            await waiting
-        except Exception as exc:
-            self.end(exc)
-            return
-        self.start()
+    def _unpause(self) -> None:
+        if not self.reading and self._handler is not None:
+            self.loop.add_reader(self.process.fds[0], self.step)
+            self.reading, self.process.nudge = True, self.step
         self.step()
 
 

@@ -17,15 +17,13 @@ root's, mode 0600 or 0660).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import struct
 
-PR_SET_NO_NEW_PRIVS = 38
+from gateway.confine.zygote import PR_SET_NO_NEW_PRIVS, load_filters, prctl
+
 PR_SET_DUMPABLE = 4
-PR_SET_SECCOMP = 22
-SECCOMP_MODE_FILTER = 2
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_BIT = 0x40000000
@@ -86,16 +84,6 @@ def network_filter(denied: tuple[int, ...] = DENIED_X86_64) -> bytes:
     return b"".join(program)
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
-
-
-def _prctl(libc: ctypes.CDLL, option: int, arg2: int, what: str, arg3: object = 0) -> None:
-    if libc.prctl(option, ctypes.c_ulong(arg2), arg3, 0, 0) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-
-
 def supported() -> bool:
     """Whether this machine's system call numbers are the filter's."""
     return platform.machine() == "x86_64"
@@ -114,10 +102,6 @@ def lock_down(uid: int, gid: int) -> None:
         raise OSError("the worker's identity did not change")
     if not supported():
         raise OSError(f"no system call filter for {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
-    _prctl(libc, PR_SET_NO_NEW_PRIVS, 1, "no_new_privs")
-    _prctl(libc, PR_SET_DUMPABLE, 0, "dumpable")
-    program = network_filter()
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p).value)
-    _prctl(libc, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, "seccomp", ctypes.byref(fprog))
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_DUMPABLE, 0)
+    load_filters([network_filter()])

@@ -122,7 +122,13 @@ class Monitor:
     """Answers one network worker."""
 
     def __init__(
-        self, rt: Runtime, sock: socket.socket, port: int, worker_uid: int, listener: socket.socket | None
+        self,
+        rt: Runtime,
+        sock: socket.socket,
+        port: int,
+        worker_uid: int,
+        listener: socket.socket | None,
+        host_key: asyncssh.SSHKey,
     ) -> None:
         self.rt = rt
         #: the bound port, until the worker (locked down) takes it
@@ -130,7 +136,7 @@ class Monitor:
         self.sock = sock
         self.port = port
         self.uid = worker_uid
-        self.host_key = asyncssh.load_keypairs([load_or_create_host_key(rt.settings.state)])[0]
+        self.host_key = asyncssh.load_keypairs([host_key])[0]
         self.signed: OrderedDict[bytes, str] = OrderedDict()
         self.connections: dict[str, NetConnection] = {}
         self.ready = asyncio.Event()
@@ -239,9 +245,7 @@ class Monitor:
             else self.rt.limits.admit_connection(conn.peer_host)
         )
         if refused is not None:
-            metrics.TURNED_AWAY.labels(metrics.turn_away_label(refused)).inc()
-            if self.rt.limits.refusals.note(conn.peer_host, refused):
-                door.refused(conn, RefusalKind.CONNECTION_LIMIT, reason=refused, source=conn.peer_host)
+            door.turned_away(conn, refused)
             return ("no", refused)
         self.connections[conn.session_id] = conn
         metrics.CONNECTIONS.inc()
@@ -254,10 +258,7 @@ class Monitor:
         if conn.identifier is not None:
             self.signed.pop(conn.identifier, None)
         if conn.unauthenticated:
-            self.rt.limits.authenticated(conn.peer_host)
-            stalled = "timeout" in error.lower()
-            if stalled or conn.failures:
-                self.rt.limits.penalise(conn.peer_host, stalled=stalled)
+            door.left_unauthenticated(conn, failures=conn.failures, stalled="timeout" in error.lower())
         door.closed(conn, printable(error[:200]) or None)
         return ("ok",)
 
@@ -279,23 +280,14 @@ class Monitor:
         if cert is not None:
             principal, reason = certificate_principal(self.rt, cert, conn.peer_host)
             if reason is not None:
-                with contextlib.suppress(AuditUnavailable):
-                    conn.audit(
-                        Event.AUTH_REJECT,
-                        fingerprint=cert.signing_key.get_fingerprint("sha256"),
-                        action=conn.action,
-                        reason=reason,
-                        key_id=getattr(cert, "_key_id", None),
-                    )
+                door.certificate_refused(conn, cert, reason)
             return principal
         fingerprint = key.get_fingerprint("sha256")
         principal = self.rt.keys.principal_for(fingerprint)
         if principal is None and fingerprint not in conn.rejected:
             conn.rejected.add(fingerprint)
-            self.rt.limits.failed(conn.peer_host)
             conn.failures += 1
-            metrics.AUTH_FAILURES.inc()
-            door.unknown_key(conn.audit, fingerprint, action=conn.action)
+            door.key_failed(conn, fingerprint)
         return principal
 
     def _key(self, conn: NetConnection, login: str, key_data: bytes) -> tuple[str, ...]:
@@ -464,12 +456,13 @@ class Separated:
             listener.close()
             raise
         self.port = int(listener.getsockname()[1])
+        host_key = load_or_create_host_key(settings.state)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {
             "link_fd": theirs.fileno(),
             "uid": uid,
             "gid": gid,
-            "host_key": load_or_create_host_key(settings.state).export_public_key().decode(),
+            "host_key": host_key.export_public_key().decode(),
             "ciphers": rt.algorithms.ciphers,
             "macs": rt.algorithms.macs,
             "kex": rt.algorithms.kex,
@@ -492,7 +485,7 @@ class Separated:
         finally:
             theirs.close()
         ours.setblocking(False)
-        self.monitor = Monitor(rt, ours, self.port, uid, listener)
+        self.monitor = Monitor(rt, ours, self.port, uid, listener, host_key)
         self.ended = asyncio.Event()
         self.closing = self.failed = False
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="monitor")

@@ -84,3 +84,36 @@ def closed(conn: Connection, error: str | None = None) -> None:
     """``connection.close`` with the connection's duration."""
     with contextlib.suppress(AuditUnavailable):
         conn.audit(Event.CONNECTION_CLOSE, duration=round(time.monotonic() - conn.opened, 3), error=error)
+
+
+def turned_away(conn: Connection, reason: str) -> None:
+    """Count every turned-away connection; record the first per source and minute."""
+    metrics.TURNED_AWAY.labels(metrics.turn_away_label(reason)).inc()
+    if conn.rt.limits.refusals.note(conn.peer_host, reason):
+        refused(conn, RefusalKind.CONNECTION_LIMIT, reason=reason, source=conn.peer_host)
+
+
+def key_failed(conn: Connection, fingerprint: str) -> None:
+    """An unknown key: recorded, counted, and repeated failures throttle the source."""
+    conn.rt.limits.failed(conn.peer_host)
+    metrics.AUTH_FAILURES.inc()
+    unknown_key(conn.audit, fingerprint, action=conn.action)
+
+
+def certificate_refused(conn: Connection, cert: Any, reason: str) -> None:
+    """``auth.reject`` for a user certificate (its CA's fingerprint and key id)."""
+    with contextlib.suppress(AuditUnavailable):
+        conn.audit(
+            Event.AUTH_REJECT,
+            fingerprint=cert.signing_key.get_fingerprint("sha256"),
+            action=conn.action,
+            reason=reason,
+            key_id=getattr(cert, "_key_id", None),
+        )
+
+
+def left_unauthenticated(conn: Connection, *, failures: int, stalled: bool) -> None:
+    """A connection that never logged in ended: its slot back, and a penalty if it failed or stalled."""
+    conn.rt.limits.authenticated(conn.peer_host)
+    if stalled or failures:
+        conn.rt.limits.penalise(conn.peer_host, stalled=stalled)

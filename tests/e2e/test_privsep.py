@@ -7,6 +7,7 @@ takes with ``pidfd_getfd`` and speaks on: exactly what code running in that proc
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asyncssh.packet import Boolean, Byte, String
 
 from gateway.dispatch import wire
 from gateway.hostkey import HOST_KEY_NAME
@@ -51,14 +53,20 @@ def _fd_links(pid: int, above: int = -1) -> set[str]:
     return {str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir() if int(fd.name) > above}
 
 
-def _listeners(port: int) -> list[int]:
-    """Every process holding a listening TCP socket on *port* (from /proc/net/tcp and each fd table)."""
+def _listening_inodes(port: int) -> set[str]:
+    """``socket:[INODE]`` of every listening TCP socket on *port*."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(f"socket:[{fields[9]}]")
+    return inodes
+
+
+def _listeners(port: int) -> list[int]:
+    """Every process holding a listening TCP socket on *port* (from /proc/net/tcp and each fd table)."""
+    inodes = _listening_inodes(port)
     holders = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -152,13 +160,25 @@ class Worker:
         self.pid = pid
         config = json.loads(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3])
         os.kill(pid, signal.SIGSTOP)
-        pidfd = os.pidfd_open(pid)
+        self.sock = socket.socket(fileno=self.take(int(config["link_fd"])))
+        self.sock.settimeout(5)
+
+    def take(self, number: int) -> int:
+        """A copy of the worker's descriptor *number* (``pidfd_getfd``)."""
+        pidfd = os.pidfd_open(self.pid)
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(config["link_fd"]), 0)
+        fd = int(libc.syscall(SYS_PIDFD_GETFD, pidfd, number, 0))
         os.close(pidfd)
         assert fd >= 0, os.strerror(ctypes.get_errno())
-        self.sock = socket.socket(fileno=fd)
-        self.sock.settimeout(5)
+        return fd
+
+    def listener(self, port: int) -> socket.socket:
+        """The worker's own listening socket."""
+        inodes = _listening_inodes(port)
+        number = next(
+            int(fd.name) for fd in Path(f"/proc/{self.pid}/fd").iterdir() if str(fd.readlink()) in inodes
+        )
+        return socket.socket(fileno=self.take(number))
 
     def ask(self, *fields: str, fds: list[int] | None = None) -> list[str]:
         socket.send_fds(self.sock, [wire.encode(*fields)], fds or [])
@@ -284,3 +304,57 @@ def test_a_network_worker_killed_is_replaced_with_its_monitor(separated: Gateway
         assert (status["CapEff"], status["NoNewPrivs"], status["Seccomp"]) == ("0000000000000000", "1", "2")
     for _ in range(4):  # both workers answer
         assert separated.ssh("hello").returncode == 3
+
+
+def test_a_worker_cannot_run_before_authentication_or_pass_off_a_bad_signature(
+    compromised: tuple[Gateway, Worker, str],
+) -> None:
+    """A connection the worker really accepted (taken from its own listening socket) and opened through
+    the monitor: no session before someone authenticates; a signature that does not verify, over a hash
+    the monitor did sign, names no one; and what the monitor cannot read is answered, never its end."""
+    gw, worker, _dans = compromised
+    mark = gw.mark()
+    clients, accepted = [], None
+    with worker.listener(gw.port) as listener:
+        listener.settimeout(0.2)
+        for _ in range(40):  # the kernel spreads connections over both workers' sockets
+            clients.append(socket.create_connection(("127.0.0.1", gw.port)))
+            try:
+                accepted, _addr = listener.accept()
+                break
+            except TimeoutError:
+                continue
+    assert accepted is not None
+    try:
+        opened = worker.ask("open", fds=[accepted.fileno()])
+        assert opened[0] == "ok", opened
+        connection = opened[1]
+        passed, kept = _session_fds()
+        try:
+            early = worker.ask("session", connection, "dan", "memory", "", "", "", fds=passed)
+        finally:
+            for fd in passed + kept:
+                os.close(fd)
+        assert early[0] == "refused"
+        exchange = os.urandom(32)
+        assert worker.ask("sign", exchange.hex())[0] == "sig"
+        blob = base64.b64decode(gw.keys["dan"].with_suffix(".pub").read_text().split()[1])
+        request = (Byte(50) + String(b"memory") + String(b"ssh-connection") + String(b"publickey")
+                   + Boolean(True) + String(b"ssh-ed25519") + String(blob))  # fmt: skip
+        forged = String(b"ssh-ed25519") + String(bytes(64))
+        assert worker.ask("auth", connection, exchange.hex(), request.hex(), forged.hex())[0] == "no"
+        assert worker.ask("sign", "ab" * 100)[0] == "no"  # not an exchange hash
+        assert worker.ask("refused", connection, "no-such-kind", "{}")[0] == "no"
+        worker.sock.send(b"not a netstring")
+        found = wire.decode(worker.sock.recv(1 << 16))
+        assert found is not None and found[0][0] == "no"
+    finally:
+        accepted.close()
+        for client in clients:
+            client.close()
+    events = gw.since(mark, lambda e: "cannot read (" in str(e.get("reason")))
+    reasons = [e["reason"] for e in events if e["event"] == "door.refused"]
+    for expected in ("where no one authenticated", "does not verify", "not an exchange hash",
+                     "refusal report the monitor cannot read", "a request the monitor cannot read"):  # fmt: skip
+        assert any(expected in r for r in reasons), (expected, reasons)
+    assert not [e for e in events if e["event"] in ("auth.accept", "request.allow")]
