@@ -87,6 +87,8 @@ class Settings(BaseModel):
     trusted_user_ca_keys: Path | None = None
     #: privilege separation: the account the network workers run as (None: one privileged process)
     net_user: str | None = None
+    #: the spawner daemon's socket (started apart, outside the unit's sandbox); None: the gateway's own
+    spawner: Path | None = None
     #: the fleet's PostgreSQL (None: everything stays on this host); never logged
     fleet: str | None = Field(default=None, repr=False)
     #: apply the fleet schema's migrations at start

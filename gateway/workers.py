@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from gateway import claim, loop, shared, strictmodes
+from gateway.confine.spawn import SPAWNER
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 
@@ -33,12 +37,24 @@ def _metrics_files(settings: Settings) -> None:
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def reach_spawner(path: Path) -> None:
+    """``--spawner``: every process of this gateway asks the daemon at *path*; one is listening there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            raise ConfigError(f"--spawner {path}: no spawner answers there ({exc.strerror})") from None
+    SPAWNER.path = str(path)
+
+
 def run(settings: Settings, on_ready: Callable[[str, int], None]) -> None:
     """Serve in this process, or as a supervisor of N workers."""
     if settings.strict_modes:  # before anything starts: nothing serves from files others can change
         strictmodes.check(settings.policies, settings.keys, settings.state)
     held = claim.claim(settings.listen, settings.state)  # one gateway per address: a second one stops here
     try:
+        if settings.spawner is not None:
+            reach_spawner(settings.spawner)
         shared.table()  # before any fork: every worker inherits the one table
         _metrics_files(settings)
         if settings.fleet is not None:  # before any worker: a wrong fleet.yaml or schema stops here, once

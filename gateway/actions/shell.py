@@ -17,7 +17,6 @@ user, capabilities, seccomp and AppArmor profiles and cgroup stay in force.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -28,7 +27,7 @@ from gateway.actions.bridge import Pipes, bridge_pipes, bridge_pty
 from gateway.actions.exec import run_exec
 from gateway.confine import ContainerChanged, Pinned, SessionCgroup, pin
 from gateway.confine.cgroups import CgroupError, mounts
-from gateway.confine.profile import ProfileError, cached
+from gateway.confine.profile import ProfileError
 from gateway.confine.profile import read as read_profile
 from gateway.confine.spawn import SPAWNER, Confined
 from gateway.docker import ContainerInfo
@@ -64,9 +63,7 @@ async def confinement(spec: ShellAction, pinned: Pinned, container: str) -> dict
     if spec.privileged:
         return None
     try:
-        found = cached(pinned.pid, pinned.started)
-        if found is None:
-            found = await asyncio.to_thread(read_profile, pinned.pid, pinned.started, pinned.pidfd)
+        found = await read_profile(pinned)
     except ProfileError as exc:
         raise _refuse(container, f"confinement: {exc}") from None
     return (found.for_user() if spec.user is not None else found).wire()

@@ -179,6 +179,15 @@ def _net_user(given: str | None) -> str | None:
     " audits and runs (docs/security.md). Default when started as root: gateway-net (made if missing);"
     " 'none': one privileged process reads the network too.",
 )
+@click.option(
+    "--spawner",
+    metavar="SOCKET",
+    envvar="GATEWAY_SPAWNER",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The spawner's socket, when it was started apart (`python -I -S gateway/confine/zygote.py"
+    " --listen SOCKET`: the shipped unit's ExecStartPre=+, outside the unit's sandbox, so that shells"
+    " carry their container's confinement, not the unit's). Default: the gateway starts its own.",
+)
 @policies_option
 @keys_option
 @state_option

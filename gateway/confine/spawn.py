@@ -1,9 +1,16 @@
-"""The gateway's side of the spawner (``zygote.py``): start it once, ask it for confined children.
+"""The gateway's side of the spawner (``zygote.py``): reach it, ask it for confined children.
+
+The spawner is either the gateway's own child (started on first use, and
+again if it died), or, with ``serve --spawner PATH``, a daemon started apart
+(the shipped unit's ``ExecStartPre=+``, outside the unit's sandbox, so that
+the shells it starts carry their container's confinement and not the
+unit's), reached on its socket.
 
 Each request gets its own SOCK_SEQPACKET control socket; the child's two
 processes report on it (B's host pid, the PTY master, ``ready`` or a
 refusal, then the wait status). ``Confined`` is the child as the bridge
 sees it: ``pid``, ``returncode`` and ``wait()``, like an asyncio process.
+A profile request's P answers on its own the same way (``profile``).
 """
 
 from __future__ import annotations
@@ -27,22 +34,31 @@ START_SECONDS = 5.0
 SEND_SECONDS = 5.0
 
 
+class SpawnerError(Exception):
+    """The spawner could not be reached or did not answer."""
+
+
 class Spawner:
-    """One spawner process per gateway process, started on first use and again if it died."""
+    """One spawner connection per gateway process: its own child, or the daemon at ``path``."""
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._owner = 0
         self._lock = asyncio.Lock()
+        #: the daemon's socket (``serve --spawner``); None: the gateway starts its own
+        self.path: str | None = None
 
     async def _ready(self) -> socket.socket:
         async with self._lock:
-            alive = self._proc is not None and self._proc.returncode is None and self._owner == os.getpid()
-            if self._sock is not None and alive:
+            alive = self.path is not None or (self._proc is not None and self._proc.returncode is None)
+            if self._sock is not None and self._owner == os.getpid() and alive:
                 return self._sock
             if self._sock is not None:
                 self._sock.close()
+                self._sock = None
+            if self.path is not None:
+                return self._connect(self.path)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 self._proc = await asyncio.create_subprocess_exec(
@@ -56,21 +72,60 @@ class Spawner:
             self._sock, self._owner = ours, os.getpid()
             return ours
 
+    def _connect(self, path: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.connect(path)  # a local listener: at once, or refused at once
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"the spawner at {path}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self._sock, self._owner = sock, os.getpid()
+        return sock
+
+    async def _ask(self, request: dict[str, Any], fds: list[int]) -> socket.socket:
+        """Send one request with its own control socket first; that socket (OSError if not sent)."""
+        sock = await self._ready()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            await _send(sock, json.dumps(request).encode(), [theirs.fileno(), *fds])
+        except OSError:
+            ours.close()
+            if self._sock is sock:  # a daemon restarted, a child gone: the next request reconnects
+                self._sock = None
+                sock.close()
+            raise
+        finally:
+            theirs.close()
+        return ours
+
+    async def profile(self, pid: int, pidfd: int) -> dict[str, Any]:
+        """The container process's bounding set, no_new_privs and seccomp programs, read by the spawner."""
+        try:
+            control = await self._ask({"profile": pid}, [pidfd])
+        except OSError as exc:
+            raise SpawnerError(f"spawner: {exc}") from None
+        reply = Confined(control)
+        try:
+            got = await reply.message()
+        finally:
+            reply.close()
+        if got is None:
+            raise SpawnerError("the spawner's reader ended without an answer")
+        message, _fds = got
+        if not isinstance(message.get("profile"), dict):
+            raise SpawnerError(str(message.get("error", "no answer")))
+        return dict(message["profile"])
+
     async def spawn(self, request: dict[str, Any], fds: list[int]) -> Confined:
         """Send one request with *fds* (namespaces, cgroup.procs, stdio); the child, started.
 
         Raises Refusal when the child refused (its line and reason) or did not start.
         """
-        sock = await self._ready()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            data = json.dumps(request).encode()
-            await _send(sock, data, [theirs.fileno(), *fds])
+            ours = await self._ask(request, fds)
         except OSError as exc:
-            ours.close()
             raise _failed(f"spawner: {exc}") from None
-        finally:
-            theirs.close()
         child = Confined(ours)
         try:
             await asyncio.wait_for(child.started(), START_SECONDS)
@@ -87,7 +142,7 @@ class Spawner:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        if self._proc is not None and self._proc.returncode is None:
+        if self._proc is not None and self._proc.returncode is None and self._owner == os.getpid():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._proc.wait(), 2)
 
@@ -121,10 +176,11 @@ class Confined:
         self.returncode: int | None = None
         self._ready = False
 
-    async def _message(self) -> tuple[dict[str, Any], list[int]] | None:
+    async def message(self) -> tuple[dict[str, Any], list[int]] | None:
+        """The next message and its descriptors; None at the end of the stream."""
         while True:
             try:
-                data, fds, _flags, _addr = socket.recv_fds(self._control, 65536, 1)
+                data, fds, _flags, _addr = socket.recv_fds(self._control, 1 << 20, 1)
             except BlockingIOError:
                 await wait_fd(self._control.fileno(), write=False)
                 continue
@@ -140,7 +196,7 @@ class Confined:
 
     async def _handle(self) -> bool:
         """Take one message; False at the end of the stream."""
-        got = await self._message()
+        got = await self.message()
         if got is None:
             if self.returncode is None:
                 self.returncode = -9  # A is gone without a word: killed with the session

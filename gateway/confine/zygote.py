@@ -60,6 +60,7 @@ import stat
 import struct
 import sys
 import termios
+import time
 
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
@@ -75,6 +76,18 @@ TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431
 PTMX = os.makedev(5, 2)
 READ_LIMIT = 1 << 20
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_SECCOMP_GET_FILTER = 0x420C
+WALL = 0x40000000
+#: one classic BPF instruction (struct sock_filter)
+INSTRUCTION = 8
+MAX_FILTERS = 64
+#: how long a P waits for the container's process to stop, and for another tracer to let go
+STOP_SECONDS = 1.0
+SEIZE_SECONDS = 3.0
+SEIZE_RETRY = 0.002
 NS_ORDER = ("user", "ipc", "uts", "net", "pid", "mnt")
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -82,6 +95,8 @@ RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, 
 ROOT = (0, 0, [0])
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 
 
 class _Refused(Exception):
@@ -132,33 +147,110 @@ def _send(control: socket.socket, message: dict[str, object], fds: tuple[int, ..
 # ---------------------------------------------------------------- the spawner loop
 
 
-def main() -> None:
-    """Serve requests on the inherited socket until the gateway goes away; reap and report every B."""
-    server = socket.socket(fileno=int(sys.argv[1]))
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def main(argv: list[str]) -> None:
+    """``zygote.py FD``: serve the gateway that started it, on its socket, until it goes away.
+
+    ``zygote.py --listen PATH``: a daemon of its own (the unit's ``ExecStartPre=+``, outside the unit's
+    sandbox): listen on PATH (0600), say so by exiting the first process, serve every root process that
+    connects, each connection as one gateway.
+    """
+    if argv[:1] == ["--listen"] and len(argv) == 2:
+        listener, first = _daemon(argv[1]), None
+    else:
+        listener, first = None, socket.socket(fileno=int(argv[0]))
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)  # a handler: the wake-up fd is written
-    births = _Births()
-    poller = select.poll()
-    for fd in (server.fileno(), wake_r, births.read_end):
-        poller.register(fd, select.POLLIN)
-    while True:
-        for fd, _event in poller.poll():
-            if fd == wake_r:
-                with contextlib.suppress(OSError):
-                    os.read(wake_r, 4096)
-                births.reap()
-            elif fd == births.read_end:
-                births.read()
-            elif not _serve_one(server, births):
-                return
+    _Loop(listener, first, wake_r).run()
+
+
+class _Loop:
+    """The spawner's one thread: requests from each gateway, births, and the children it reaps."""
+
+    def __init__(self, listener: socket.socket | None, first: socket.socket | None, wake: int) -> None:
+        self.listener, self.wake = listener, wake
+        self.births = _Births()
+        self.poller = select.poll()
+        self.gateways: dict[int, socket.socket] = {}
+        for fd in (wake, self.births.read_end):
+            self.poller.register(fd, select.POLLIN)
+        if listener is not None:
+            self.poller.register(listener.fileno(), select.POLLIN)
+        if first is not None:
+            self._add(first)
+
+    def _add(self, gateway: socket.socket) -> None:
+        self.gateways[gateway.fileno()] = gateway
+        self.poller.register(gateway.fileno(), select.POLLIN)
+
+    def run(self) -> None:
+        """Until the gateway that started it has gone (a daemon: for ever)."""
+        while True:
+            for fd, _event in self.poller.poll():
+                if fd == self.wake:
+                    with contextlib.suppress(OSError):
+                        os.read(self.wake, 4096)
+                    self.births.reap()
+                elif fd == self.births.read_end:
+                    self.births.read()
+                elif self.listener is not None and fd == self.listener.fileno():
+                    accepted = _accept(self.listener)
+                    if accepted is not None:
+                        self._add(accepted)
+                elif fd in self.gateways and not _serve_one(self.gateways[fd], self.births):
+                    self.poller.unregister(fd)
+                    self.gateways.pop(fd).close()
+                    if self.listener is None:
+                        return
+
+
+def _daemon(path: str) -> socket.socket:
+    """Listen on *path* (only root may connect) from a process of its own, then leave the foreground:
+    the caller's exit 0 says the socket is there, and SO_PEERCRED names the process that serves it."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # noqa: PTH108 - no pathlib: the spawner stays small and cheap to fork
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    said, say = os.pipe()
+    if os.fork() != 0:
+        os.close(say)
+        os._exit(0 if os.read(said, 1) == b"!" else 1)
+    os.close(said)
+    os.setsid()
+    listener.listen(64)
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1):
+        os.dup2(null, target)
+    os.close(null)
+    os.write(say, b"!")
+    os.close(say)
+    return listener
+
+
+def _accept(listener: socket.socket) -> socket.socket | None:
+    """A gateway's connection; None for anything but a root process of this host."""
+    try:
+        conn, _addr = listener.accept()
+    except OSError:
+        return None
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    if uid != os.getuid():
+        conn.close()
+        return None
+    return conn
 
 
 def _serve_one(server: socket.socket, births: _Births) -> bool:
-    """Fork A for one request; False once the gateway has gone."""
+    """Fork A (or P, for a profile) for one request; False once the gateway has gone."""
     try:
         data, fds, _flags, _addr = socket.recv_fds(server, 1 << 20, 64)
     except InterruptedError:
@@ -167,21 +259,26 @@ def _serve_one(server: socket.socket, births: _Births) -> bool:
         return False
     if not data:
         return False
+    reader = data.startswith(b'{"profile"')
     try:
         pid = os.fork()
     except OSError:
         pid = -1
     if pid == 0:
         server.close()
+        if reader:
+            _p(data, fds)  # never returns
         _a(data, fds, births.write_end)  # never returns
     for fd in fds[1:]:
         with contextlib.suppress(OSError):
             os.close(fd)
-    if fds and pid > 0:
+    if fds and pid > 0 and not reader:
         births.expect(pid, socket.socket(fileno=fds[0]))  # kept until B's status is reported
     elif fds:
         with contextlib.suppress(OSError):
             os.close(fds[0])
+    if reader and pid > 0:
+        births.readers.add(pid)
     return True
 
 
@@ -195,6 +292,7 @@ class _Births:
         self._by_a: dict[int, socket.socket] = {}
         self._by_b: dict[int, socket.socket] = {}
         self._early: dict[int, int] = {}  # a B reaped before its A's line was read
+        self.readers: set[int] = set()  # P processes: reaped, nothing to report
         self._partial = b""
 
     def expect(self, a: int, control: socket.socket) -> None:
@@ -227,7 +325,9 @@ class _Births:
                 return
             if pid == 0:
                 return
-            if pid in self._by_b:
+            if pid in self.readers:
+                self.readers.discard(pid)
+            elif pid in self._by_b:
                 _report(self._by_b.pop(pid), status)
             elif pid in self._by_a:  # an A that started no B (it said why on the control socket)
                 control = self._by_a.pop(pid)
@@ -273,6 +373,93 @@ def _a(data: bytes, fds: list[int], births: int) -> None:
         with contextlib.suppress(OSError):
             _send(socket.socket(fileno=fds[0]), {"error": str(exc)})
     os._exit(code)
+
+
+# ---------------------------------------------------------------- P: read a container's confinement
+
+
+def _p(data: bytes, fds: list[int]) -> None:
+    """What docker exec would give a process in the container, read from its pinned main process:
+    its bounding set, ``no_new_privs`` and its seccomp filters, copied exactly (``PTRACE_SECCOMP_GET_FILTER``
+    during a brief ``PTRACE_SEIZE``). Here, because reading them needs CAP_SYS_ADMIN and a reader that is
+    not itself under seccomp, which the gateway's unit is. Answers ``profile`` or ``error``, then exits."""
+    code = 1
+    try:
+        for sig in RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        control = socket.socket(fileno=fds[0])
+        pid = int(json.loads(data)["profile"])
+        status = _status(pid)
+        programs = _filters(pid, int(status.get("Seccomp", "0")), int(status.get("Seccomp_filters", "0")))
+        signal.pidfd_send_signal(fds[1], 0)  # still the pinned process: what was read was its
+        _send(control, {"profile": {"bounding": int(status["CapBnd"], 16),
+                                    "nnp": status.get("NoNewPrivs", "0") == "1",
+                                    "seccomp": [program.hex() for program in programs]}})  # fmt: skip
+        code = 0
+    except BaseException as exc:  # P must always end, and say why
+        with contextlib.suppress(OSError):
+            _send(socket.socket(fileno=fds[0]), {"error": str(exc) or type(exc).__name__})
+    os._exit(code)
+
+
+def _status(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(f"/proc/{pid}/status") as status:  # noqa: PTH123 - no pathlib (as above)
+        for line in status:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def _filters(pid: int, mode: int, count: int) -> list[bytes]:
+    if mode == 0:
+        return []
+    if mode != 2:
+        raise OSError(f"seccomp mode {mode} cannot be copied")
+    if not 0 < count <= MAX_FILTERS:
+        raise OSError(f"{count} seccomp filters")
+    _seize(pid)
+    try:
+        _stop(pid)
+        programs = [_filter(pid, index) for index in range(count)]
+        return programs[::-1]  # index 0 is the newest; they are loaded oldest first
+    finally:
+        _libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+
+def _seize(pid: int) -> None:
+    """Become the process's tracer; while another holds it (another P reading the same container at
+    this moment), EPERM: wait for its brief read to end, bounded."""
+    deadline = time.monotonic() + SEIZE_SECONDS
+    while _libc.ptrace(PTRACE_SEIZE, pid, None, None) != 0:
+        code = ctypes.get_errno()
+        if code != errno.EPERM or time.monotonic() >= deadline:
+            raise OSError(f"cannot trace the container's process: {os.strerror(code)}")
+        time.sleep(SEIZE_RETRY)
+
+
+def _stop(pid: int) -> None:
+    _check(_libc.ptrace(PTRACE_INTERRUPT, pid, None, None), "cannot stop the container's process")
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        waited, _ = os.waitpid(pid, os.WNOHANG | WALL)
+        if waited == pid:
+            return
+        time.sleep(0.001)
+    raise OSError("the container's process did not stop (is it paused?)")
+
+
+def _filter(pid: int, index: int) -> bytes:
+    size = _libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, ctypes.c_void_p(index), None)
+    if size <= 0:
+        code = ctypes.get_errno()
+        hint = " (is the spawner itself under seccomp?)" if code == errno.EACCES else ""
+        raise OSError(f"cannot read seccomp filter {index}: {os.strerror(code)}{hint}")
+    buffer = ctypes.create_string_buffer(size * INSTRUCTION)
+    if _libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, ctypes.c_void_p(index), buffer) != size:
+        raise OSError(f"seccomp filter {index} changed while it was read")
+    return buffer.raw
 
 
 # ---------------------------------------------------------------- B: confine, exec
@@ -449,4 +636,4 @@ def load_filters(programs: list[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

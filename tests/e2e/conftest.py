@@ -6,8 +6,11 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -261,6 +264,69 @@ def launch_gateway(
         errors = (state.parent / f"{state.name}.stderr").read_text()
         raise AssertionError(f"gateway did not start: {line!r} {errors}")
     return Gateway(proc, int(match.group(1)), state, keys, policies, keydir)
+
+
+UNIT = ROOT / "deploy" / "gateway.service"
+SANDBOX = ROOT / "tests" / "unit_sandbox.py"
+
+
+@dataclass
+class ShippedUnit:
+    """deploy/gateway.service's command lines, as shipped, with only their paths (and the address)
+    substituted: the spawner it starts apart (``ExecStartPre=+``) and ``serve`` under the unit's sandbox
+    (tests/unit_sandbox.py: its no_new_privs, bounding set and seccomp filters)."""
+
+    spawner: list[str]
+    serve: list[str]
+    socket: Path
+    #: the spawner's stderr (the journal's part)
+    log: Path
+
+    @classmethod
+    def render(cls, paths: dict[str, str], rendered: Path) -> ShippedUnit:
+        """*paths*: shipped prefix -> here; *rendered*: where the unit, so substituted, is written."""
+        text = UNIT.read_text()
+        for shipped, here in paths.items():
+            text = text.replace(shipped, here)
+        rendered.write_text(text)
+        joined = text.replace("\\\n", " ").splitlines()
+        pre = [x.removeprefix("ExecStartPre=+") for x in joined if x.startswith("ExecStartPre=+")]
+        (spawner,) = [shlex.split(x) for x in pre if "zygote.py" in x]
+        (start,) = [shlex.split(x.removeprefix("ExecStart=")) for x in joined if x.startswith("ExecStart=")]
+        assert spawner[0].endswith("/.venv/bin/python") and start[0].endswith("/.venv/bin/gateway"), start
+        assert start[1] == "serve", start
+        serve = [sys.executable, "-m", "gateway", "serve"]
+        serve += ["127.0.0.1:0" if word == "0.0.0.0:2222" else word for word in start[2:]]
+        return cls(
+            spawner=[sys.executable, *spawner[1:]],
+            serve=["/usr/bin/python3", str(SANDBOX), str(rendered), "--", *serve],
+            socket=Path(spawner[spawner.index("--listen") + 1]),
+            log=rendered.with_suffix(".spawner.log"),
+        )
+
+    def start_spawner(self) -> None:
+        """The ExecStartPre=+ line: it returns once the spawner listens."""
+        with self.log.open("w") as log:  # not a pipe: the daemon keeps it, as systemd's journal stream
+            started = subprocess.run(self.spawner, stdout=log, stderr=log, timeout=30, check=False)
+        assert started.returncode == 0, self.log.read_text()
+        assert self.socket.is_socket()
+
+    def stop_spawner(self) -> None:
+        """What the unit's stop does to it (SIGKILL to what is left in the cgroup)."""
+        pid = spawner_pid(self.socket)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+
+def spawner_pid(path: Path) -> int:
+    """The pid of the spawner listening at *path* (its SO_PEERCRED), or 0."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return 0
+        pid, _uid, _gid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return int(pid)
 
 
 def metrics_port(gw: Gateway) -> int:

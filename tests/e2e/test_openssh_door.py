@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -25,11 +24,13 @@ import pytest
 from tests.e2e.conftest import (
     ROOT,
     Gateway,
+    ShippedUnit,
     copy_opts,
     gateway_cli,
     launch_gateway,
     resize_then_exit,
     spawn,
+    spawner_pid,
     ssh_command,
     stop_gateway,
 )
@@ -55,6 +56,8 @@ class Sshd:
 
     #: what `gateway openssh-setup` printed
     setup: str = ""
+    #: the unit's spawner's socket (its ExecStartPre=+)
+    spawner: Path = Path()
 
     def argv(
         self, *words: str, key: str = "betty", opts: tuple[str, ...] = (), user: str = DOOR_USER
@@ -141,7 +144,9 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     paths = {"/opt/gateway": str(install), "/etc/gateway/policies": str(policies),
              "/etc/gateway/keys": str(gateway.keydir), "/var/lib/gateway": str(state),
              "/run/gateway": str(run_dir)}  # fmt: skip
-    gw = launch_gateway(unit_command(paths), state, policies, gateway.keydir, gateway.keys)
+    unit = ShippedUnit.render(paths, base / "gateway.service")
+    unit.start_spawner()
+    gw = launch_gateway(unit.serve, state, policies, gateway.keydir, gateway.keys)
     # 3. the shipped snippet, only the port and paths substituted; `sshd -t` must pass
     snippet = SNIPPET.read_text().replace("/opt/gateway", str(install)).replace("/run/gateway", str(run_dir))
     (base / "gateway.conf").write_text(snippet)
@@ -164,10 +169,11 @@ def sshd(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    yield Sshd(port, gateway.keys, gw, config, run_dir, setup.stdout)
+    yield Sshd(port, gateway.keys, gw, config, run_dir, setup.stdout, unit.socket)
     proc.terminate()
     proc.wait(timeout=10)
     assert stop_gateway(gw) == 0
+    unit.stop_spawner()
     verified = gateway_cli("audit", "verify", "--state", str(gw.state))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -184,24 +190,6 @@ def remove_instance_accounts(state: Path) -> None:
     for entry in pwd.getpwall():
         if entry.pw_gecos == mark:
             subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
-
-
-def unit_command(paths: dict[str, str]) -> list[str]:
-    """deploy/gateway.service's ExecStart, as shipped, with only its paths (and the address) substituted.
-
-    The gateway runs from this checkout's environment; the door's thin client from the copy `gw` can read.
-    """
-    text = UNIT.read_text().replace("\\\n", " ")
-    line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
-    argv = shlex.split(line.removeprefix("ExecStart="))
-    assert argv[0] == "/opt/gateway/.venv/bin/gateway" and argv[1] == "serve", argv
-    out = [sys.executable, "-m", "gateway", "serve"]
-    for shipped_word in argv[2:]:
-        word = "127.0.0.1:0" if shipped_word == "0.0.0.0:2222" else shipped_word
-        for shipped, here in paths.items():
-            word = word.replace(shipped, here)
-        out.append(word)
-    return out
 
 
 def _runs_in(gateway: Gateway, pid: int) -> bool:
@@ -247,6 +235,33 @@ def test_host_action_through_sshd(sshd: Sshd) -> None:
     assert start["pid"] != end.get("door_pid") and _runs_in(
         sshd.gateway, start["pid"]
     )  # the daemon, not the door
+
+
+FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters")
+
+
+def _status(text: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: v.strip() for k, v in pairs if k in FIELDS}
+
+
+def test_the_unit_confines_the_gateway_and_not_its_shells(sshd: Sshd, web1: str) -> None:
+    """The unit's sandbox holds the gateway (no_new_privs, its filters, its bounding set), and a shell,
+    through either door, is confined exactly like `docker exec` all the same: the spawner that starts it
+    runs apart (ExecStartPre=+)."""
+    monitor = _status(Path(f"/proc/{sshd.gateway.proc.pid}/status").read_text())
+    assert (monitor["NoNewPrivs"], monitor["Seccomp"]) == ("1", "2")
+    assert int(monitor["CapBnd"], 16) & (1 << 21) == 0  # no CAP_SYS_ADMIN
+    spawner = _status(Path(f"/proc/{spawner_pid(sshd.spawner)}/status").read_text())
+    assert (spawner["NoNewPrivs"], spawner["Seccomp"]) == ("0", "0")
+    docker = subprocess.run(["docker", "exec", web1, "cat", "/proc/self/status"],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    theirs = _status(docker.stdout)
+    assert theirs["Seccomp"] == "2"
+    direct = sshd.gateway.ssh("debug", web1, "cat", "/proc/self/status")
+    door = sshd.run("debug", web1, "cat", "/proc/self/status")
+    assert direct.returncode == door.returncode == 0, direct.stderr + door.stderr
+    assert _status(direct.stdout) == _status(door.stdout) == theirs
 
 
 def test_shell_argv_streams_and_status(sshd: Sshd, web1: str) -> None:

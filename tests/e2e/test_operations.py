@@ -4,6 +4,7 @@ health and readiness, CLI conventions, and a reproducible install."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -21,7 +22,16 @@ from typing import Any
 import pytest
 
 from gateway import sshfast, sshhooks
-from tests.e2e.conftest import ROOT, SSH_OPTS, Gateway, gateway_cli, metrics_port, start_gateway, stop_gateway
+from tests.e2e.conftest import (
+    ROOT,
+    SANDBOX,
+    SSH_OPTS,
+    Gateway,
+    gateway_cli,
+    metrics_port,
+    start_gateway,
+    stop_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,18 +69,25 @@ def test_systemd_analyze_verify_retention_units() -> None:
     assert result.returncode == 0 and not problems, result.stderr
 
 
-def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["gateway.service", "gateway-retention.service"])
+def test_systemd_analyze_security_exposure(tmp_path: Path, name: str) -> None:
+    """Each shipped unit at most 3.0: the gateway's monitor and workers run under every seccomp-based
+    setting again (its spawner is the ExecStartPre=+ line, outside the sandbox: test_openssh_door.py runs
+    the unit's lines under tests/unit_sandbox.py and checks the shells against docker exec)."""
+    unit = tmp_path / name
+    unit.write_text((ROOT / "deploy" / name).read_text().replace("/opt/gateway", str(ROOT)))
     result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", str(_rendered_unit(tmp_path))],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    match = re.search(r"Overall exposure level for gateway\.service: (\d+\.\d)", result.stdout)
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d)", result.stdout)
     assert match, result.stdout + result.stderr
-    print(f"\nsystemd-analyze security: exposure {match.group(1)}")
-    # 7.7: every setting systemd implements with seccomp is off, so the gateway can read each
-    # container's own filter and give it to its shells (docs/security.md, "The service"); the network
-    # workers drop to gateway-net with a filter of their own (test_privsep.py), which no unit setting shows
-    assert float(match.group(1)) <= 8.0
+    print(f"\nsystemd-analyze security {name}: exposure {match.group(1)}")
+    assert float(match.group(1)) <= 3.0, result.stdout
+    if name != "gateway.service":
+        return
     text = UNIT.read_text()
     for line in (
         "Type=notify",
@@ -79,8 +96,36 @@ def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
         "ProtectSystem=strict",
         "CapabilityBoundingSet=",
         "--net-user gateway-net",
+        "NoNewPrivileges=yes",
+        "SystemCallFilter=@system-service",
+        "ExecStartPre=+/opt/gateway/.venv/bin/python -I -S /opt/gateway/gateway/confine/zygote.py --listen",
+        "--spawner /run/gateway/spawner.sock",
     ):
         assert line in text
+
+
+def test_the_retention_unit_as_shipped(tmp_path: Path) -> None:
+    """Its ExecStart lines, only the path substituted, under its own sandbox (no capability, its filter):
+    recordings past 90 days go, with the directories they leave empty; the rest stays."""
+    state = tmp_path / "state"
+    old, new = state / "recordings" / "2020-01-01", state / "recordings" / "today"
+    for directory in (old, new):
+        directory.mkdir(parents=True)
+        (directory / "s.cast").write_text("{}\n")
+    past = time.time() - 91 * 86400
+    os.utime(old / "s.cast", (past, past))
+    unit = tmp_path / "gateway-retention.service"
+    unit.write_text(
+        (ROOT / "deploy" / "gateway-retention.service").read_text().replace("/var/lib/gateway", str(state))
+    )
+    for line in unit.read_text().splitlines():
+        if line.startswith("ExecStart="):
+            argv = shlex.split(line.removeprefix("ExecStart="))
+            ran = subprocess.run(["/usr/bin/python3", str(SANDBOX), str(unit), "--", *argv],
+                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+            assert ran.returncode == 0, ran.stderr
+    assert not old.exists()
+    assert (new / "s.cast").exists()
 
 
 class Notifications:

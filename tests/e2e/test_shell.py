@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -141,6 +142,17 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
 
+def _daemons() -> list[int]:
+    """Spawners started apart (``zygote.py --listen``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if "zygote.py --listen" in _cmdline(int(entry.name)):
+                    found.append(int(entry.name))
+    return found
+
+
 def test_an_open_shell_costs_one_process_its_own(gateway: Gateway, web1: str) -> None:
     """The spawner reaps the session's process itself (a subreaper): no waiting process per session."""
     proc = subprocess.Popen(gateway.ssh_argv("debug", web1, "sleep", "4322"), stdin=subprocess.DEVNULL,
@@ -151,6 +163,7 @@ def test_an_open_shell_costs_one_process_its_own(gateway: Gateway, web1: str) ->
         while time.monotonic() < deadline:
             workers = [gateway.proc.pid, *_children(gateway.proc.pid)]
             spawners = [c for w in workers for c in _children(w) if "zygote.py" in _cmdline(c)]
+            spawners += _daemons()  # --spawner: one started apart
             sessions = [c for s in spawners for c in _children(s)]
             if any("sleep 4322" in _cmdline(c) for c in sessions):
                 break
