@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from gateway import claim, loop, shared, strictmodes
 from gateway.confine.spawn import SPAWNER
-from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 
@@ -38,12 +38,18 @@ METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def reach_spawner(path: Path) -> None:
-    """``--spawner``: every process of this gateway asks the daemon at *path*; one is listening there."""
+    """``--spawner``: every process of this gateway asks the daemon at *path*, when one answers there.
+
+    When none does (the unit's command line run without its ``ExecStartPre=+``), the gateway starts its
+    own, as without the option, and says so on stderr: under a sandbox that spawner cannot read a
+    container's filter, and every confined shell is refused with that reason (it fails closed).
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
         try:
             probe.connect(str(path))
         except OSError as exc:
-            raise ConfigError(f"--spawner {path}: no spawner answers there ({exc.strerror})") from None
+            sys.stderr.write(f"gateway: --spawner {path}: none answers ({exc.strerror}); starting its own\n")
+            return
     SPAWNER.path = str(path)
 
 
