@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,14 +51,30 @@ def running_gateway(
     extra: tuple[str, ...] = (),
     root: Path = ROOT,
     policy: str = POLICY,
+    unit: bool = False,
 ) -> Iterator[Running]:
-    """`gateway serve` (of the checkout at *root*) on 127.0.0.1:0; yields its port; SIGTERM at the end."""
+    """`gateway serve` (of the checkout at *root*) on 127.0.0.1:0; yields its port; SIGTERM at the end.
+
+    *unit*: as deploy/gateway.service runs it: its spawner started apart first (the ExecStartPre=+ line,
+    ``--spawner``), the gateway under the unit's sandbox rebuilt by tests/unit_sandbox.py.
+    """
     (base / "policies").mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
     (base / "policies" / "bench.yaml").write_text(policy)
     (base / "keys" / "bench.pub").write_text(key.with_suffix(".pub").read_text())
     argv = [sys.executable, "-m", "gateway", "serve", "--listen", "127.0.0.1:0", "--policies", str(base / "policies"),
             "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip
+    spawner = base / "spawner.sock"
+    if unit:
+        zygote = root / "gateway" / "confine" / "zygote.py"
+        subprocess.run([sys.executable, "-I", "-S", str(zygote), "--listen", str(spawner)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=30)  # fmt: skip
+        sandbox = [
+            UNIT_PYTHON,
+            str(root / "tests" / "unit_sandbox.py"),
+            str(root / "deploy" / "gateway.service"),
+        ]
+        argv = [*sandbox, "--", *argv, "--spawner", str(spawner)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root)
     assert proc.stdout is not None
     match = re.search(r":(\d+)$", proc.stdout.readline().strip())
@@ -67,3 +86,20 @@ def running_gateway(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+        if unit:
+            _stop_spawner(spawner)
+
+
+#: Debian's python3, which has libseccomp's binding (tests/unit_sandbox.py)
+UNIT_PYTHON = "/usr/bin/python3"
+
+
+def _stop_spawner(path: Path) -> None:
+    """The spawner started apart: SIGKILL, as the unit's stop does (its pid from SO_PEERCRED)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return
+        pid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    os.kill(pid, signal.SIGKILL)

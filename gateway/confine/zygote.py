@@ -1,7 +1,10 @@
 """The spawner: a small single-threaded process that starts every ``shell`` child, confined.
 
 Started once per gateway process (``spawn.Spawner``) as
-``python -I -S .../zygote.py FD``; it imports only the standard library, so
+``python -I -S .../zygote.py FD``, or once for the whole gateway, apart, as
+``zygote.py --listen SOCKET`` (the shipped unit's ``ExecStartPre=+``: outside
+the unit's sandbox; it serves each root process that connects, SO_PEERCRED
+checked, as one gateway). It imports only the standard library, so
 a fork of it is cheap and safe (the gateway itself has threads, so it never
 runs Python in a forked child). Per request (one SOCK_SEQPACKET message with
 descriptors) it forks **A**, which:
