@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.audit import store
 from gateway.events import Event, Record, as_record
+from gateway.textsafe import UNSAFE_LINE
 
 #: the cells of a session's ``sessions list`` line, made by SQLite whenever its row changes (so a list of
 #: 100,000 sessions is a scan, not 100,000 rows of formatting): id, start, duration, principal, action,
@@ -26,9 +27,13 @@ CELLS = (
     "CASE WHEN request IS NULL THEN '-' ELSE request || ' by ' || coalesce(approvers, '-') END",
 )  # fmt: skip
 CELL_COLUMNS = tuple(f"cell{k}" for k in range(len(CELLS)))
+#: 1 when a cell holds a line end, a control character or a bidi override (the list escapes that row's
+#: cells then); worked out when the row changes, as the cells are
+UNSAFE_COLUMN = "unsafe"
 _SET_CELLS = (
     "UPDATE sessions SET "  # noqa: S608 - fixed expressions
     + ", ".join(f"{c} = {e}" for c, e in zip(CELL_COLUMNS, CELLS, strict=True))
+    + f", {UNSAFE_COLUMN} = unsafe({' || char(32) || '.join(CELLS)})"
     + " WHERE id = ?"
 )  # fmt: skip
 SCHEMA = (
@@ -42,11 +47,12 @@ CREATE TABLE IF NOT EXISTS sessions (
   reason TEXT, request TEXT, approvers TEXT, recording_sha256 TEXT, first_seq INTEGER, last_seq INTEGER,
   """
     + ", ".join(f"{c} TEXT" for c in CELL_COLUMNS)
+    + f", {UNSAFE_COLUMN} INTEGER"
     + """);
 CREATE INDEX IF NOT EXISTS sessions_last_seq ON sessions(last_seq);
 CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start);
 CREATE INDEX IF NOT EXISTS sessions_list ON sessions(start, """
-    + ", ".join(CELL_COLUMNS)
+    + ", ".join((*CELL_COLUMNS, UNSAFE_COLUMN))
     + """);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
@@ -68,8 +74,9 @@ class Index:
         self.path = state / "index.sqlite"
         self.db = sqlite3.connect(":memory:" if in_memory else self.path)
         self.db.row_factory = sqlite3.Row
+        self.db.create_function("unsafe", 1, _unsafe, deterministic=True)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}
-        if columns and CELL_COLUMNS[-1] not in columns:  # an index from an older gateway: derived, rebuild
+        if columns and UNSAFE_COLUMN not in columns:  # an index from an older gateway: derived, rebuild
             self.db.executescript(
                 "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS events; DELETE FROM meta;"
             )
@@ -179,6 +186,10 @@ class Index:
         """Every record of a connection, in chain order."""
         rows = self.db.execute("SELECT record FROM events WHERE session_id = ? ORDER BY seq", (session_id,))
         return [json.loads(r[0]) for r in rows]
+
+
+def _unsafe(text: str | None) -> int:
+    return int(text is not None and ("\n" in text or UNSAFE_LINE.search(text) is not None))
 
 
 def _records(path: Path, offset: int) -> Iterator[tuple[int, Record]]:

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.command import printable
-from gateway.evidence.index import CELL_COLUMNS, Index
-from gateway.textsafe import UNSAFE_LINE, visible
+from gateway.evidence.index import CELL_COLUMNS, UNSAFE_COLUMN, Index
+from gateway.textsafe import visible
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -95,21 +95,24 @@ def list_table(index: Index, filters: Filters, more: list[tuple[str, ...]] | Non
     """
     clause, params = where(filters)
     most = ", ".join(f"max(length({c}))" for c in CELL_COLUMNS)
-    found = index.db.execute(f"SELECT {most} FROM sessions {clause}", params).fetchone()  # noqa: S608
+    found = index.db.execute(f"SELECT {most}, max({UNSAFE_COLUMN}) FROM sessions {clause}", params).fetchone()  # noqa: S608
+    *longest, unsafe = found
     extra = [[visible(str(cell)) for cell in row] for row in more or []]
     widths = [max([len(name), int(most or 0), *(len(r[k]) for r in extra)])
-              for k, (name, most) in enumerate(zip(COLUMNS, found, strict=True))]  # fmt: skip
-    padded = ", ".join(f"{w}, {c}" for w, c in zip(widths, CELL_COLUMNS, strict=True))
-    line = "  ".join("%!-*s" for _ in CELL_COLUMNS)
-    sql = f"SELECT rtrim(printf('{line}', {padded})) FROM sessions {clause} ORDER BY start"  # noqa: S608
-    lines = [row[0] for row in index.db.execute(sql, params)]
-    body = "\n".join(lines)
-    if body.count("\n") + 1 != max(len(lines), 1) or UNSAFE_LINE.search(body):
+              for k, (name, most) in enumerate(zip(COLUMNS, longest, strict=True))]  # fmt: skip
+    if unsafe:
         cells = f"SELECT {', '.join(CELL_COLUMNS)} FROM sessions {clause} ORDER BY start"  # noqa: S608
         return _render([COLUMNS, *index.db.execute(cells, params).fetchall(), *(more or [])])
+    padded = ", ".join(f"{w}, {c}" for w, c in zip(widths, CELL_COLUMNS, strict=True))
+    line = "  ".join("%!-*s" for _ in CELL_COLUMNS)
+    lines = f"SELECT rtrim(printf('{line}', {padded})) AS line FROM sessions {clause} ORDER BY start"  # noqa: S608
+    # one string from SQLite, in the subquery's order (a co-routine feeds the aggregate row by row; SQLite
+    # keeps a subquery's ORDER BY under an order-sensitive aggregate; tests/unit/test_list_order.py checks)
+    body = index.db.execute(f"SELECT group_concat(line, char(10)) FROM ({lines})", params).fetchone()[0]  # noqa: S608
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    head = [fmt.format(*COLUMNS).rstrip()]
-    return "\n".join(head + lines + [fmt.format(*row).rstrip() for row in extra]) + "\n"
+    head = fmt.format(*COLUMNS).rstrip()
+    rows = [body] if body else []
+    return "\n".join([head, *rows, *(fmt.format(*row).rstrip() for row in extra)]) + "\n"
 
 
 def render(rows: list[Any]) -> str:
