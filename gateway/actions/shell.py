@@ -30,6 +30,7 @@ from gateway.confine.cgroups import CgroupError, mounts
 from gateway.confine.profile import ProfileError
 from gateway.confine.profile import read as read_profile
 from gateway.confine.spawn import SPAWNER, Confined
+from gateway.confine.warm import WARMER
 from gateway.docker import ContainerInfo
 from gateway.errors import Refusal
 from gateway.events import RefusalKind
@@ -119,7 +120,10 @@ async def _start(
             "pty": list(ctx.terminal_size()) if pipes is None else None,
         }
         fds = [*pinned.namespaces.values(), *joins, *(pipes.child if pipes else ())]
-        child = await SPAWNER.spawn(request, fds)
+        try:
+            child = await SPAWNER.spawn(request, fds)
+        finally:
+            WARMER.done()
     except BaseException as exc:
         if pipes is not None:
             pipes.close()

@@ -40,6 +40,7 @@ from gateway import oplog
 from gateway.authorized_keys import Door, key_line
 from gateway.channel import Break, Signal
 from gateway.command import printable
+from gateway.confine.warm import WARMER
 from gateway.dispatch import peers, wire
 from gateway.dispatch.main import Origin, run_door_session
 from gateway.dispatch.stdio import FdProcess
@@ -208,6 +209,8 @@ class DoorServer:
             line = None
         if line is None:
             unknown_key(self.rt.audit.emit, fingerprint, door="openssh")
+        else:  # sshd is about to authenticate a known key: its session may be a shell (confine.warm)
+            WARMER.soon()
         await _send(conn, "line", line or "")
 
     def _admit(

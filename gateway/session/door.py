@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import metrics
 from gateway.command import printable
+from gateway.confine.warm import WARMER
 from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
+from gateway.policy.models import ShellAction
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -56,7 +58,8 @@ def opened(conn: Connection, **fields: Any) -> None:
 
 
 def accepted(conn: Connection, **fields: Any) -> None:
-    """``auth.accept`` for the connection's principal and action."""
+    """``auth.accept`` for the connection's principal and action; a login that names a container shell
+    readies the cgroup lock its child will take (``confine.warm``), while the session is decided."""
     with contextlib.suppress(AuditUnavailable):
         conn.audit(
             Event.AUTH_ACCEPT,
@@ -65,6 +68,9 @@ def accepted(conn: Connection, **fields: Any) -> None:
             target=conn.login_target,
             **fields,
         )
+    spec = conn.rt.policy.actions.get(conn.action)
+    if isinstance(spec, ShellAction) and spec.via == "nsenter":
+        WARMER.soon()
 
 
 def refused(conn: Connection, kind: RefusalKind, **fields: Any) -> None:

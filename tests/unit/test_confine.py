@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from gateway.confine import warm
 from gateway.confine.cgroups import SessionCgroup, mounts
 from gateway.confine.pin import belongs
+from gateway.confine.warm import Warmer
 
 CID = "ab" * 32
 
@@ -46,3 +49,34 @@ def test_mounts_and_session_cgroup_layout(tmp_path: Path) -> None:
     assert made.own.is_dir()
     assert root / "memory" / "docker" / CID / "cgroup.procs" in made.join  # the container's limits
     assert made.own / "cgroup.procs" in made.join
+
+
+def test_the_warmer_moves_nothing_and_stops_when_the_child_has_joined(tmp_path: Path) -> None:
+    """A no-op move into this process's own cgroup, over and over, only while a login is on its way."""
+    before = Path("/proc/self/cgroup").read_text()
+    warmer = Warmer()
+    warmer.soon(seconds=5)
+    time.sleep(0.05)
+    assert warmer._thread is not None and warmer._thread.is_alive() and not warmer._broken
+    warmer.done()
+    for _ in range(100):
+        if warmer._thread is None:
+            break
+        time.sleep(0.01)
+    assert warmer._thread is None  # done: no thread left, long before the 5 s
+    assert Path("/proc/self/cgroup").read_text() == before
+
+
+def test_the_warmer_ends_at_its_deadline_and_a_host_without_the_file_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warmer = Warmer()
+    warmer.soon(seconds=0.05)  # a login that never starts a child (refused, a host action)
+    time.sleep(0.3)
+    assert warmer._thread is None
+    monkeypatch.setattr(warm, "MOUNTED", tmp_path)  # no cgroup file there
+    other = Warmer()
+    other.soon()
+    time.sleep(0.1)
+    assert other._broken and other._thread is not None and not other._thread.is_alive()
+    other.soon()  # nothing more is tried
