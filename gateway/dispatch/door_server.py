@@ -48,8 +48,9 @@ from gateway.dispatch.tickets import TicketBook
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event
 from gateway.fdwait import wait_fd
+from gateway.policy import Policy
 from gateway.runtime import Runtime
-from gateway.session.door import unknown_key
+from gateway.session.door import may_enter, split_login, unknown_key
 from gateway.tasks import Tasks
 
 _UCRED = struct.Struct("3i")
@@ -209,8 +210,8 @@ class DoorServer:
             line = None
         if line is None:
             unknown_key(self.rt.audit.emit, fingerprint, door="openssh")
-        else:  # sshd is about to authenticate a known key: its session may be a shell (confine.warm)
-            WARMER.soon()
+        elif may_enter(self.rt.policy, principal, _named_action(self.rt.policy, login)):
+            WARMER.soon()  # sshd is about to authenticate a key that may open a container shell
         await _send(conn, "line", line or "")
 
     def _admit(
@@ -334,3 +335,10 @@ async def _control(conn: socket.socket, process: FdProcess, pending: bytes) -> N
             process.hang_up()
             return
         buffer += chunk
+
+
+def _named_action(policy: Policy, login: str) -> str | None:
+    """The action a login names (an action's own account, ``ACTION+TARGET``), or None (the door account:
+    the command's first word will name it)."""
+    action = split_login(login)[0] if login else ""
+    return action if action in policy.actions else None

@@ -21,6 +21,7 @@ from gateway.events import Event, RefusalKind
 from gateway.policy.models import ShellAction
 
 if TYPE_CHECKING:
+    from gateway.policy import Policy
     from gateway.runtime import Runtime
 
 
@@ -68,9 +69,19 @@ def accepted(conn: Connection, **fields: Any) -> None:
             target=conn.login_target,
             **fields,
         )
-    spec = conn.rt.policy.actions.get(conn.action)
-    if isinstance(spec, ShellAction) and spec.via == "nsenter":
+    if may_enter(conn.rt.policy, conn.principal, conn.action):
         WARMER.soon()
+
+
+def may_enter(policy: Policy, principal: str | None, action: str | None = None) -> bool:
+    """Whether this login may start a shell in a container (``via: nsenter``): the action it names, or,
+    with none named yet (sshd's key lookup), any action granted to *principal*."""
+    names = [action] if action else [name for p, name in policy.lookup if p == principal]
+    for name in names:
+        spec = policy.actions.get(name)
+        if isinstance(spec, ShellAction) and spec.via == "nsenter":
+            return True
+    return False
 
 
 def refused(conn: Connection, kind: RefusalKind, **fields: Any) -> None:
