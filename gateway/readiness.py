@@ -2,7 +2,8 @@
 
 - the Docker engine answers (container actions need it);
 - the audit log can be written (the allow record gates every action);
-- a policy is loaded.
+- a policy is loaded;
+- with ``--spawner``, the spawner started apart answers on its socket (without it no shell starts).
 
 The checks run every INTERVAL seconds on the loop (the engine client lives
 there); /readyz, on the metrics thread, reads the last result, so a blocked
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gateway import metrics
+from gateway.confine.spawn import SPAWNER
 from gateway.diskspace import room
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
@@ -55,6 +58,8 @@ class Readiness:
             "policy": {"ok": bool(self.rt.policy.digest), "digest": self.rt.policy.digest},
             "recordings": self._recordings(),
         }
+        if SPAWNER.path is not None:
+            checks["spawner"] = _spawner(SPAWNER.path)
         ready = all(c["ok"] for c in checks.values()) and not self.rt.draining
         self._last = {"ready": ready, "draining": self.rt.draining, "checks": checks, "checked": time.time()}
         fleet = self.fleet()
@@ -96,3 +101,14 @@ class Readiness:
             return {"ok": False, "error": f"only {free} bytes free"}
         on_host = (directory / "initial.key").exists()
         return {"ok": True, "free_bytes": free, "initial_key_on_host": on_host}
+
+
+def _spawner(path: str) -> dict[str, Any]:
+    """A local connect: at once, or refused at once (the daemon accepts it and sees it close)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return {"ok": False, "error": exc.strerror or type(exc).__name__}
+    return {"ok": True}

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.error
@@ -29,6 +30,7 @@ from tests.e2e.conftest import (
     Gateway,
     gateway_cli,
     metrics_port,
+    spawner_pid,
     start_gateway,
     stop_gateway,
 )
@@ -198,6 +200,33 @@ def _ready(port: int, wanted: bool) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(body)
         time.sleep(0.2)
+
+
+def test_readiness_says_when_the_spawner_apart_is_gone(gateway: Gateway, web1: str, tmp_path: Path) -> None:
+    """With --spawner (the unit's daemon), /readyz checks it answers; when it is gone, no shell starts
+    (refused with the one line, nothing run) and the gateway is not ready."""
+    place = Path(tempfile.mkdtemp(prefix="gwspawn-", dir="/run"))
+    sock = place / "spawner.sock"
+    zygote = ROOT / "gateway" / "confine" / "zygote.py"
+    started = subprocess.run(
+        [sys.executable, "-I", "-S", str(zygote), "--listen", str(sock)], timeout=30, check=False
+    )
+    assert started.returncode == 0
+    gw = start_gateway(tmp_path / "s", gateway.policies, gateway.keydir, gateway.keys,
+                       extra=("--metrics", "127.0.0.1:0", "--spawner", str(sock)))  # fmt: skip
+    try:
+        port = metrics_port(gw)
+        assert _ready(port, True)["checks"]["spawner"] == {"ok": True}
+        assert gw.ssh("debug", web1, "hostname").stdout == "web1\n"
+        os.kill(spawner_pid(sock), signal.SIGKILL)
+        down = _ready(port, False)
+        assert not down["checks"]["spawner"]["ok"]
+        refused = gw.ssh("debug", web1, "hostname")
+        assert refused.returncode != 0 and refused.stdout == ""
+        assert refused.stderr.strip().endswith("nothing was run"), refused.stderr
+    finally:
+        assert stop_gateway(gw) == 0
+        shutil.rmtree(place, ignore_errors=True)
 
 
 def test_liveness_readiness_and_unknown_paths(gateway: Gateway, tmp_path: Path) -> None:
