@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import subprocess
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SSH_OPTS = [
     "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -117,3 +119,11 @@ def alternate(
 def loadavg() -> list[float]:
     """The 1, 5 and 15 minute load averages."""
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def save(directory: Path, name: str, out: dict[str, Any], table: str) -> None:
+    """A bench's figures as NAME.json and its table as NAME.md under *directory*, and the table printed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (directory / f"{name}.md").write_text(table)
+    print(table)

@@ -24,7 +24,7 @@ from typing import Any
 import asyncssh
 import psycopg
 
-from bench.common import SSH_OPTS, alternate, figure, keygen
+from bench.common import SSH_OPTS, alternate, figure, keygen, save
 from bench.compliance import _write_log
 from bench.connect import first_byte_and_exit
 from bench.gateway import running_gateway
@@ -207,10 +207,10 @@ def main() -> None:
     args = parser.parse_args()
     out = run(runs=2, sessions=2000, approvals=2) if args.smoke else run()
     results = Path(__file__).resolve().parent / "results"
-    if not args.smoke:
-        (results / "fleet.json").write_text(json.dumps(out, indent=2) + "\n")
-        (results / "fleet.md").write_text(markdown(out))
-    print(markdown(out))
+    if args.smoke:
+        print(markdown(out))
+    else:
+        save(results, "fleet", out, markdown(out))
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+
+from gateway.confine.spawn import daemon_command, daemon_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +66,9 @@ def running_gateway(
             "--keys", str(base / "keys"), "--state", str(base / "state"), *extra]  # fmt: skip
     spawner = base / "spawner.sock"
     if unit:
-        zygote = root / "gateway" / "confine" / "zygote.py"
-        subprocess.run([sys.executable, "-I", "-S", str(zygote), "--listen", str(spawner)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=30)  # fmt: skip
+        zygote = root / "gateway" / "confine" / "zygote.py"  # *root*'s own, which may be another checkout's
+        subprocess.run(daemon_command(spawner, zygote), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True, timeout=30)  # fmt: skip
         sandbox = [
             UNIT_PYTHON,
             str(root / "tests" / "unit_sandbox.py"),
@@ -95,11 +95,7 @@ UNIT_PYTHON = "/usr/bin/python3"
 
 
 def _stop_spawner(path: Path) -> None:
-    """The spawner started apart: SIGKILL, as the unit's stop does (its pid from SO_PEERCRED)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return
-        pid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-    os.kill(pid, signal.SIGKILL)
+    """The spawner started apart: SIGKILL, as the unit's stop does."""
+    pid = daemon_pid(path)
+    if pid:
+        os.kill(pid, signal.SIGKILL)

@@ -15,14 +15,13 @@ bench.privsep`` writes bench/results/privsep.json and privsep.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import SSH_OPTS, alternate, figure, keygen, sshd
+from bench.common import SSH_OPTS, alternate, figure, keygen, save, sshd
 from bench.connect import first_byte_and_exit
 from bench.door import _container, _first_prompt
 from bench.gateway import running_gateway
@@ -173,10 +172,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     out = run(args.runs, args.typists, args.rounds, args.seconds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "privsep.json").write_text(json.dumps(out, indent=2) + "\n")
-    (args.out / "privsep.md").write_text(markdown(out))
-    print(markdown(out))
+    save(args.out, "privsep", out, markdown(out))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import SSH_OPTS, alternate, figure, keygen
+from bench.common import SSH_OPTS, alternate, figure, keygen, save
 from bench.door import _container, _first_prompt
 from bench.gateway import running_gateway
 
@@ -103,10 +102,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     out = run(args.before, args.runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "warm.json").write_text(json.dumps(out, indent=2) + "\n")
-    (args.out / "warm.md").write_text(markdown(out))
-    print(markdown(out))
+    save(args.out, "warm", out, markdown(out))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gateway import metrics
-from gateway.confine.spawn import SPAWNER
+from gateway.confine.spawn import SPAWNER, unanswered
 from gateway.diskspace import room
 from gateway.errors import DockerError
 from gateway.runtime import Runtime
@@ -104,11 +103,5 @@ class Readiness:
 
 
 def _spawner(path: str) -> dict[str, Any]:
-    """A local connect: at once, or refused at once (the daemon accepts it and sees it close)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-        probe.setblocking(False)
-        try:
-            probe.connect(path)
-        except OSError as exc:
-            return {"ok": False, "error": exc.strerror or type(exc).__name__}
-    return {"ok": True}
+    why = unanswered(path)
+    return {"ok": True} if why is None else {"ok": False, "error": why}

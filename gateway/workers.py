@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from gateway import claim, loop, shared, strictmodes
-from gateway.confine.spawn import SPAWNER
+from gateway.confine.spawn import SPAWNER, unanswered
 from gateway.settings import Settings
 
 
@@ -44,12 +43,13 @@ def reach_spawner(path: Path) -> None:
     own, as without the option, and says so on stderr: under a sandbox that spawner cannot read a
     container's filter, and every confined shell is refused with that reason (it fails closed).
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError as exc:
-            sys.stderr.write(f"gateway: --spawner {path}: none answers ({exc.strerror}); starting its own\n")
-            return
+    why = unanswered(path)
+    if why is not None:
+        sys.stderr.write(
+            f"gateway: --spawner {path}: none answers ({why}); starting its own (the unit starts it with"
+            " its ExecStartPre=+ line)\n"
+        )
+        return
     SPAWNER.path = str(path)
 
 

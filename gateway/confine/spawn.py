@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,33 @@ from gateway.fdwait import wait_fd
 ZYGOTE = Path(__file__).resolve().with_name("zygote.py")
 START_SECONDS = 5.0
 SEND_SECONDS = 5.0
+
+
+def daemon_command(path: Path | str, zygote: Path = ZYGOTE) -> list[str]:
+    """The spawner as a daemon of its own, listening on *path* (what the unit's ExecStartPre=+ runs)."""
+    return [sys.executable, "-I", "-S", str(zygote), "--listen", str(path)]
+
+
+def unanswered(path: Path | str) -> str | None:
+    """Why no spawner answers at *path* (a local connect: at once, or refused at once); None if one does."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
+def daemon_pid(path: Path | str) -> int:
+    """The pid of the spawner serving at *path* (its SO_PEERCRED), or 0 when none answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return 0
+        pid, _uid, _gid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return int(pid)
 
 
 class SpawnerError(Exception):

@@ -171,6 +171,8 @@ class Policy(NamedTuple):
     warnings: tuple[Problem, ...] = ()
     #: every principal a ``moderated`` rule names (they may watch through the approve action)
     moderators: frozenset[str] = frozenset()
+    #: every principal granted an action whose sessions enter a container (``confine.warm``)
+    enters: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -195,6 +197,7 @@ class Policy(NamedTuple):
             if g.conditions and g.conditions.moderated
             for p in g.conditions.moderated.approvers
         )
+        enters = frozenset(p for p, action in frozen if action in actions and actions[action].enters)
         return cls(
             actions=dict(actions),
             grants=grants,
@@ -203,4 +206,5 @@ class Policy(NamedTuple):
             groups=dict(groups or {}),
             warnings=warnings,
             moderators=moderators,
+            enters=enters,
         )

@@ -120,6 +120,11 @@ class ActionBase(_Model):
         del action
         return f"gateway: {target} is not running"
 
+    @property
+    def enters(self) -> bool:
+        """Whether a session of it joins a container's namespaces and cgroups itself (nsenter)."""
+        return False
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Register a concrete type (one with a ``type`` literal) by its word."""
@@ -179,6 +184,11 @@ class ShellAction(ActionBase):
     via: Literal["nsenter", "exec"] = "nsenter"
     user: User | None = None
     privileged: bool = False
+
+    @property
+    def enters(self) -> bool:
+        """``via: nsenter``: the spawner's child joins the container's namespaces and cgroups."""
+        return self.via == "nsenter"
 
     @property
     def kind(self) -> str:

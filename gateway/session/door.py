@@ -18,7 +18,6 @@ from gateway.command import printable
 from gateway.confine.warm import WARMER
 from gateway.errors import AuditUnavailable
 from gateway.events import Event, RefusalKind
-from gateway.policy.models import ShellAction
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -75,13 +74,11 @@ def accepted(conn: Connection, **fields: Any) -> None:
 
 def may_enter(policy: Policy, principal: str | None, action: str | None = None) -> bool:
     """Whether this login may start a shell in a container (``via: nsenter``): the action it names, or,
-    with none named yet (sshd's key lookup), any action granted to *principal*."""
-    names = [action] if action else [name for p, name in policy.lookup if p == principal]
-    for name in names:
-        spec = policy.actions.get(name)
-        if isinstance(spec, ShellAction) and spec.via == "nsenter":
-            return True
-    return False
+    with none named yet (sshd's key lookup), any action granted to *principal* (worked out at load)."""
+    if action:
+        spec = policy.actions.get(action)
+        return spec is not None and spec.enters
+    return principal in policy.enters
 
 
 def refused(conn: Connection, kind: RefusalKind, **fields: Any) -> None:

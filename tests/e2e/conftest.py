@@ -9,8 +9,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gateway.confine.spawn import daemon_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "gateway-demo:latest"
@@ -313,20 +313,9 @@ class ShippedUnit:
 
     def stop_spawner(self) -> None:
         """What the unit's stop does to it (SIGKILL to what is left in the cgroup)."""
-        pid = spawner_pid(self.socket)
+        pid = daemon_pid(self.socket)
         if pid:
             os.kill(pid, signal.SIGKILL)
-
-
-def spawner_pid(path: Path) -> int:
-    """The pid of the spawner listening at *path* (its SO_PEERCRED), or 0."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return 0
-        pid, _uid, _gid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        return int(pid)
 
 
 def metrics_port(gw: Gateway) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.confine.spawn import daemon_pid
 from tests.e2e.conftest import (
     ROOT,
     Gateway,
@@ -30,7 +31,6 @@ from tests.e2e.conftest import (
     launch_gateway,
     resize_then_exit,
     spawn,
-    spawner_pid,
     ssh_command,
     stop_gateway,
 )
@@ -252,7 +252,7 @@ def test_the_unit_confines_the_gateway_and_not_its_shells(sshd: Sshd, web1: str)
     monitor = _status(Path(f"/proc/{sshd.gateway.proc.pid}/status").read_text())
     assert (monitor["NoNewPrivs"], monitor["Seccomp"]) == ("1", "2")
     assert int(monitor["CapBnd"], 16) & (1 << 21) == 0  # no CAP_SYS_ADMIN
-    spawner = _status(Path(f"/proc/{spawner_pid(sshd.spawner)}/status").read_text())
+    spawner = _status(Path(f"/proc/{daemon_pid(sshd.spawner)}/status").read_text())
     assert (spawner["NoNewPrivs"], spawner["Seccomp"]) == ("0", "0")
     docker = subprocess.run(["docker", "exec", web1, "cat", "/proc/self/status"],
                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip

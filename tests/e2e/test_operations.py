@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from gateway import sshfast, sshhooks
+from gateway.confine.spawn import daemon_pid
 from tests.e2e.conftest import (
     ROOT,
     SANDBOX,
@@ -30,7 +31,6 @@ from tests.e2e.conftest import (
     Gateway,
     gateway_cli,
     metrics_port,
-    spawner_pid,
     start_gateway,
     stop_gateway,
 )
@@ -218,12 +218,17 @@ def test_readiness_says_when_the_spawner_apart_is_gone(gateway: Gateway, web1: s
         port = metrics_port(gw)
         assert _ready(port, True)["checks"]["spawner"] == {"ok": True}
         assert gw.ssh("debug", web1, "hostname").stdout == "web1\n"
-        os.kill(spawner_pid(sock), signal.SIGKILL)
+        os.kill(daemon_pid(sock), signal.SIGKILL)
         down = _ready(port, False)
         assert not down["checks"]["spawner"]["ok"]
+        mark = gw.mark()
         refused = gw.ssh("debug", web1, "hostname")
         assert refused.returncode != 0 and refused.stdout == ""
         assert refused.stderr.strip().endswith("nothing was run"), refused.stderr
+        (end,) = [
+            e for e in gw.since(mark, lambda e: e["event"] == "session.end") if e["event"] == "session.end"
+        ]
+        assert "spawner" in end["error"] and end["exit_status"] != 0, end  # why, in the audit log
     finally:
         assert stop_gateway(gw) == 0
         shutil.rmtree(place, ignore_errors=True)

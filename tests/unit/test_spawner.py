@@ -7,10 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,17 +17,11 @@ from typing import Any
 import pytest
 
 from gateway.confine.pin import pin
-from gateway.confine.spawn import ZYGOTE, Spawner, SpawnerError
+from gateway.confine.spawn import Spawner, SpawnerError, daemon_command, daemon_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "tests" / "unit_sandbox.py"
 RETENTION = ROOT / "deploy" / "gateway-retention.service"
-
-
-def _peer_pid(path: Path) -> int:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
-        probe.connect(str(path))
-        return int(struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0])
 
 
 def _profile(daemon: Path, pid: int, pidfd: int) -> dict[str, Any]:
@@ -50,17 +41,17 @@ def daemon() -> Iterator[Path]:
     place = Path(tempfile.mkdtemp(prefix="gwspawn-", dir="/tmp"))
     place.chmod(0o755)  # reachable by another account: only the socket's mode and SO_PEERCRED stop it
     path = place / "spawner.sock"
-    started = subprocess.run([sys.executable, "-I", "-S", str(ZYGOTE), "--listen", str(path)],
+    started = subprocess.run(daemon_command(path),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)  # fmt: skip
     assert started.returncode == 0  # the first process exits once the socket listens
     yield path
-    os.kill(_peer_pid(path), signal.SIGKILL)
+    os.kill(daemon_pid(path), signal.SIGKILL)
     shutil.rmtree(place)
 
 
 def test_it_listens_for_root_only(daemon: Path) -> None:
     assert daemon.stat().st_mode & 0o777 == 0o600
-    pid = _peer_pid(daemon)  # the process that serves, not the one that exited
+    pid = daemon_pid(daemon)  # the process that serves, not the one that exited
     assert "zygote.py" in Path(f"/proc/{pid}/cmdline").read_text()
     assert Path(f"/proc/{pid}/status").read_text().count("NoNewPrivs:\t0") == 1
     daemon.chmod(0o666)  # even when the file lets anyone connect, SO_PEERCRED does not
