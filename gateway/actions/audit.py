@@ -29,7 +29,8 @@ from gateway.events import RefusalKind
 from gateway.evidence import query, waiting
 from gateway.evidence.export import announcer, export
 from gateway.evidence.grammar import VERBS, filters
-from gateway.evidence.grep import Match, compile_pattern, grep_rows
+from gateway.evidence.grep import Match, compile_pattern
+from gateway.evidence.search import grep_rows
 from gateway.evidence.html import chain_verdict, render
 from gateway.evidence.index import Index
 from gateway.evidence.replay import recording_path, show_text

@@ -126,7 +126,8 @@ def grep_(state: Path, pattern: str, input_only: bool, json: bool, **values: str
     """Search typed input and output across recordings (a regular expression); exit 1 if nothing matched."""
     from gateway.evidence import query  # noqa: PLC0415
     from gateway.evidence.grammar import filters as parse  # noqa: PLC0415
-    from gateway.evidence.grep import compile_pattern, grep  # noqa: PLC0415
+    from gateway.evidence.grep import compile_pattern  # noqa: PLC0415
+    from gateway.evidence.search import grep  # noqa: PLC0415
 
     as_json = json
     try:

@@ -25,12 +25,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import BinaryIO, Protocol
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
 from gateway.evidence import query
-from gateway.evidence.index import Index
 from gateway.textsafe import visible
 
 MAX_PATTERN = 256
@@ -92,8 +91,8 @@ class Compiled:
     a flag group that turns multi-line off) have no block form.
     """
 
-    def __init__(self, line: Pattern, block: BlockPattern | None) -> None:
-        self.line, self.block = line, block
+    def __init__(self, line: Pattern, block: BlockPattern | None, source: str = "") -> None:
+        self.line, self.block, self.source = line, block, source
 
     def search(self, text: str, /) -> object:
         """A match in one line, or None."""
@@ -123,7 +122,7 @@ def compile_pattern(pattern: str) -> Compiled:
             block = re2.compile(f"(?m){pattern}", options)
         except re2.error:
             block = None
-    return Compiled(compiled, block)
+    return Compiled(compiled, block, pattern)
 
 
 class _Lines:
@@ -182,7 +181,7 @@ def grep_recording(
     block = getattr(pattern, "block", None)
     streams = {"i": _Lines(), "o": _Lines()}
     codes = "i" if input_only else "io"
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open("rb") as f:
         f.readline()  # the header
         for events in _blocks(f):
             if stop.is_set():
@@ -199,17 +198,18 @@ def grep_recording(
 NAMES = {"i": "input", "o": "output"}
 
 
-def _blocks(f: TextIO) -> Iterator[str]:
-    """The rest of *f* in blocks of about BLOCK characters, each ending at a line end (or the file's)."""
-    carry = ""
+def _blocks(f: BinaryIO) -> Iterator[str]:
+    """The rest of *f* in blocks of about BLOCK bytes, each ending at a line end (or the file's), decoded
+    (a newline byte is never inside a UTF-8 sequence: each block decodes whole)."""
+    carry = b""
     while chunk := f.read(BLOCK):
         chunk = carry + chunk
-        cut = chunk.rfind("\n") + 1
+        cut = chunk.rfind(b"\n") + 1
         if cut:
-            yield chunk[:cut]
+            yield chunk[:cut].decode("utf-8", "replace")
         carry = chunk[cut:]
     if carry:
-        yield carry
+        yield carry.decode("utf-8", "replace")
 
 
 def _lines_matching(
@@ -232,16 +232,18 @@ def _lines_matching(
 
 def _passed_over(events: str, block: BlockPattern, streams: dict[str, _Lines], codes: str) -> bool:
     """True when no line of this block of events can match (the streams then stand as after it)."""
-    texts = _texts(events)
+    texts = _decoded(events)
     if texts is None:
         return False  # not what the recorder writes (a torn line): line by line
     for code in codes:
-        text = (streams[code].buffer + texts[code]).replace("\r", "\n")
+        text = streams[code].buffer + texts[code]
         if code == "i" and ("\x7f" in text or "\b" in text):
             return False  # typed corrections: only the line-by-line pass knows the line
-        if _long_line(text):
+        text, data = _utf8(text)
+        texts[code] = text[len(streams[code].buffer) :]
+        if _long_line(data, text):
             return False  # a line the line-by-line pass cuts in pieces (a pattern may anchor to)
-        if block.search(_clean(text)):
+        if block.search(_clean(data)):
             return False
     for code in codes:
         _advance(streams[code], events, code, texts[code])
@@ -279,46 +281,47 @@ def _stamp_at(lines: list[str], code: str, length: int, *, from_end: bool) -> fl
 BLOCK = 1 << 20
 #: an escape sequence, as ESCAPES has them, but never across a line end (its control characters go
 #: with CONTROLS: the same text as ESCAPES leaves, line by line, at C speed)
-BLOCK_ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-_])")
-CONTROLS = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+BLOCK_ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)?|[@-_])")
+#: removed from a block's text: every control character but tab and the line ends
+CONTROLS = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+#: a carriage return ends a line as a newline does
+LINE_ENDS = bytes.maketrans(b"\r", b"\n")
 #: what separates two output events' texts in a block the recorder wrote (``json.dumps``'s form)
 FRAME = re.compile(r'"\]\n\[[0-9.e+-]+, "o", "')
 OUTPUT_START = re.compile(r'\[[0-9.e+-]+, "o", "')
 
 
-def _long_line(text: str) -> bool:
-    """Whether a line of *text* (line ends as newlines) is MAX_LINE long or more. When every window of
-    half that length holds a line end, none is: one C search per window, not one string per line."""
-    half = MAX_LINE // 2
-    if all(text.find("\n", k, k + half) >= 0 for k in range(0, len(text), half)):
+def _long_line(data: bytes, text: str) -> bool:
+    """Whether a line of *text* (*data* in UTF-8) is MAX_LINE characters long or more. When every window
+    of half that many bytes holds a line end, none is (a character is at least a byte): one C search per
+    window, not one string per line; else the lines are measured."""
+    half, find = MAX_LINE // 2, data.find
+    if all(find(b"\n", k, k + half) >= 0 or find(b"\r", k, k + half) >= 0 for k in range(0, len(data), half)):
         return False
-    return max(map(len, text.split("\n"))) >= MAX_LINE
+    return max(map(len, NEWLINES.split(text))) >= MAX_LINE
 
 
-def _clean(text: str) -> bytes:
-    """A block's text (line ends already as newlines) as the line-by-line pass sees its lines, escapes
-    removed, in UTF-8 (what RE2 searches: the same result as the text, without the wrapper's copy)."""
-    data = text.encode("utf-8")
+def _clean(data: bytes) -> bytes:
+    """A block's text in UTF-8 as the line-by-line pass sees its lines: escapes and control characters
+    removed, every line end a newline (what RE2 searches: no str, so no copy by the wrapper)."""
     if b"\x1b" in data:
         data = BLOCK_ESCAPES.sub(b"", data)
-    return data.translate(None, CONTROLS)
+    return data.translate(LINE_ENDS, CONTROLS)
+
+
+def _utf8(text: str) -> tuple[str, bytes]:
+    """*text* and its UTF-8; a lone surrogate (``\\udc80`` in a hand-made recording's JSON) as U+FFFD,
+    as the line pass has it."""
+    try:
+        return text, text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _whole(text)
+        return text, text.encode("utf-8")
 
 
 def _whole(text: str) -> str:
-    """*text* with any lone surrogate (``\\udc80`` in a recording's JSON) as U+FFFD: searchable in UTF-8."""
+    """*text* with any lone surrogate as U+FFFD: searchable in UTF-8."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def _texts(block: str) -> dict[str, str] | None:
-    """The typed input and the output of a block of event lines, each joined; None if not events."""
-    texts = _decoded(block)
-    if texts is not None:
-        for code, text in texts.items():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate: as the line pass has it
-                texts[code] = _whole(text)
-    return texts
 
 
 def _decoded(block: str) -> dict[str, str] | None:
@@ -340,33 +343,3 @@ def _decoded(block: str) -> dict[str, str] | None:
         if isinstance(event, list) and len(event) == 3 and event[1] in found and isinstance(event[2], str):
             found[event[1]].append(event[2])
     return {code: "".join(parts) for code, parts in found.items()}
-
-
-def grep(
-    index: Index, state: Path, pattern: Pattern, filters: query.Filters, *, input_only: bool = False
-) -> Iterator[Match]:
-    """Every match in the recordings of the sessions *filters* selects, oldest session first."""
-    return grep_rows(query.list_sessions(index, filters), state, pattern, input_only=input_only)
-
-
-def grep_rows(
-    rows: list[dict[str, Any]],
-    state: Path,
-    pattern: Pattern,
-    *,
-    input_only: bool = False,
-    stop: threading.Event = NEVER,
-) -> Iterator[Match]:
-    """Every match in the recordings of the sessions in *rows* (no database access: any thread)."""
-    for row in rows:
-        recording = row.get("recording")
-        if not recording:
-            continue
-        path = state / str(recording)
-        if not path.is_file():
-            continue
-        info: dict[str, Any] = {k: str(row.get(k) or "-") for k in ("start", "principal", "action", "target")}
-        if stop.is_set():
-            return
-        for offset, stream, line in grep_recording(path, pattern, input_only=input_only, stop=stop):
-            yield Match(str(row["id"]), **info, offset=round(offset, 3), stream=stream, line=line)
