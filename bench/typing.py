@@ -324,15 +324,16 @@ def cell(summary: dict[str, Any], key: str) -> str:
 CAPACITY_P99_MS = 10.0
 
 
+def largest(result: dict[str, Any], side: str) -> int | None:
+    """The largest load *side* served with its median p99 under CAPACITY_P99_MS."""
+    served = [int(t) for t, sides in result["points"].items()
+              if sides[side]["p99_ms"] and sides[side]["p99_ms"]["median"] < CAPACITY_P99_MS]  # fmt: skip
+    return max(served, default=None)
+
+
 def capacity(result: dict[str, Any]) -> str:
     """The largest load each server served with its median p99 under CAPACITY_P99_MS."""
-
-    def largest(side: str) -> int | None:
-        served = [int(t) for t, sides in result["points"].items()
-                  if sides[side]["p99_ms"] and sides[side]["p99_ms"]["median"] < CAPACITY_P99_MS]  # fmt: skip
-        return max(served, default=None)
-
-    gateway, sshd_side = largest("gateway"), largest("sshd")
+    gateway, sshd_side = largest(result, "gateway"), largest(result, "sshd")
     verdict = "met" if (gateway or 0) >= (sshd_side or 0) else "**missed**"
     return (
         f"Capacity (the largest load with echo p99 under {CAPACITY_P99_MS:g} ms): gateway {gateway or 'none'},"

@@ -30,6 +30,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "compliance",
         "evidence",
         "memory",
+        "typing",
     }
     assert figures <= set(data)
     assert {"load_before", "load_after"} <= set(data)
