@@ -80,7 +80,9 @@ def run(sessions: int = 200, runs: int = 3) -> dict[str, Any]:
                 listener = int(pidfile.read_text())
                 for run_number in range(runs):
                     with running_gateway(base / f"gw{run_number}", path, extra=("--workers", "1")) as gw:
-                        asyncio.run(hold_sessions(gw.port, key, "noop", "", 5, lambda: {}))
+                        # warm: the spawner starts with the first shell; a fixed cost per gateway process
+                        # (as sshd's listener is), not a session's
+                        asyncio.run(hold_sessions(gw.port, key, "debug", name, 5, lambda: {}))
                         idle = _memory(gateway_tree(gw.pid))
 
                         def measure(pid: int = gw.pid) -> dict[str, int]:

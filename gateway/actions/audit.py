@@ -30,10 +30,10 @@ from gateway.evidence import query, waiting
 from gateway.evidence.export import announcer, export
 from gateway.evidence.grammar import VERBS, filters
 from gateway.evidence.grep import Match, compile_pattern
-from gateway.evidence.search import grep_rows
 from gateway.evidence.html import chain_verdict, render
 from gateway.evidence.index import Index
 from gateway.evidence.replay import recording_path, show_text
+from gateway.evidence.search import grep_rows
 from gateway.fleet.down import FleetDown
 from gateway.policy.models import AuditAction
 from gateway.tasks import Tasks

@@ -67,7 +67,7 @@ async def confinement(spec: ShellAction, pinned: Pinned, container: str) -> dict
         found = await read_profile(pinned)
     except ProfileError as exc:
         raise _refuse(container, f"confinement: {exc}") from None
-    return (found.for_user() if spec.user is not None else found).wire()
+    return (found.for_user if spec.user is not None else found).wire
 
 
 @runs(ShellAction, prepare=pin_target)

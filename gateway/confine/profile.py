@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import cached_property
 
 from gateway.confine.pin import Pinned
 from gateway.confine.spawn import SPAWNER, SpawnerError
@@ -41,12 +42,15 @@ class Confinement:
     #: classic BPF programs, the oldest first (the order to load them in)
     seccomp: tuple[bytes, ...]
 
+    @cached_property
     def for_user(self) -> Confinement:
         """What ``docker exec -u USER`` leaves a non-root user: the bounding set, nothing effective."""
         return Confinement(self.bounding, 0, 0, 0, self.no_new_privs, self.seccomp)
 
+    @cached_property
     def wire(self) -> dict[str, object]:
-        """The form the spawner's child reads."""
+        """The form the spawner's child reads: made once per container process, shared by its sessions
+        (the filters in hex are about 16 kB; never changed once made)."""
         return {
             "bounding": self.bounding,
             "effective": self.effective,

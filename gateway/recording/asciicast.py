@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from encodings import utf_8
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 
 class Recorder(Protocol):
@@ -102,7 +102,9 @@ class AsciicastRecorder:
         self._limit = limit
         self._on_full = on_full
         self.full = False
-        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=FLUSH_BYTES)
+        # unbuffered: the lines already wait in _pending (a 64 KiB buffer per open session was most of
+        # the gateway's memory per session)
+        self._file = os.fdopen(fd, "wb", buffering=0)
         self._timer: asyncio.TimerHandle | None = None
         self._hash = hashlib.sha256()
         self._pending: list[bytes] = []
@@ -159,7 +161,9 @@ class AsciicastRecorder:
             self._pending.clear()
             self._unwritten = 0
             self._hash.update(blob)
-            self._file.write(blob)
+            view = memoryview(blob)
+            while view:  # a regular file takes it all at once but for a full disk
+                view = view[self._file.write(view) :]
 
     def _reached(self) -> None:
         """The limit: one closing marker, then nothing more; the session is told to end."""
