@@ -73,7 +73,8 @@ def run(sessions: int = 200, runs: int = 3) -> dict[str, Any]:
             path = keygen(base / "client")
             key = asyncssh.read_private_key(str(path))
             line = (
-                f'restrict,pty,command="nsenter -t {pid} -a /bin/sh" {path.with_suffix(".pub").read_text()}'
+                f'restrict,pty,environment="HOME=/nonexistent",command="nsenter -t {pid} -a /bin/sh" '
+                f"{path.with_suffix('.pub').read_text()}"
             )
             with sshd(base / "sshd", line) as port:
                 pidfile = base / "sshd" / "sshd.pid"

@@ -139,6 +139,7 @@ def test_cli_pty_login_target_resize_exit(
     child.expect("33 101")
     child.sendline("exit 4")
     child.expect(pexpect.EOF)
+    child.wait()  # the client may still be exiting after the EOF: close() alone kills it after 0.1 s
     child.close()
     assert child.exitstatus == 4
     _note(name, "ACTION+TARGET PTY, resize, exit", "ok")
