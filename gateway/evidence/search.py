@@ -81,6 +81,10 @@ def _matches(
     if isinstance(pattern, Compiled) and pattern.source and _worth_it(paths):
         while count < min(_CORES, len(paths)) and _SLOTS.acquire(blocking=False):
             count += 1
+        if count < 2:  # one helper is no faster than this thread: leave the core to another search
+            for _ in range(count):
+                _SLOTS.release()
+            count = 0
     try:
         if count >= 2:
             assert isinstance(pattern, Compiled)
