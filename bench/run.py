@@ -54,9 +54,6 @@ def session_figures(count: int, rate_seconds: float, runs: int) -> dict[str, Any
         path = keygen(base / "client")
         key = asyncssh.read_private_key(str(path))
         pub = path.with_suffix(".pub").read_text().strip()
-        lines = "".join(
-            f'restrict,pty,environment="HOME=/nonexistent",command="{c}" {pub}\n' for c in ("sh",)
-        )
         samples: dict[str, list[Any]] = {k: [] for k in ("gw_kb", "sshd_kb", "gw_rate", "sshd_rate")}
         with running_gateway(base / "gw", path) as gw:
             sides = {}
@@ -95,7 +92,6 @@ def session_figures(count: int, rate_seconds: float, runs: int) -> dict[str, Any
                     samples["sshd_rate"].append(
                         asyncio.run(sessions.connection_rate(true_port, key, "root", "", rate_seconds))
                     )
-        del lines
     out: dict[str, Any] = {"sessions": count, "runs": runs}
     out["gateway_kb_per_session"] = figure(samples["gw_kb"], digits=1)
     out["sshd_kb_per_session"] = figure(samples["sshd_kb"], digits=1)

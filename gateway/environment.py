@@ -54,6 +54,12 @@ def checked_term(term: str | None) -> str | None:
     return term if TERM_RE.match(term) else "xterm"
 
 
+def helper_env() -> dict[str, str]:
+    """The whole environment of the gateway's own Python helpers (the network workers, the search
+    helpers): a path and a locale, nothing of the gateway's."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
 def clean_env(term: str | None, locale: Mapping[str, str] | None = None) -> dict[str, str]:
     """PATH, LANG, HOME, TERM when there is a terminal, and the client's checked locale."""
     env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root"}

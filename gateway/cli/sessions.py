@@ -138,9 +138,12 @@ def grep_(state: Path, pattern: str, input_only: bool, json: bool, **values: str
         return
     found = 0
     with open_index(state) as index:
-        for match in grep(index, state, regex, filters, input_only=input_only):
-            click.echo(match.json() if as_json else match.text())
-            found += 1
+        try:
+            for match in grep(index, state, regex, filters, input_only=input_only):
+                click.echo(match.json() if as_json else match.text())
+                found += 1
+        except query.QueryError as exc:  # a search helper failed: the matches so far, then one line
+            fail(f"gateway: {exc}", 2)
     if not found:
         sys.exit(1)
 

@@ -107,7 +107,8 @@ def list_table(index: Index, filters: Filters, more: list[tuple[str, ...]] | Non
     line = "  ".join("%!-*s" for _ in CELL_COLUMNS)
     lines = f"SELECT rtrim(printf('{line}', {padded})) AS line FROM sessions {clause} ORDER BY start"  # noqa: S608
     # one string from SQLite, in the subquery's order (a co-routine feeds the aggregate row by row; SQLite
-    # keeps a subquery's ORDER BY under an order-sensitive aggregate; tests/unit/test_list_order.py checks)
+    # keeps a subquery's ORDER BY under an order-sensitive aggregate; tests/unit/evidence/test_query_table.py
+    # checks)
     body = index.db.execute(f"SELECT group_concat(line, char(10)) FROM ({lines})", params).fetchone()[0]  # noqa: S608
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     head = fmt.format(*COLUMNS).rstrip()

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import select
+import stat
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.environment import helper_env
 from gateway.evidence import query
 from gateway.evidence.grep import NEVER, Compiled, Match, Pattern, compile_pattern, grep_recording
 from gateway.evidence.index import Index
@@ -44,8 +46,12 @@ _CORES = len(os.sched_getaffinity(0))
 _SLOTS = threading.BoundedSemaphore(_CORES)
 
 
-class SearchError(RuntimeError):
-    """A helper ended before its share was searched."""
+class SearchError(query.QueryError):
+    """A helper could not start, or ended before its share was searched: the search is cut short, and
+    says so (one line, as any query error: over SSH and on the command line)."""
+
+
+AGAIN = "run the search again (a search of fewer than two recordings stays in one process)"
 
 
 def grep(
@@ -64,21 +70,29 @@ def grep_rows(
     stop: threading.Event = NEVER,
 ) -> Iterator[Match]:
     """Every match in the recordings of the sessions in *rows* (no database access: any thread)."""
-    found = [(row, state / str(row["recording"])) for row in rows if row.get("recording")]
-    found = [(row, path) for row, path in found if path.is_file()]
-    paths = [path for _, path in found]
-    for index, offset, stream, line in _matches(paths, pattern, input_only=input_only, stop=stop):
+    found: list[tuple[dict[str, Any], Path, int]] = []
+    for row in rows:
+        if row.get("recording"):
+            path = state / str(row["recording"])
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG((status := path.stat()).st_mode):
+                    found.append((row, path, status.st_size))
+    paths = [path for _, path, _ in found]
+    large = sum(size for _, _, size in found) >= MIN_BYTES
+    for index, offset, stream, line in _matches(
+        paths, pattern, large=large, input_only=input_only, stop=stop
+    ):
         row = found[index][0]
         info = {k: str(row.get(k) or "-") for k in ("start", "principal", "action", "target")}
         yield Match(str(row["id"]), **info, offset=round(offset, 3), stream=stream, line=line)
 
 
 def _matches(
-    paths: list[Path], pattern: Pattern, *, input_only: bool, stop: threading.Event
+    paths: list[Path], pattern: Pattern, *, large: bool, input_only: bool, stop: threading.Event
 ) -> Iterator[tuple[int, float, str, str]]:
-    """(recording's index, offset, stream, line) of every match, in order."""
+    """(recording's index, offset, stream, line) of every match, in order; helpers when *large*."""
     count = 0
-    if isinstance(pattern, Compiled) and pattern.source and _worth_it(paths):
+    if large and _CORES > 1 and len(paths) > 1 and isinstance(pattern, Compiled) and pattern.source:
         while count < min(_CORES, len(paths)) and _SLOTS.acquire(blocking=False):
             count += 1
         if count < 2:  # one helper is no faster than this thread: leave the core to another search
@@ -100,16 +114,6 @@ def _matches(
             _SLOTS.release()
 
 
-def _worth_it(paths: list[Path]) -> bool:
-    if _CORES < 2 or len(paths) < 2:
-        return False
-    total = 0
-    for path in paths:
-        with contextlib.suppress(OSError):
-            total += path.stat().st_size
-    return total >= MIN_BYTES
-
-
 def _helpers(
     paths: list[Path], pattern: str, *, input_only: bool, stop: threading.Event, count: int
 ) -> Iterator[tuple[int, float, str, str]]:
@@ -117,7 +121,7 @@ def _helpers(
     try:
         for k in range(count):
             helpers.append(_start(paths[k::count], pattern, input_only))
-        readers = [_Lines(helper) for helper in helpers]
+        readers = [_Reader(helper) for helper in helpers]
         for index in range(len(paths)):
             reader = readers[index % count]
             while (line := reader.next(stop)) is not None and line != END:
@@ -134,22 +138,25 @@ def _helpers(
 
 
 def _start(paths: list[Path], pattern: str, input_only: bool) -> subprocess.Popen[bytes]:
-    helper = subprocess.Popen(
-        [sys.executable, "-I", "-m", "gateway.evidence.search"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-        cwd="/",
-    )
-    assert helper.stdin is not None
     job = {"pattern": pattern, "input_only": input_only, "paths": [str(p) for p in paths]}
-    with helper.stdin:
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-I", "-m", "gateway.evidence.search"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=helper_env(),
+            cwd="/",
+        )
+    except OSError as exc:
+        raise SearchError(f"a search helper could not start ({exc.strerror}); {AGAIN}") from None
+    assert helper.stdin is not None
+    with contextlib.suppress(BrokenPipeError), helper.stdin:  # one that died at once: its reader says so
         helper.stdin.write(json.dumps(job).encode())
     return helper
 
 
-class _Lines:
+class _Reader:
     """A helper's output, a line at a time, looking at *stop* at least every POLL seconds."""
 
     def __init__(self, helper: subprocess.Popen[bytes]) -> None:
@@ -169,7 +176,7 @@ class _Lines:
                 continue
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:
-                raise SearchError("a search helper ended before its recordings were searched")
+                raise SearchError(f"a search helper ended before its recordings were searched; {AGAIN}")
             *complete, self.rest = (self.rest + chunk).split(b"\n")
             self.lines.extend(complete)
         return None if stop.is_set() else self.lines.popleft()

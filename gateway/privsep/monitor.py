@@ -43,7 +43,7 @@ from gateway.command import printable
 from gateway.dispatch import wire
 from gateway.dispatch.door_server import REFUSED, serve_session
 from gateway.dispatch.main import Origin
-from gateway.environment import accepted_var
+from gateway.environment import accepted_var, helper_env
 from gateway.errors import AuditUnavailable, ConfigError
 from gateway.events import Event, RefusalKind
 from gateway.fdwait import wait_fd
@@ -475,7 +475,7 @@ class Separated:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.privsep.net", json.dumps(config)],
                 pass_fds=(theirs.fileno(),),
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                env=helper_env(),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
             )

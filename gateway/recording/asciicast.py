@@ -129,8 +129,7 @@ class AsciicastRecorder:
             "env": {"TERM": term or "", "SHELL": "/bin/sh"},
         }
         self._write(json.dumps(header))
-        self._drain()
-        self._file.flush()  # the header is always on disk: a follower reads it first
+        self._drain()  # the header is in the file at once: a follower reads it first
 
     def _write(self, line: str) -> None:
         self._append((line + "\n").encode())
@@ -179,7 +178,6 @@ class AsciicastRecorder:
         self._timer = None
         if not self._file.closed:
             self._drain()
-            self._file.flush()
 
     def _event(self, code: str, text: str) -> None:
         if text:  # json.dumps([stamp, code, text], ensure_ascii=False), without building an encoder each time
@@ -234,7 +232,6 @@ class AsciicastRecorder:
                 self._timer.cancel()
                 self._timer = None
             self._drain()
-            self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
         return {

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.evidence import search
 from gateway.evidence.grep import Compiled, compile_pattern
+from gateway.evidence.query import QueryError
 
 
 def _recordings(directory: Path, count: int, events: int) -> list[dict[str, Any]]:
@@ -89,8 +90,19 @@ def test_a_helper_that_dies_is_an_error_not_a_short_answer(tmp_path: Path, small
     rows = _recordings(tmp_path, 2, 10)
     pattern = compile_pattern("needle")
     pattern.source = "(a)\\1"  # the helper cannot compile it: it exits before writing an answer
-    with pytest.raises(search.SearchError):
+    with pytest.raises(search.SearchError, match="run the search again") as caught:
         list(search.grep_rows(rows, tmp_path, pattern))
+    assert isinstance(caught.value, QueryError)  # one line, as any query error, over SSH and on the CLI
+
+
+def test_a_helper_that_cannot_start_is_the_same_one_line(
+    tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _recordings(tmp_path, 2, 10)
+    monkeypatch.setattr(search.sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(search.SearchError, match=r"could not start .*run the search again"):
+        list(search.grep_rows(rows, tmp_path, compile_pattern("needle")))
+    assert search._SLOTS._value == search._CORES  # type: ignore[attr-defined]  # every core given back
 
 
 def test_small_searches_and_busy_cores_stay_in_this_thread(
